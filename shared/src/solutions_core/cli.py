@@ -1,0 +1,283 @@
+"""One CLI for every app: ``solutions list | validate | train | evaluate | export | serve | demo``.
+
+Orchestrators (Airflow, cron, CI) call these same commands or the functions behind them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="solutions",
+    help="Reference ML solutions on TensorFlow/Keras: train, gate, export and serve each app.\n\n"
+    "Start with `solutions list`, then `solutions demo` (all apps end to end) or "
+    "`solutions train fraud_detection`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML file of config overrides.")]
+SetOption = Annotated[
+    Optional[list[str]], typer.Option("--set", "-s", help="Override one config field: key=value (dots for nesting).")
+]
+HomeOption = Annotated[Optional[Path], typer.Option("--home", help="Artifacts root (default ./artifacts or $SOLUTIONS_HOME).")]
+
+
+def _settings(home: Path | None = None, **overrides: Any):
+    from solutions_core.settings import Settings
+
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if home is not None:
+        values["home"] = home
+    return Settings(**values)
+
+
+def parse_overrides(config_file: Path | None, assignments: list[str] | None) -> dict[str, Any]:
+    """Merge a YAML overrides file and ``key=value`` pairs (values parsed as YAML scalars)."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    if config_file:
+        if not config_file.exists():
+            raise typer.BadParameter(f"Config file {config_file} does not exist.")
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter(f"Config file {config_file} must hold a mapping of fields.")
+        overrides.update(loaded)
+    for assignment in assignments or []:
+        if "=" not in assignment:
+            raise typer.BadParameter(f"--set expects key=value, got {assignment!r}.")
+        key, raw = assignment.split("=", 1)
+        target = overrides
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = yaml.safe_load(raw)
+    return overrides
+
+
+def _solution_and_config(name: str, config_file: Path | None, assignments: list[str] | None):
+    from pydantic import ValidationError
+
+    from solutions_core.registry import get_solution
+
+    try:
+        solution = get_solution(name)
+    except KeyError as problem:
+        console.print(f"[red]{problem.args[0]}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        config = solution.make_config(parse_overrides(config_file, assignments))
+    except ValidationError as problem:
+        console.print(f"[red]Invalid config for {solution.name}:[/red]\n{problem}")
+        raise typer.Exit(2) from None
+    return solution, config
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))  # no CUDA probing noise
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def metrics_table(title: str, rows: dict[str, dict[str, float]], highlight: str | None = None) -> Table:
+    table = Table(title=title)
+    names = list(dict.fromkeys(k for metrics in rows.values() for k in metrics))
+    table.add_column("model")
+    for name in names:
+        table.add_column(name, justify="right")
+    for model, metrics in rows.items():
+        style = "bold green" if model == highlight else None
+        table.add_row(model, *[f"{metrics.get(n, float('nan')):.4f}" for n in names], style=style)
+    return table
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the installed apps (found through entry points; does not import TensorFlow)."""
+    from solutions_core.registry import list_solutions
+
+    table = Table(title="Installed solutions")
+    for column in ("name", "package", "version", "entry point"):
+        table.add_column(column)
+    for entry in list_solutions():
+        table.add_row(entry.name, entry.distribution, entry.version, entry.target)
+    console.print(table)
+
+
+@app.command()
+def validate(
+    name: Annotated[str, typer.Argument(help="App name, e.g. fraud_detection.")],
+    config_file: ConfigOption = None,
+    assignments: SetOption = None,
+    source: Annotated[Optional[str], typer.Option(help="Data file/folder to check (default: generate).")] = None,
+    contract: Annotated[Optional[str], typer.Option(help="Contract name or YAML path (default: the app's).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Check data against the app's data contract; exit 1 and list every violated rule if it fails."""
+    from solutions_core.training import acquire, contracts_for
+
+    solution, config = _solution_and_config(name, config_file, assignments)
+    updates = {k: v for k, v in {"source": source, "contract": contract}.items() if v}
+    config = config.model_copy(update=updates)
+    tables = acquire(solution, config)
+    failed = False
+    for table_name, table_contract in contracts_for(solution, config, _settings(home)).items():
+        report = table_contract.validate(tables[table_name])
+        console.print(report.format())
+        failed |= not report.ok
+    raise typer.Exit(1 if failed else 0)
+
+
+def print_run(result: Any) -> None:
+    rows = {f"{result.candidate} (candidate)": result.test.metrics}
+    rows.update({name: evaluation.metrics for name, evaluation in result.baselines.items()})
+    console.print(metrics_table(f"{result.app}: test split", rows, highlight=f"{result.candidate} (candidate)"))
+    verdict = "[green]promoted[/green]" if result.promoted else "[yellow]rejected[/yellow]"
+    version = f" as version {result.version.version} → {result.version.path}" if result.version else ""
+    console.print(f"gate ({result.test.gate_metric}): {verdict}{version}")
+    console.print(f"report: {result.run_dir / 'report.json'}")
+    for plot in result.plots:
+        console.print(f"plot: {plot}")
+
+
+@app.command()
+def train(
+    name: Annotated[str, typer.Argument(help="App name, e.g. fraud_detection.")],
+    config_file: ConfigOption = None,
+    assignments: SetOption = None,
+    target: Annotated[str, typer.Option(help="cpu | gpu | tpu | edge.")] = "cpu",
+    home: HomeOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run the whole pipeline: validate → train candidates → evaluate vs baselines → gate → publish."""
+    from solutions_core.contracts import ContractViolation
+    from solutions_core.training import run_training
+
+    _quiet_tensorflow()
+    solution, config = _solution_and_config(name, config_file, assignments)
+    settings = _settings(home, target=target)
+    try:
+        result = run_training(
+            solution, config, settings, verbose=0 if quiet else 1, report=lambda m: console.print(f"[cyan]▸[/cyan] {m}")
+        )
+    except ContractViolation as violation:
+        console.print(f"[red]Data contract violated — nothing was trained or published.[/red]\n{violation}")
+        raise typer.Exit(1) from None
+    print_run(result)
+
+
+@app.command()
+def evaluate(
+    name: Annotated[str, typer.Argument(help="App name.")],
+    version: Annotated[Optional[int], typer.Option(help="Model version (default: the champion).")] = None,
+    config_file: ConfigOption = None,
+    assignments: SetOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Score a published version on the test split of the configured data (generated or --set source=...)."""
+    from solutions_core.export import load_signature, predict_frame
+    from solutions_core.model_registry import ModelRegistry
+    from solutions_core.training import acquire, contracts_for, validate as validate_tables
+
+    _quiet_tensorflow()
+    solution, config = _solution_and_config(name, config_file, assignments)
+    settings = _settings(home)
+    registry = ModelRegistry(settings.resolved_models_dir())
+    versions = {v.version: v for v in registry.versions(solution.name)}
+    chosen = versions.get(version) if version else registry.champion(solution.name)
+    if chosen is None:
+        console.print(f"[red]No published version {version or ''} of {solution.name} in {registry.models_dir}.[/red]")
+        raise typer.Exit(1)
+    tables = acquire(solution, config)
+    validate_tables(tables, contracts_for(solution, config, settings))
+    splits = solution.split(solution.prepare(tables, config), config)
+    signature = load_signature(chosen.path, chosen.metadata().get("custom_ops", solution.custom_ops))
+    evaluation = solution.evaluate(predict_frame(signature, splits.test), splits.test, config)
+    console.print(metrics_table(f"{solution.name} v{chosen.version}: test split", {f"v{chosen.version}": evaluation.metrics}))
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="App name.")],
+    out: Annotated[Path, typer.Option(help="Destination folder.")],
+    version: Annotated[Optional[int], typer.Option(help="Model version (default: the champion).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="saved_model | tflite.")] = "saved_model",
+    home: HomeOption = None,
+) -> None:
+    """Copy a published version out as a SavedModel (TF Serving layout) or convert it to TFLite."""
+    import shutil
+
+    from solutions_core.model_registry import ModelRegistry
+
+    settings = _settings(home)
+    registry = ModelRegistry(settings.resolved_models_dir())
+    versions = {v.version: v for v in registry.versions(name)}
+    chosen = versions.get(version) if version else registry.champion(name)
+    if chosen is None:
+        console.print(f"[red]No published version of {name} in {registry.models_dir}.[/red]")
+        raise typer.Exit(1)
+    if fmt == "saved_model":
+        destination = out / name / str(chosen.version)
+        shutil.copytree(chosen.path, destination, dirs_exist_ok=True)
+        console.print(f"SavedModel v{chosen.version} → {destination}")
+    elif fmt == "tflite":
+        _quiet_tensorflow()
+        from solutions_core.export import convert_to_tflite
+
+        try:
+            path = convert_to_tflite(chosen.path, out / f"{name}-v{chosen.version}.tflite")
+        except ValueError as problem:
+            console.print(f"[red]{problem}[/red]")
+            raise typer.Exit(1) from None
+        console.print(f"TFLite v{chosen.version} → {path}")
+    else:
+        raise typer.BadParameter("--format must be saved_model or tflite.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (TF Serving's REST default is 8501).")] = 8501,
+    home: HomeOption = None,
+    poll_seconds: Annotated[float, typer.Option(help="Check for new versions this often (0 = never).")] = 2.0,
+) -> None:
+    """Serve every published model with TF Serving's REST API (hot-reloads new versions)."""
+    from solutions_core.serving.app import serve as run_server
+
+    _quiet_tensorflow()
+    run_server(_settings(home, host=host, port=port), poll_seconds=poll_seconds)
+
+
+@app.command()
+def demo(
+    apps: Annotated[Optional[list[str]], typer.Option("--app", help="Only these apps (default: all installed).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Rows to generate per app (default: each app's).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Every app end to end: train on generated data, show metrics vs baselines, publish, start the API
+    on 127.0.0.1, send a TF-Serving request, print the answer, stop the server."""
+    from solutions_core.demo import run_demo
+
+    _quiet_tensorflow()
+    code = run_demo(apps, size=size, home=home, console=console)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

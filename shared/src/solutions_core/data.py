@@ -1,0 +1,93 @@
+"""The embedded store: Parquet files under a data directory, queryable with DuckDB, plus time splits
+and fingerprints (so a model's metadata says exactly which data trained it)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from solutions_core.solution import Splits
+
+
+class DataStore:
+    """``<data_dir>/<app>/<table>.parquet``; writes are atomic (write to a temp file, then rename), so a
+    crashed run never leaves a half-written table that the next run would read."""
+
+    def __init__(self, data_dir: Path | str):
+        self.data_dir = Path(data_dir)
+
+    def path(self, app: str, table: str) -> Path:
+        return self.data_dir / app / f"{table}.parquet"
+
+    def write(self, app: str, table: str, frame: pd.DataFrame) -> Path:
+        target = self.path(app, table)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".parquet.tmp")
+        os.close(handle)
+        try:
+            frame.to_parquet(temporary, index=False)
+            os.replace(temporary, target)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        return target
+
+    def read(self, app: str, table: str) -> pd.DataFrame:
+        target = self.path(app, table)
+        if not target.exists():
+            raise FileNotFoundError(f"No table {table!r} for {app!r} at {target}; run `solutions train {app}` first.")
+        return pd.read_parquet(target)
+
+    def exists(self, app: str, table: str) -> bool:
+        return self.path(app, table).exists()
+
+    def query(self, sql: str, app: str | None = None) -> pd.DataFrame:
+        """Run DuckDB SQL where each stored table of ``app`` (or every app, as ``<app>__<table>``) is a view."""
+        import duckdb
+
+        connection = duckdb.connect()
+        try:
+            apps = [app] if app else sorted(p.name for p in self.data_dir.glob("*") if p.is_dir())
+            for app_name in apps:
+                for file in sorted((self.data_dir / app_name).glob("*.parquet")):
+                    view = file.stem if app else f"{app_name}__{file.stem}"
+                    escaped = str(file).replace("'", "''")
+                    connection.execute(f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet(\'{escaped}\')')
+            return connection.execute(sql).df()
+        finally:
+            connection.close()
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A stable content hash of a table (values, column names and order); 16 hex digits."""
+    digest = hashlib.sha256()
+    digest.update("|".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def time_split(frame: pd.DataFrame, time_column: str, valid_fraction: float, test_fraction: float) -> Splits:
+    """Split by time so validation and test lie strictly after training, as in production.
+
+    Cut points are quantiles of time; rows sharing a timestamp with a cut point go to the later split,
+    so no timestamp is on both sides of a boundary.
+    """
+    if time_column not in frame.columns:
+        raise ValueError(f"Cannot split by time: column {time_column!r} is not in the data.")
+    if len(frame) < 10:
+        raise ValueError(f"Cannot split {len(frame)} rows into train/valid/test; need at least 10.")
+    ordered = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
+    times = ordered[time_column]
+    valid_start = times.iloc[int(len(ordered) * (1 - valid_fraction - test_fraction))]
+    test_start = times.iloc[int(len(ordered) * (1 - test_fraction))]
+    train = ordered[times < valid_start]
+    valid = ordered[(times >= valid_start) & (times < test_start)]
+    test = ordered[times >= test_start]
+    for name, part in (("train", train), ("valid", valid), ("test", test)):
+        if part.empty:
+            raise ValueError(f"The time split left the {name} split empty; use more data or other fractions.")
+    return Splits(train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True))

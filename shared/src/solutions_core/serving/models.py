@@ -1,0 +1,159 @@
+"""Models on disk → loaded, warmed signatures, with versions and hot reload.
+
+Layout is TF Serving's: ``<models_dir>/<name>/<version>/``. Like TF Serving's default policy, the
+latest version of each model serves; ``refresh()`` (called by a background poller) loads a newer
+version, warms it, and only then swaps it in, so requests never wait on a load.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from solutions_core.model_registry import ModelRegistry, ModelVersion
+
+logger = logging.getLogger("solutions_core.serving")
+
+
+class ModelNotFound(LookupError):
+    pass
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: int
+    path: Path
+    signature: Any
+    metadata: dict[str, Any]
+    input_specs: dict[str, Any]
+    contract: Any | None = None
+    enricher: Callable[[list[dict]], list[dict]] | None = None
+    extra_fields: set[str] = field(default_factory=set)
+    allow_missing: set[str] = field(default_factory=set)
+
+    def predict(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        tensors = {name: tf.constant(values) for name, values in columns.items()}
+        return {name: np.asarray(value) for name, value in self.signature(**tensors).items()}
+
+
+def load_served_model(version: ModelVersion, data_dir: Path | None = None) -> ServedModel:
+    """Load one version with what the server needs around it: its contract (shipped inside the
+    version), and its solution's online enricher when the solution is installed."""
+    from solutions_core.contracts import Contract
+    from solutions_core.export import input_specs, load_signature
+
+    metadata = version.metadata()
+    signature = load_signature(version.path, metadata.get("custom_ops", ()))
+    contract = Contract.from_yaml(version.contract_path) if version.contract_path.exists() else None
+    served = ServedModel(
+        name=version.app,
+        version=version.version,
+        path=version.path,
+        signature=signature,
+        metadata=metadata,
+        input_specs=input_specs(signature),
+        contract=contract,
+    )
+    app = metadata.get("app")
+    if app:
+        try:
+            from solutions_core.registry import get_solution
+
+            solution = get_solution(app)
+            config = solution.make_config(metadata.get("config"))
+            served.extra_fields, served.allow_missing = solution.request_fields(config)
+            if data_dir is not None:
+                served.enricher = solution.online_enricher(Path(data_dir), config)
+        except KeyError:
+            logger.info("Solution %r is not installed; serving %s without its online features.", app, version.path)
+    return served
+
+
+def warm_up(served: ServedModel, instances: list[dict[str, Any]] | None = None) -> None:
+    """One call through the signature so the first real request does not pay for tracing."""
+    from solutions_core.export import to_tensor_value
+
+    columns = {}
+    for name, spec in served.input_specs.items():
+        value = "" if spec.dtype.name == "string" else 0
+        columns[name] = to_tensor_value([value], spec.dtype)
+    served.predict(columns)
+
+
+class ModelManager:
+    """Thread-safe holder of the latest loaded version of each model under ``models_dir``."""
+
+    def __init__(self, models_dir: Path, data_dir: Path | None = None, names: list[str] | None = None):
+        self.registry = ModelRegistry(models_dir)
+        self.data_dir = data_dir
+        self.names = names
+        self._models: dict[str, ServedModel] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    def model_names(self) -> list[str]:
+        if self.names:
+            return list(self.names)
+        base = self.registry.models_dir
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) if base.exists() else []
+
+    def refresh(self) -> list[tuple[str, int]]:
+        """Load any newer version on disk; returns the (name, version) pairs that were swapped in."""
+        swapped = []
+        for name in self.model_names():
+            latest = self.registry.champion(name)
+            current = self._models.get(name)
+            if latest is None or (current and current.version >= latest.version):
+                continue
+            try:
+                served = load_served_model(latest, self.data_dir)
+                warm_up(served)
+            except Exception:  # a broken new version must not take down the one serving
+                logger.exception("Could not load %s version %s; keeping the current one.", name, latest.version)
+                continue
+            with self._lock:
+                self._models[name] = served
+            swapped.append((name, latest.version))
+            logger.info("Serving %s version %s", name, latest.version)
+        return swapped
+
+    def get(self, name: str, version: int | None = None) -> ServedModel:
+        with self._lock:
+            served = self._models.get(name)
+        if served is None:
+            raise ModelNotFound(f"Servable not found for request: Latest({name})")
+        if version is not None and version != served.version:
+            raise ModelNotFound(f"Servable not found for request: Specific({name}, {version})")
+        return served
+
+    def loaded(self) -> dict[str, ServedModel]:
+        with self._lock:
+            return dict(self._models)
+
+    def start_polling(self, interval_seconds: float) -> None:
+        def poll() -> None:
+            while not self._stop.wait(interval_seconds):
+                self.refresh()
+
+        self._poller = threading.Thread(target=poll, name="model-poller", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for served in self.loaded().values():
+            save = getattr(served.enricher, "save", None)
+            if save:
+                try:
+                    save()
+                except Exception:
+                    logger.exception("Could not persist online features of %s", served.name)

@@ -1,0 +1,41 @@
+"""Typed settings, read from the environment (prefix ``SOLUTIONS_``) or passed explicitly.
+
+Nothing here touches the disk at import time: paths are resolved when a command needs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where data, models and run reports live, and where the API listens.
+
+    The defaults keep everything under ``./artifacts`` so a laptop demo needs no configuration; a
+    production fork points ``SOLUTIONS_MODELS_DIR`` at the directory TF Serving (or our server) reads.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SOLUTIONS_", extra="ignore")
+
+    home: Path = Field(default=Path("artifacts"), description="Root for data, models and runs.")
+    data_dir: Path | None = Field(default=None, description="Parquet store (default: <home>/data).")
+    models_dir: Path | None = Field(
+        default=None, description="Serving model base: <models_dir>/<app>/<version>/ (default: <home>/models)."
+    )
+    runs_dir: Path | None = Field(default=None, description="Run reports, plots, logs (default: <home>/runs).")
+    contracts_dir: Path | None = Field(default=None, description="Data contracts (default: ./data_contracts).")
+    host: str = Field(default="127.0.0.1", description="API bind address; loopback unless you mean it.")
+    port: int = Field(default=8501, description="API port (TF Serving's REST default).")
+    target: str = Field(default="cpu", description="cpu | gpu | tpu | edge: picks strategy and precision.")
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir or self.home / "data")
+
+    def resolved_models_dir(self) -> Path:
+        return Path(self.models_dir or self.home / "models")
+
+    def resolved_runs_dir(self) -> Path:
+        return Path(self.runs_dir or self.home / "runs")

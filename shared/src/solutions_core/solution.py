@@ -1,0 +1,214 @@
+"""The seam between the core and an app.
+
+A solution supplies domain knowledge only: its data (a generator and loaders), its contracts, how raw
+tables become modeling examples, which candidate models to train, how to wrap a trained model for
+serving, and how to score it. The core owns the loop around that: validation, storage, splits, fitting
+Keras models under the right distribution strategy, evaluation against baselines, the champion gate,
+export, registration, serving and orchestration.
+
+This module must stay importable without TensorFlow (the registry imports it to type-check entries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import keras
+    import tensorflow as tf
+
+    from solutions_core.strategy import Runtime
+
+
+class TrainingConfig(BaseModel):
+    """Knobs of the core's Keras fit loop, shared by every app."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=512, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    early_stopping_patience: int = Field(default=2, ge=0, description="0 disables early stopping.")
+    steps_per_epoch: int | None = Field(default=None, ge=1, description="Cap steps (tests use a few).")
+
+
+class SolutionConfig(BaseModel):
+    """Fields every app's config has; apps subclass it and add their own with defaults in code.
+
+    A fork changes behaviour by writing a YAML file of overrides (``--config``), not by editing code.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    size: int = Field(default=100_000, ge=100, description="Rows the embedded generator makes.")
+    source: str | None = Field(default=None, description="Data to load instead of generating (path).")
+    contract: str | None = Field(default=None, description="Contract name or path; default: the app's.")
+    valid_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    candidates: list[str] | None = Field(default=None, description="Train only these candidates.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+
+@dataclass
+class Splits:
+    """Time-ordered train / validation / test examples (validation picks the candidate and any
+    threshold; test is touched once, for the report and the champion gate)."""
+
+    train: Any
+    valid: Any
+    test: Any
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in ("train", "valid", "test")}
+
+
+@dataclass
+class KerasCandidate:
+    """A Keras model the core fits with ``model.fit`` under the runtime's distribution strategy.
+
+    ``build_model(train_examples)`` runs inside the strategy scope and returns an uncompiled
+    Functional model whose inputs are raw features (preprocessing layers inside, adapted on the
+    training examples). ``make_dataset(examples, training, batch_size)`` returns a ``tf.data.Dataset``
+    of ``(features, labels)`` or ``(features, labels, sample_weights)``.
+    """
+
+    name: str
+    build_model: Callable[[Any], "keras.Model"]
+    compile_options: Callable[[TrainingConfig], dict[str, Any]]
+    make_dataset: Callable[[Any, bool, int], "tf.data.Dataset"]
+    kind: ClassVar[str] = "keras"
+
+
+@dataclass
+class CustomCandidate:
+    """A model with its own learner (e.g. YDF gradient boosted trees): ``fit(splits, runtime)``
+    returns the fitted model, which ``Solution.serving_module`` then wraps."""
+
+    name: str
+    fit: Callable[[Splits, "Runtime"], Any]
+    kind: ClassVar[str] = "custom"
+
+
+Candidate = KerasCandidate | CustomCandidate
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one model on one split; ``gate_value`` is the number the champion gate compares."""
+
+    metrics: dict[str, float]
+    gate_metric: str
+    higher_is_better: bool = True
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gate_value(self) -> float:
+        return float(self.metrics[self.gate_metric])
+
+    def beats(self, other: float | None, min_delta: float = 0.0) -> bool:
+        if other is None or not np.isfinite(other):
+            return True
+        if self.higher_is_better:
+            return self.gate_value > other + min_delta
+        return self.gate_value < other - min_delta
+
+
+class Solution:
+    """Base class of an app. Subclasses set the class attributes and override the hooks.
+
+    Hooks that may import TensorFlow do it inside the method, never at module import.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str]
+    contracts: ClassVar[tuple[str, ...]]  # data_contracts/<name>.yaml, the first is the primary table
+    gate_metric: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    config_class: ClassVar[type[SolutionConfig]] = SolutionConfig
+    # Python modules that register custom TF ops the exported SavedModel needs (imported by the server
+    # before loading, and recorded in the model metadata so a plain loader knows too).
+    custom_ops: ClassVar[tuple[str, ...]] = ()
+
+    # ---- configuration -------------------------------------------------------------------------
+    def make_config(self, overrides: Mapping[str, Any] | None = None) -> SolutionConfig:
+        return self.config_class.model_validate(dict(overrides or {}))
+
+    def tiny_config(self) -> SolutionConfig:
+        """A seconds-long configuration (tiny data, few steps) for conformance tests and DAG tests."""
+        raise NotImplementedError
+
+    # ---- data ----------------------------------------------------------------------------------
+    def generate(self, config: SolutionConfig) -> dict[str, pd.DataFrame]:
+        """The embedded default: seeded synthetic tables keyed by contract name."""
+        raise NotImplementedError
+
+    def load(self, source: str, config: SolutionConfig) -> dict[str, pd.DataFrame]:
+        """Real data from ``source`` (a file or folder), keyed by contract name."""
+        raise NotImplementedError(f"{self.name} cannot load external data yet.")
+
+    def prepare(self, tables: Mapping[str, pd.DataFrame], config: SolutionConfig) -> Any:
+        """Validated tables -> modeling examples (feature work that cannot live in the graph)."""
+        return tables[self.contracts[0]]
+
+    def split(self, examples: Any, config: SolutionConfig) -> Splits:
+        raise NotImplementedError
+
+    # ---- models --------------------------------------------------------------------------------
+    def candidates(self, config: SolutionConfig) -> list[Candidate]:
+        raise NotImplementedError
+
+    def serving_module(self, candidate: Candidate, fitted: Any, config: SolutionConfig) -> "tf.Module":
+        """Wrap a fitted model as a ``tf.Module`` with a ``serve`` tf.function whose input signature
+        names raw features: this is exactly what is exported and served."""
+        raise NotImplementedError
+
+    def calibrate(
+        self, module: "tf.Module", examples: Any, outputs: Mapping[str, np.ndarray], config: SolutionConfig
+    ) -> dict[str, Any]:
+        """Tune serving-time parameters (e.g. a decision threshold) on validation outputs."""
+        return {}
+
+    def evaluate(self, outputs: Mapping[str, np.ndarray], examples: Any, config: SolutionConfig) -> Evaluation:
+        raise NotImplementedError
+
+    def baselines(self, splits: Splits, config: SolutionConfig) -> dict[str, Evaluation]:
+        """Simple models trained in the same run and scored on the test split."""
+        return {}
+
+    def report(
+        self,
+        outputs: Mapping[str, np.ndarray],
+        examples: Any,
+        baselines: Mapping[str, Evaluation],
+        out_dir: Path,
+        config: SolutionConfig,
+    ) -> list[Path]:
+        """Write plots (PNG) for people who would rather look than read."""
+        return []
+
+    # ---- serving -------------------------------------------------------------------------------
+    def golden_instances(self, examples: Any, count: int = 8) -> list[dict[str, Any]]:
+        """JSON-ready request instances drawn from examples (used by conformance tests and the demo)."""
+        raise NotImplementedError
+
+    def request_fields(self, config: SolutionConfig) -> tuple[set[str], set[str]]:
+        """(extra fields accepted beyond the contract, contract fields a request may omit)."""
+        return set(), set()
+
+    def online_enricher(self, data_dir: Path, config: SolutionConfig) -> Callable[[list[dict]], list[dict]] | None:
+        """Turn request instances into model inputs at serving time (e.g. add history features kept in
+        an online table under ``data_dir``). Returns a callable over a list of instances, or None."""
+        return None
+
+    def routers(self) -> list[Any]:
+        """Extra FastAPI routers mounted beside the TF-Serving API (e.g. ``/recommend``)."""
+        return []

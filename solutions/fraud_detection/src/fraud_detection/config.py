@@ -1,0 +1,60 @@
+"""Typed configuration of the fraud app, defaults in code. A fork overrides fields in a YAML file
+(``solutions train fraud_detection --config my.yaml``); see the app README."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from solutions_core.solution import SolutionConfig, TrainingConfig
+
+
+class FraudColumns(BaseModel):
+    """Which of your contract's columns play which part. Optional roles may be None when your data
+    lacks them (the features that need them are then left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transaction_id: str | None = "transaction_id"
+    timestamp: str = "timestamp"
+    card: str = "card_id"
+    amount: str = "amount"
+    label: str = "is_fraud"
+    device: str | None = "device_id"
+    merchant_lat: str | None = "merchant_lat"
+    merchant_lon: str | None = "merchant_lon"
+    home_lat: str | None = "home_lat"
+    home_lon: str | None = "home_lon"
+
+
+class GradientBoostedTreesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    num_trees: int = Field(default=300, ge=1)
+    max_depth: int = Field(default=6, ge=1)
+    shrinkage: float = Field(default=0.1, gt=0, le=1)
+    early_stopping: str = "LOSS_INCREASE"
+
+
+class KerasModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    embedding_dim: int = Field(default=8, ge=1)
+    hidden_units: list[int] = Field(default_factory=lambda: [128, 64])
+    dropout_rate: float = Field(default=0.2, ge=0, lt=1)
+    max_vocabulary: int = Field(default=1000, ge=2, description="Most frequent values kept per categorical.")
+
+
+class FraudConfig(SolutionConfig):
+    size: int = Field(default=200_000, ge=100)
+    days: int = Field(default=120, ge=7, description="Days of traffic the generator spans.")
+    fraud_rate: float = Field(default=0.002, gt=0, lt=0.5)
+    columns: FraudColumns = Field(default_factory=FraudColumns)
+    exclude_features: list[str] = Field(
+        default_factory=lambda: ["card_id", "merchant_id"],
+        description="Contract features kept out of the model (raw ids memorize rather than generalize).",
+    )
+    review_cost: float = Field(default=5.0, ge=0, description="Cost of reviewing one alert.")
+    missed_fraud_cost_factor: float = Field(default=1.0, ge=0, description="A missed fraud costs amount × this.")
+    gradient_boosted_trees: GradientBoostedTreesConfig = Field(default_factory=GradientBoostedTreesConfig)
+    keras_model: KerasModelConfig = Field(default_factory=KerasModelConfig)
+    training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(epochs=8, batch_size=1024))

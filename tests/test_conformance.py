@@ -1,0 +1,70 @@
+"""Conformance, parametrized over every registered app: a few training steps, export, reload, serve,
+and the same answers from the in-process model, the reloaded SavedModel and the HTTP API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import registered_apps
+from solutions_core.demo import http_json
+from solutions_core.export import load_signature, max_abs_difference, predict_frame
+from solutions_core.model_registry import ModelRegistry
+
+APPS = registered_apps()
+TOLERANCE = 1e-5
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_run_published_a_self_describing_version(app, trained, settings):
+    result = trained[app]
+    assert result.promoted and result.version.version == 1
+    metadata = result.version.metadata()
+    for key in ("test_metrics", "contract", "data_fingerprints", "config", "code_version", "gate_metric", "candidate"):
+        assert metadata.get(key), f"metadata lacks {key}"
+    assert result.version.contract_path.exists()
+    assert np.isfinite(result.test.gate_value)
+    assert result.baselines, "every app reports baselines in the same run"
+    assert (result.run_dir / "report.json").exists()
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_in_process_saved_model_and_api_agree(app, trained, server):
+    result = trained[app]
+    instances = result.golden_instances
+    assert len(instances) >= 2
+    expected = result.golden_outputs
+
+    version = ModelRegistry(result.version.path.parent.parent).champion(app)
+    signature = load_signature(version.path, version.metadata()["custom_ops"])
+    reloaded = predict_frame(signature, pd.DataFrame(instances))
+    assert max_abs_difference(expected, reloaded) <= TOLERANCE
+
+    status, body = http_json("POST", f"{server.url}/v1/models/{app}:predict", {"instances": instances})
+    assert status == 200, body
+    from_api = {name: np.array([row[name] for row in body["predictions"]]) for name in expected}
+    assert max_abs_difference(expected, from_api) <= TOLERANCE
+
+    columnar = {name: [instance[name] for instance in instances] for name in instances[0]}
+    status, body = http_json("POST", f"{server.url}/v1/models/{app}/versions/1:predict", {"inputs": columnar})
+    assert status == 200, body
+    assert max_abs_difference(expected, {k: np.array(v) for k, v in body["outputs"].items()}) <= TOLERANCE
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_status_and_metadata_follow_tf_serving(app, trained, server):
+    status, body = http_json("GET", f"{server.url}/v1/models/{app}")
+    assert status == 200
+    assert body["model_version_status"][0] == {
+        "version": "1",
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
+    status, body = http_json("GET", f"{server.url}/v1/models/{app}/versions/1/metadata")
+    assert status == 200
+    signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert set(signature["inputs"]) == set(trained[app].golden_instances[0])
+    assert set(signature["outputs"]) == set(trained[app].golden_outputs)
+    status, body = http_json("GET", f"{server.url}/v1/models/{app}/versions/7")
+    assert status == 404 and "error" in body
