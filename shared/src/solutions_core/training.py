@@ -139,7 +139,7 @@ def fit_candidate(
     global_batch = training.batch_size * int(getattr(runtime.strategy, "num_replicas_in_sync", 1))
     train_data = candidate.make_dataset(splits.train, True, global_batch)
     valid_data = candidate.make_dataset(splits.valid, False, global_batch)
-    callbacks: list[Any] = [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard" / candidate.name))]
+    callbacks: list[Any] = [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard" / candidate.name), write_graph=False)]
     if training.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
