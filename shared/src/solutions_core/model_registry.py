@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 METADATA_FILE = "solution_metadata.json"
-CONTRACT_FILE = "contract.yaml"
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,9 @@ class ModelVersion:
 
     @property
     def contract_path(self) -> Path:
-        return self.path / "assets.extra" / CONTRACT_FILE
+        """The data contract the version was trained under, shipped inside it (``<contract>.yaml``)."""
+        name = self.metadata().get("contract", {}).get("name", "contract")
+        return self.path / "assets.extra" / f"{name}.yaml"
 
     def metadata(self) -> dict[str, Any]:
         if not self.metadata_path.exists():

@@ -28,7 +28,7 @@ import pandas as pd
 from solutions_core import __version__
 from solutions_core.contracts import Contract, ValidationReport, load_contract
 from solutions_core.data import DataStore, fingerprint
-from solutions_core.model_registry import CONTRACT_FILE, ModelRegistry, ModelVersion
+from solutions_core.model_registry import ModelRegistry, ModelVersion
 from solutions_core.settings import Settings
 from solutions_core.solution import (
     Candidate,
@@ -336,7 +336,7 @@ def run_training(
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "champion_before": champion_before,
         }
-        extra = {CONTRACT_FILE: primary.path} if primary.path else None
+        extra = {f"{primary.name}.yaml": primary.path} if primary.path else None
         version = registry.publish(solution.name, export_dir, metadata, extra_files=extra)
         say(f"gate: promoted as version {version.version} ({solution.gate_metric} {test_evaluation.gate_value:.4f}"
             f" vs champion {champion_value if champion_value is not None else 'none'})")

@@ -97,6 +97,7 @@ class ModelManager:
         self.data_dir = data_dir
         self.names = names
         self._models: dict[str, ServedModel] = {}
+        self._failed: set[tuple[str, int]] = set()  # versions that failed to load: not retried every poll
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -115,11 +116,14 @@ class ModelManager:
             current = self._models.get(name)
             if latest is None or (current and current.version >= latest.version):
                 continue
+            if (name, latest.version) in self._failed:
+                continue
             try:
                 served = load_served_model(latest, self.data_dir)
                 warm_up(served)
             except Exception:  # a broken new version must not take down the one serving
                 logger.exception("Could not load %s version %s; keeping the current one.", name, latest.version)
+                self._failed.add((name, latest.version))
                 continue
             with self._lock:
                 self._models[name] = served

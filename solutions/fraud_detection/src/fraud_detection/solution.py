@@ -187,10 +187,14 @@ class FraudDetection(Solution):
         # Mix frauds in so golden outputs exercise both decisions.
         frauds = examples[examples[config.columns.label] == 1].head(count // 2)
         rows = pd.concat([frauds, examples.head(count - len(frauds))])
+        from solutions_core.contracts import load_contract
+
+        request_columns = [c.name for c in load_contract(config.contract or self.contracts[0]).request_columns()]
+        fields = list(dict.fromkeys(request_columns + list(spec.inputs)))
         instances = []
         for _, row in rows.iterrows():
             instance = {}
-            for name in spec.inputs:
+            for name in fields:
                 value = row[name]
                 if isinstance(value, pd.Timestamp):
                     value = value.isoformat()
