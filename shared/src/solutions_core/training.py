@@ -153,6 +153,7 @@ def fit_candidate(
         steps_per_epoch=training.steps_per_epoch,
         callbacks=callbacks,
         verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself
     )
     return model
 
