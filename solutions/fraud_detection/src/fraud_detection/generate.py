@@ -473,8 +473,10 @@ def _compromised_merchant_fraud(
     cards_per_breach = -(-events_wanted // 4)
     exposed_cards: dict[int, float] = {}  # card -> its last visit during a breach
     for merchant in breach_order:
-        breach_start = rng.uniform(0, 0.85 * world.total_seconds - 10 * SECONDS_PER_DAY)
-        breach_end = breach_start + 10 * SECONDS_PER_DAY
+        # Ten-day breaches, shorter on short periods so any `days` works.
+        breach_length = min(10 * SECONDS_PER_DAY, 0.3 * world.total_seconds)
+        breach_start = rng.uniform(0, max(0.85 * world.total_seconds - breach_length, 1.0))
+        breach_end = breach_start + breach_length
         rows = rows_by_merchant[merchant_ends[merchant] - int(visits[merchant]) : merchant_ends[merchant]]
         seconds = legit["seconds"][rows]
         exposed = rows[(seconds >= breach_start) & (seconds < breach_end)]
@@ -500,7 +502,7 @@ def _compromised_merchant_fraud(
         visit = exposed_cards[int(card)]
         moment = visit + rng.uniform(2, 20) * SECONDS_PER_DAY
         if moment >= world.total_seconds - SECONDS_PER_DAY:
-            moment = rng.uniform(visit, world.total_seconds - SECONDS_PER_DAY / 2)
+            moment = rng.uniform(visit, max(visit, world.total_seconds - SECONDS_PER_DAY / 2))
         daytime = np.floor(moment / SECONDS_PER_DAY) * SECONDS_PER_DAY + rng.uniform(9, 22) * 3600
         moment = max(daytime, visit + 3600)
         online_device = world.new_fraud_device(rng)
