@@ -76,7 +76,7 @@ class KerasCandidate:
 
     ``build_model(train_examples)`` runs inside the strategy scope and returns an uncompiled
     Functional model whose inputs are raw features (preprocessing layers inside, adapted on the
-    training examples). ``make_dataset(examples, training, batch_size)`` returns a ``tf.data.Dataset``
+    training examples). ``make_dataset(examples, training, batch_size)`` returns a finite ``tf.data.Dataset``
     of ``(features, labels)`` or ``(features, labels, sample_weights)``.
     """
 

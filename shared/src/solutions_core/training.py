@@ -138,6 +138,8 @@ def fit_candidate(
         model.compile(**candidate.compile_options(training), jit_compile=runtime.jit_compile)
     global_batch = training.batch_size * int(getattr(runtime.strategy, "num_replicas_in_sync", 1))
     train_data = candidate.make_dataset(splits.train, True, global_batch)
+    if training.steps_per_epoch:  # fixed-length epochs may cross the end of the data
+        train_data = train_data.repeat()
     valid_data = candidate.make_dataset(splits.valid, False, global_batch)
     callbacks: list[Any] = [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard" / candidate.name), write_graph=False)]
     if training.early_stopping_patience:

@@ -90,7 +90,7 @@ def make_dataset(frame: pd.DataFrame, spec: FeatureSpec, label: str, training: b
     labels = frame[label].to_numpy(dtype="float32")
     dataset = tf.data.Dataset.from_tensor_slices((features, labels))
     if training:
-        dataset = dataset.shuffle(min(len(frame), 100_000), seed=0, reshuffle_each_iteration=True).repeat()
+        dataset = dataset.shuffle(min(len(frame), 100_000), seed=0, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
