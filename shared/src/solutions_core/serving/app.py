@@ -146,8 +146,11 @@ def run_predict(served: ServedModel, body: Any) -> dict[str, Any]:
             raise RequestError("; ".join(problems))
     if served.enricher is not None:
         instances = served.enricher(instances)
-    missing = sorted({name for name in served.input_specs for i in instances if i.get(name) is None and served.input_specs[name].dtype.name != "string"} -
-                     ({name for name in served.input_specs if served.contract and name in served.contract.columns and served.contract.columns[name].nullable}))
+    contract_columns = served.contract.columns if served.contract is not None else {}
+    nullable = {name for name, column in contract_columns.items() if column.nullable}
+    missing = sorted(
+        name for name in served.input_specs if name not in nullable and any(i.get(name) is None for i in instances)
+    )
     if missing:
         raise RequestError(f"Missing model inputs: {', '.join(missing)}.")
     columns = {}

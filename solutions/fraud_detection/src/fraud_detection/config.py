@@ -29,9 +29,12 @@ class FraudColumns(BaseModel):
 class GradientBoostedTreesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    num_trees: int = Field(default=300, ge=1)
-    max_depth: int = Field(default=6, ge=1)
-    shrinkage: float = Field(default=0.1, gt=0, le=1)
+    # Measured on the generator (200k rows, 0.2 % fraud): shallower, slower-learning trees with a
+    # minimum leaf size generalize better over time than YDF's defaults.
+    num_trees: int = Field(default=500, ge=1)
+    max_depth: int = Field(default=5, ge=1)
+    shrinkage: float = Field(default=0.05, gt=0, le=1)
+    min_examples: int = Field(default=50, ge=1)
     early_stopping: str = "LOSS_INCREASE"
 
 
@@ -50,8 +53,9 @@ class FraudConfig(SolutionConfig):
     fraud_rate: float = Field(default=0.002, gt=0, lt=0.5)
     columns: FraudColumns = Field(default_factory=FraudColumns)
     exclude_features: list[str] = Field(
-        default_factory=lambda: ["card_id", "merchant_id"],
-        description="Contract features kept out of the model (raw ids memorize rather than generalize).",
+        default_factory=lambda: ["card_id", "merchant_id", "device_id"],
+        description="Contract features kept out of the model: raw ids memorize rather than generalize "
+        "(their signal reaches the model through the history features, e.g. new_device_for_card).",
     )
     review_cost: float = Field(default=5.0, ge=0, description="Cost of reviewing one alert.")
     missed_fraud_cost_factor: float = Field(default=1.0, ge=0, description="A missed fraud costs amount × this.")

@@ -81,16 +81,27 @@ def baseline_models(train: pd.DataFrame, train_labels: np.ndarray, categorical: 
                 ("numeric", "passthrough", numeric),
                 (
                     "categorical",
-                    OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
+                    OrdinalEncoder(
+                        handle_unknown="use_encoded_value",
+                        unknown_value=-1,
+                        encoded_missing_value=-1,
+                        max_categories=250,  # HistGradientBoosting takes at most 255 categories
+                    ),
                     categorical,
                 ),
             ]
         ),
+        # Regularized, not sklearn's defaults: with a few hundred positives the defaults (and their
+        # random-holdout early stopping) overfit and would make a straw-man baseline (AUPRC 0.33 vs
+        # 0.79 measured on the 200k-row generator).
         HistGradientBoostingClassifier(
             categorical_features=list(range(len(numeric), len(numeric) + len(categorical))),
             max_iter=300,
-            learning_rate=0.1,
-            early_stopping=True,
+            learning_rate=0.05,
+            max_leaf_nodes=15,
+            min_samples_leaf=50,
+            l2_regularization=1.0,
+            early_stopping=False,
             random_state=0,
         ),
     )

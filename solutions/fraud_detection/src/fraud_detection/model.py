@@ -108,6 +108,7 @@ def train_gradient_boosted_trees(train: pd.DataFrame, valid: pd.DataFrame, spec:
         num_trees=settings.num_trees,
         max_depth=settings.max_depth,
         shrinkage=settings.shrinkage,
+        min_examples=settings.min_examples,
         early_stopping=settings.early_stopping,
         random_seed=config.seed,
     )
