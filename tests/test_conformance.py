@@ -68,3 +68,13 @@ def test_status_and_metadata_follow_tf_serving(app, trained, server):
     assert set(signature["outputs"]) == set(trained[app].golden_outputs)
     status, body = http_json("GET", f"{server.url}/v1/models/{app}/versions/7")
     assert status == 404 and "error" in body
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_openapi_publishes_the_contract_request_schema(app, trained, server):
+    status, spec = http_json("GET", f"{server.url}/openapi.json")
+    assert status == 200
+    instance = spec["components"]["schemas"][f"{app}Instance"]
+    contract_fields = set(instance["properties"])
+    assert set(instance["required"]) <= contract_fields
+    assert f"{app}PredictRequest" in spec["components"]["schemas"]

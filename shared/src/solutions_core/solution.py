@@ -171,6 +171,12 @@ class Solution:
         names raw features: this is exactly what is exported and served."""
         raise NotImplementedError
 
+    def ensembles(self, fitted: Mapping[str, Any], config: SolutionConfig) -> list[tuple[Candidate, Any]]:
+        """Extra candidates built from already fitted ones (e.g. an average of their scores), as
+        ``(candidate, fitted)`` pairs that ``serving_module`` can wrap. They are scored on validation
+        like any other candidate. Default: none."""
+        return []
+
     def calibrate(
         self, module: "tf.Module", examples: Any, outputs: Mapping[str, np.ndarray], config: SolutionConfig
     ) -> dict[str, Any]:

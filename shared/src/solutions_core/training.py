@@ -273,19 +273,28 @@ def run_training(
             raise ValueError(f"No candidate matches {config.candidates}.")
     results: list[CandidateResult] = []
     modules: dict[str, Any] = {}
-    for candidate in candidates:
-        say(f"fit: {candidate.name} ({candidate.kind})")
-        fit_start = time.perf_counter()
-        fitted = fit_candidate(candidate, splits, config, runtime, run_dir, verbose)
+    fitted_models: dict[str, Any] = {}
+
+    def score_candidate(candidate: Candidate, fitted: Any, started_at: float) -> None:
         module = solution.serving_module(candidate, fitted, config)
         valid_outputs = predict_frame(module.serve, splits.valid)
         calibration = solution.calibrate(module, splits.valid, valid_outputs, config)
         if calibration:
             valid_outputs = predict_frame(module.serve, splits.valid)
         evaluation = solution.evaluate(valid_outputs, splits.valid, config)
-        results.append(CandidateResult(candidate.name, candidate.kind, evaluation, calibration, time.perf_counter() - fit_start))
+        results.append(CandidateResult(candidate.name, candidate.kind, evaluation, calibration, time.perf_counter() - started_at))
         modules[candidate.name] = module
         say(f"  valid {evaluation.gate_metric}={evaluation.gate_value:.4f}")
+
+    for candidate in candidates:
+        say(f"fit: {candidate.name} ({candidate.kind})")
+        fit_start = time.perf_counter()
+        fitted_models[candidate.name] = fit_candidate(candidate, splits, config, runtime, run_dir, verbose)
+        score_candidate(candidate, fitted_models[candidate.name], fit_start)
+    # Ensembles of the fitted candidates compete on the same validation data (no refitting).
+    for candidate, fitted in solution.ensembles(fitted_models, config):
+        say(f"ensemble: {candidate.name}")
+        score_candidate(candidate, fitted, time.perf_counter())
 
     best = max(results, key=lambda r: r.valid.gate_value if solution.higher_is_better else -r.valid.gate_value)
     module = modules[best.name]

@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     )
     app.state.manager = manager
     app.include_router(tf_serving_router(manager))
+    install_contract_schemas(app, manager)
     from solutions_core.registry import get_solution, list_solutions
 
     for entry in list_solutions():
@@ -205,6 +206,35 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         except Exception:
             logger.exception("Could not mount the routes of %s", entry.name)
     return app
+
+
+def install_contract_schemas(app: FastAPI, manager: ModelManager) -> None:
+    """Publish each served model's request schema (derived from its data contract) in the OpenAPI
+    spec, as ``<model>Instance`` and ``<model>PredictRequest`` components."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, served in sorted(manager.loaded().items()):
+            if served.contract is None:
+                continue
+            instance = served.contract.request_json_schema(
+                extra_fields=served.extra_fields, allow_missing=served.allow_missing
+            )
+            components[f"{name}Instance"] = instance
+            components[f"{name}PredictRequest"] = {
+                "type": "object",
+                "description": f"POST /v1/models/{name}:predict (contract {served.contract.name} v{served.contract.version})",
+                "properties": {
+                    "signature_name": {"type": "string", "default": "serving_default"},
+                    "instances": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}Instance"}},
+                    "inputs": {"type": "object", "description": "Columnar form: each field maps to a list."},
+                },
+            }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def tf_serving_router(manager: ModelManager) -> APIRouter:

@@ -116,21 +116,28 @@ def train_gradient_boosted_trees(train: pd.DataFrame, valid: pd.DataFrame, spec:
 
 
 class FraudServingModule(tf.Module):
-    """The exported model: raw inputs → ``fraud_probability`` (float32) and ``decision`` (int64)."""
+    """The exported model: raw inputs → ``fraud_probability`` (float32) and ``decision`` (int64).
 
-    def __init__(self, spec: FeatureSpec, score: Any, threshold: float = 0.5, name: str = "fraud_detection"):
+    ``scorers`` are Keras models (raw inputs) and/or YDF tf.Modules (derived features); with several,
+    the probability is their average (a blend).
+    """
+
+    def __init__(self, spec: FeatureSpec, scorers: list[Any], threshold: float = 0.5, name: str = "fraud_detection"):
         super().__init__(name=name)
-        self.scorer = score  # a Keras model (raw inputs) or a YDF tf.Module (derived features)
+        self.scorers = list(scorers)
         self.threshold = tf.Variable(threshold, dtype=tf.float32, trainable=False, name="threshold")
-        self._is_keras = isinstance(score, keras.Model)
         self._spec = spec
 
         def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-            if self._is_keras:
-                probability = tf.reshape(self.scorer(inputs, training=False), [-1])
-            else:
-                probability = tf.reshape(self.scorer(derive_features(inputs, self._spec)), [-1])
-            probability = tf.cast(probability, tf.float32)
+            derived = None
+            probabilities = []
+            for scorer in self.scorers:
+                if isinstance(scorer, keras.Model):
+                    probabilities.append(tf.reshape(tf.cast(scorer(inputs, training=False), tf.float32), [-1]))
+                else:
+                    derived = derived if derived is not None else derive_features(inputs, self._spec)
+                    probabilities.append(tf.reshape(tf.cast(scorer(derived), tf.float32), [-1]))
+            probability = tf.add_n(probabilities) / float(len(probabilities))
             return {
                 "fraud_probability": probability,
                 "decision": tf.cast(probability >= self.threshold, tf.int64),
@@ -140,6 +147,7 @@ class FraudServingModule(tf.Module):
 
 
 def serving_module(spec: FeatureSpec, fitted: Any) -> FraudServingModule:
-    if isinstance(fitted, keras.Model):
-        return FraudServingModule(spec, fitted)
-    return FraudServingModule(spec, fitted.to_tensorflow_function())
+    """Wrap one fitted model (or a list of them, for a blend) for export."""
+    models = fitted if isinstance(fitted, list) else [fitted]
+    scorers = [m if isinstance(m, keras.Model) else m.to_tensorflow_function() for m in models]
+    return FraudServingModule(spec, scorers)

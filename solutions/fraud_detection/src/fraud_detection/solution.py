@@ -127,6 +127,14 @@ class FraudDetection(Solution):
 
         return serving_module(self.feature_spec(config), fitted)
 
+    def ensembles(self, fitted: Mapping[str, Any], config: FraudConfig) -> list[tuple[Any, Any]]:
+        # The trees and the MLP make different mistakes; their average is often better than either
+        # and is chosen only when validation says so.
+        if len(fitted) < 2:
+            return []
+        blend = CustomCandidate("blend_" + "_".join(sorted(fitted)), fit=lambda splits, runtime: None)
+        return [(blend, [fitted[name] for name in sorted(fitted)])]
+
     def calibrate(self, module: Any, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray], config: FraudConfig) -> dict[str, Any]:
         from fraud_detection.evaluate import choose_threshold
 
