@@ -56,3 +56,25 @@ def test_unknown_app_names_the_installed_ones(name):
     result = runner.invoke(app, ["validate", name])
     assert result.exit_code == 2
     assert "fraud_detection" in result.output
+
+
+def test_export_copies_the_champion_in_tf_serving_layout(trained, home, tmp_path):
+    result = runner.invoke(app, ["export", "fraud_detection", "--out", str(tmp_path), "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fraud_detection" / "1" / "saved_model.pb").exists()
+    assert (tmp_path / "fraud_detection" / "1" / "assets.extra" / "solution_metadata.json").exists()
+
+
+def test_evaluate_rescores_a_published_version(trained, home, settings):
+    result = runner.invoke(
+        app,
+        ["evaluate", "fraud_detection", "--home", str(home), "--set", "size=4000", "--set", "fraud_rate=0.03", "--set", "days=30"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "auprc" in result.output and "v1" in result.output
+
+
+def test_evaluate_without_a_model_says_so(tmp_path):
+    result = runner.invoke(app, ["evaluate", "fraud_detection", "--home", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "No published version" in result.output

@@ -92,14 +92,14 @@ def _quiet_tensorflow() -> None:
 
 
 def metrics_table(title: str, rows: dict[str, dict[str, float]], highlight: str | None = None) -> Table:
+    """Metrics down, models across: fits a terminal however many metrics an app reports."""
     table = Table(title=title)
-    names = list(dict.fromkeys(k for metrics in rows.values() for k in metrics))
-    table.add_column("model")
-    for name in names:
-        table.add_column(name, justify="right")
-    for model, metrics in rows.items():
-        style = "bold green" if model == highlight else None
-        table.add_row(model, *[f"{metrics.get(n, float('nan')):.4f}" for n in names], style=style)
+    metric_names = list(dict.fromkeys(k for metrics in rows.values() for k in metrics))
+    table.add_column("metric")
+    for model in rows:
+        table.add_column(model, justify="right", style="bold green" if model == highlight else None)
+    for metric in metric_names:
+        table.add_row(metric, *[f"{rows[model].get(metric, float('nan')):.4f}" for model in rows])
     return table
 
 
@@ -141,9 +141,11 @@ def validate(
 
 
 def print_run(result: Any) -> None:
-    rows = {f"{result.candidate} (candidate)": result.test.metrics}
+    rows = {result.candidate: result.test.metrics}
+    if result.champion_before and result.champion_before.get("value") is not None:
+        rows[f"champion v{result.champion_before['version']}"] = {result.test.gate_metric: result.champion_before["value"]}
     rows.update({name: evaluation.metrics for name, evaluation in result.baselines.items()})
-    console.print(metrics_table(f"{result.app}: test split", rows, highlight=f"{result.candidate} (candidate)"))
+    console.print(metrics_table(f"{result.app}: test split (candidate vs champion and baselines)", rows, highlight=result.candidate))
     verdict = "[green]promoted[/green]" if result.promoted else "[yellow]rejected[/yellow]"
     version = f" as version {result.version.version} → {result.version.path}" if result.version else ""
     console.print(f"gate ({result.test.gate_metric}): {verdict}{version}")

@@ -132,7 +132,7 @@ class FraudDetection(Solution):
         # and is chosen only when validation says so.
         if len(fitted) < 2:
             return []
-        blend = CustomCandidate("blend_" + "_".join(sorted(fitted)), fit=lambda splits, runtime: None)
+        blend = CustomCandidate("blend", fit=lambda splits, runtime: None)  # mean of all fitted candidates
         return [(blend, [fitted[name] for name in sorted(fitted)])]
 
     def calibrate(self, module: Any, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray], config: FraudConfig) -> dict[str, Any]:
