@@ -78,3 +78,14 @@ def test_evaluate_without_a_model_says_so(tmp_path):
     result = runner.invoke(app, ["evaluate", "fraud_detection", "--home", str(tmp_path)])
     assert result.exit_code == 1
     assert "No published version" in result.output
+
+
+def test_nested_overrides_keep_the_apps_other_defaults():
+    from solutions_core.registry import get_solution
+
+    solution = get_solution("fraud_detection")
+    default = solution.make_config()
+    changed = solution.make_config({"training": {"epochs": 3}, "columns": {"device": None}})
+    assert changed.training.epochs == 3
+    assert changed.training.early_stopping_monitor == default.training.early_stopping_monitor == "val_auprc"
+    assert changed.columns.device is None and changed.columns.card == default.columns.card

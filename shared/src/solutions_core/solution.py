@@ -36,6 +36,8 @@ class TrainingConfig(BaseModel):
     batch_size: int = Field(default=512, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
     early_stopping_patience: int = Field(default=2, ge=0, description="0 disables early stopping.")
+    early_stopping_monitor: str = Field(default="val_loss", description="Keras log key to watch, e.g. val_auprc.")
+    early_stopping_mode: str = Field(default="min", pattern="^(min|max)$")
     steps_per_epoch: int | None = Field(default=None, ge=1, description="Cap steps (tests use a few).")
 
 
@@ -121,6 +123,16 @@ class Evaluation:
         return self.gate_value < other - min_delta
 
 
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 class Solution:
     """Base class of an app. Subclasses set the class attributes and override the hooks.
 
@@ -140,7 +152,10 @@ class Solution:
 
     # ---- configuration -------------------------------------------------------------------------
     def make_config(self, overrides: Mapping[str, Any] | None = None) -> SolutionConfig:
-        return self.config_class.model_validate(dict(overrides or {}))
+        """The app's defaults with ``overrides`` deep-merged in: overriding ``training.epochs`` keeps
+        the app's other training defaults instead of resetting them to the generic ones."""
+        defaults = self.config_class().model_dump()
+        return self.config_class.model_validate(deep_merge(defaults, dict(overrides or {})))
 
     def tiny_config(self) -> SolutionConfig:
         """A seconds-long configuration (tiny data, few steps) for conformance tests and DAG tests."""

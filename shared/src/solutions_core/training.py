@@ -145,7 +145,10 @@ def fit_candidate(
     if training.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=training.early_stopping_patience, restore_best_weights=True
+                monitor=training.early_stopping_monitor,
+                mode=training.early_stopping_mode,
+                patience=training.early_stopping_patience,
+                restore_best_weights=True,
             )
         )
     model.fit(

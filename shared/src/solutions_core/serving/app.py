@@ -249,9 +249,9 @@ def tf_serving_router(manager: ModelManager) -> APIRouter:
         except orjson.JSONDecodeError as problem:
             raise RequestError(f"Request body is not valid JSON: {problem}") from problem
 
-    async def handle(name: str, version: int | None, verb: str | None, request: Request) -> Response:
+    async def handle(name: str, version_text: str | None, verb: str | None, request: Request) -> Response:
         try:
-            served = manager.get(name, version)
+            served = manager.get(name, parse_version(version_text) if version_text is not None else None)
             if request.method == "GET":
                 if verb == "metadata":
                     return json_response(metadata_payload(served))
@@ -289,18 +289,11 @@ def tf_serving_router(manager: ModelManager) -> APIRouter:
 
     @router.get("/v1/models/{name}/versions/{target}", tags=["tf-serving"], summary="Version status")
     async def version_status(name: str, target: str, request: Request) -> Response:
-        try:
-            version_text, verb = parse_target(target)
-            return await handle(name, parse_version(version_text), verb, request)
-        except RequestError as problem:
-            return error(400, str(problem))
+        return await handle(name, *parse_target(target), request)
 
     @router.get("/v1/models/{name}/versions/{version}/metadata", tags=["tf-serving"], summary="Version metadata")
     async def version_metadata(name: str, version: str, request: Request) -> Response:
-        try:
-            return await handle(name, parse_version(version), "metadata", request)
-        except RequestError as problem:
-            return error(400, str(problem))
+        return await handle(name, version, "metadata", request)
 
     @router.post("/v1/models/{target}", tags=["tf-serving"], summary="Predict: POST /v1/models/{name}:predict")
     async def model_predict(target: str, request: Request) -> Response:
@@ -309,11 +302,7 @@ def tf_serving_router(manager: ModelManager) -> APIRouter:
 
     @router.post("/v1/models/{name}/versions/{target}", tags=["tf-serving"], summary="Predict with a version")
     async def version_predict(name: str, target: str, request: Request) -> Response:
-        try:
-            version_text, verb = parse_target(target)
-            return await handle(name, parse_version(version_text), verb, request)
-        except RequestError as problem:
-            return error(400, str(problem))
+        return await handle(name, *parse_target(target), request)
 
     @router.get("/healthz", tags=["ops"], summary="Liveness and loaded models")
     async def health() -> Response:
