@@ -22,6 +22,7 @@ class Runtime:
     precision: str  # keras dtype policy name
     jit_compile: bool | str
     seed: int = 0
+    verbose: int = 1  # candidates with their own learners show progress when > 0
 
     def describe(self) -> dict[str, Any]:
         return {

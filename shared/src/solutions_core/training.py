@@ -267,6 +267,7 @@ def run_training(
     say(f"split: {splits.sizes()}")
 
     runtime = make_runtime(settings.target, seed=config.seed)
+    runtime.verbose = verbose
     say(f"runtime: {runtime.describe()}")
 
     candidates = solution.candidates(config)
@@ -311,10 +312,10 @@ def run_training(
 
     test_outputs = predict_frame(reloaded, splits.test)
     test_evaluation = solution.evaluate(test_outputs, splits.test, config)
-    say(f"test: {best.name} " + " ".join(f"{k}={v:.4f}" for k, v in test_evaluation.metrics.items()))
+    say(f"test: {best.name} {test_evaluation.gate_metric}={test_evaluation.gate_value:.4f}")
     baselines = solution.baselines(splits, config)
     for name, evaluation in baselines.items():
-        say(f"baseline: {name} " + " ".join(f"{k}={v:.4f}" for k, v in evaluation.metrics.items()))
+        say(f"baseline: {name} {evaluation.gate_metric}={evaluation.gate_value:.4f}")
     plots = solution.report(test_outputs, splits.test, baselines, run_dir, config)
     golden = solution.golden_instances(splits.test)
     # The in-process model's answers on the golden requests: what the exported model, TF Serving and

@@ -94,7 +94,9 @@ def make_dataset(frame: pd.DataFrame, spec: FeatureSpec, label: str, training: b
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def train_gradient_boosted_trees(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, config: FraudConfig) -> Any:
+def train_gradient_boosted_trees(
+    train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, config: FraudConfig, verbose: int = 0
+) -> Any:
     """YDF GBT on the same derived features the Keras model sees; validation drives early stopping."""
     import ydf
 
@@ -112,7 +114,7 @@ def train_gradient_boosted_trees(train: pd.DataFrame, valid: pd.DataFrame, spec:
         early_stopping=settings.early_stopping,
         random_seed=config.seed,
     )
-    return learner.train(train_table, valid=valid_table, verbose=0)
+    return learner.train(train_table, valid=valid_table, verbose=1 if verbose else 0)
 
 
 class FraudServingModule(tf.Module):

@@ -112,7 +112,9 @@ class FraudDetection(Solution):
         return [
             CustomCandidate(
                 "gradient_boosted_trees",
-                fit=lambda splits, runtime: model.train_gradient_boosted_trees(splits.train, splits.valid, spec, config),
+                fit=lambda splits, runtime: model.train_gradient_boosted_trees(
+                    splits.train, splits.valid, spec, config, verbose=runtime.verbose
+                ),
             ),
             KerasCandidate(
                 "keras_mlp",
