@@ -103,7 +103,13 @@ def run_demo(apps: list[str] | None = None, *, size: int | None = None, home: Pa
         result = run_training(solution, solution.make_config(overrides), settings, verbose=1,
                               report=lambda m: console.print(f"[cyan]▸[/cyan] {m}"))
         print_run(result)
-        golden[solution.name] = result.golden_instances[:3]
+        # Send what a client would: the contract's fields only. Fields a request may add on top (e.g.
+        # precomputed history) are dropped, so the server's online features fill them in.
+        optional, _ = solution.request_fields(solution.make_config(overrides))
+        golden[solution.name] = [
+            {key: value for key, value in instance.items() if key not in optional}
+            for instance in result.golden_instances[:3]
+        ]
 
     console.rule("[bold]Serving[/bold] (TF Serving REST API on 127.0.0.1)")
     with ServerProcess(settings.home) as server:
