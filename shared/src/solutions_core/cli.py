@@ -5,7 +5,6 @@ Orchestrators (Airflow, cron, CI) call these same commands or the functions behi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys

@@ -934,8 +934,12 @@ def _check_value(spec: ColumnSpec, value: Any) -> str | None:
 
 
 def _find_contracts_dir() -> Path | None:
-    """`data_contracts/` nearest the working directory, so the CLI works from any folder of a
-    checkout (or a fork); then relative to the installed source, for editable installs."""
+    """``$SOLUTIONS_CONTRACTS_DIR`` if set (the same variable ``Settings.contracts_dir`` reads), else
+    `data_contracts/` nearest the working directory, so the CLI works from any folder of a checkout
+    (or a fork); then relative to the installed source, for editable installs."""
+    configured = os.environ.get("SOLUTIONS_CONTRACTS_DIR")
+    if configured:
+        return Path(configured)
     for start in (Path.cwd(), Path(__file__).resolve().parent):
         for folder in (start, *start.parents):
             candidate = folder / "data_contracts"

@@ -217,7 +217,7 @@ class Solution:
         return []
 
     # ---- serving -------------------------------------------------------------------------------
-    def golden_instances(self, examples: Any, count: int = 8) -> list[dict[str, Any]]:
+    def golden_instances(self, examples: Any, config: SolutionConfig, count: int = 8) -> list[dict[str, Any]]:
         """JSON-ready request instances drawn from examples (used by conformance tests and the demo)."""
         raise NotImplementedError
 

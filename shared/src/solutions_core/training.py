@@ -317,7 +317,7 @@ def run_training(
     for name, evaluation in baselines.items():
         say(f"baseline: {name} {evaluation.gate_metric}={evaluation.gate_value:.4f}")
     plots = solution.report(test_outputs, splits.test, baselines, run_dir, config)
-    golden = solution.golden_instances(splits.test)
+    golden = solution.golden_instances(splits.test, config)
     # The in-process model's answers on the golden requests: what the exported model, TF Serving and
     # our API must reproduce (conformance tests compare against these).
     golden_outputs = predict_frame(module.serve, pd.DataFrame(golden))

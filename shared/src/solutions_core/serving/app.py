@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from solutions_core.serving.models import ModelManager, ModelNotFound, ServedModel
 from solutions_core.settings import Settings

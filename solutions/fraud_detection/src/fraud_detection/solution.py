@@ -191,8 +191,7 @@ class FraudDetection(Solution):
         return [plot_precision_recall(curves, Path(out_dir) / "pr_curve.png", "Fraud: precision-recall on the test split")]
 
     # ---- serving ---------------------------------------------------------------------------------
-    def golden_instances(self, examples: pd.DataFrame, count: int = 8) -> list[dict[str, Any]]:
-        config = self.make_config()
+    def golden_instances(self, examples: pd.DataFrame, config: FraudConfig, count: int = 8) -> list[dict[str, Any]]:
         spec = self.feature_spec(config)
         # Mix frauds in so golden outputs exercise both decisions.
         frauds = examples[examples[config.columns.label] == 1].head(count // 2)
