@@ -357,8 +357,11 @@ def run_training(
         say(f"gate: promoted as version {version.version} ({solution.gate_metric} {test_evaluation.gate_value:.4f}"
             f" vs champion {champion_value if champion_value is not None else 'none'})")
     else:
-        say(f"gate: rejected ({solution.gate_metric} {test_evaluation.gate_value:.4f} does not beat champion "
-            f"v{champion_before['version']} at {champion_value:.4f}); champion unchanged")
+        against = (
+            f"champion v{champion_before['version']} at {champion_value}" if champion_before else "a finite value"
+        )
+        say(f"gate: rejected ({solution.gate_metric} {test_evaluation.gate_value:.4f} does not beat {against}); "
+            "nothing published")
 
     result = RunResult(
         app=solution.name,
