@@ -1,0 +1,111 @@
+"""Edge candidates for vision QC (issue 3): ms per image on one thread with ai-edge-litert (XNNPACK),
+file size and delegate partitions, for float32 / float16 / full-integer int8 TFLite at 224×224×3.
+
+    .venv/bin/python benchmarks/edge_latency.py [--size 224] [--runs 200]
+
+Backbones are built from config with random weights (no downloads); batch-norm statistics are
+re-estimated on the calibration images first, or int8 outputs collapse. Ratios are against float32 of the
+same backbone, measured in the same run. Partitions = DELEGATE nodes in the interpreter's graph: more
+than one means some op fell back to the reference kernels between XNNPACK partitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def backbones(size: int) -> dict:
+    import keras
+
+    def head(base):
+        output = keras.layers.Dense(1, activation="sigmoid")(base.output)
+        return keras.Model(base.input, output)
+
+    shape = (size, size, 3)
+    return {
+        # minimalistic = relu instead of hard-swish and no squeeze-excite: int8 hard-swish is not delegated.
+        "mobilenet_v3_small_minimalistic_1.0": lambda: head(keras.applications.MobileNetV3Small(
+            input_shape=shape, alpha=1.0, minimalistic=True, include_top=False, weights=None,
+            include_preprocessing=False, pooling="avg")),
+        "mobilenet_v3_small_minimalistic_0.75": lambda: head(keras.applications.MobileNetV3Small(
+            input_shape=shape, alpha=0.75, minimalistic=True, include_top=False, weights=None,
+            include_preprocessing=False, pooling="avg")),
+        "mobilenet_v3_small_1.0 (hard-swish)": lambda: head(keras.applications.MobileNetV3Small(
+            input_shape=shape, alpha=1.0, minimalistic=False, include_top=False, weights=None,
+            include_preprocessing=False, pooling="avg")),
+        "mobilenet_v2_0.35": lambda: head(keras.applications.MobileNetV2(
+            input_shape=shape, alpha=0.35, include_top=False, weights=None, pooling="avg")),
+    }
+
+
+def convert(saved_model: str, mode: str, calibration) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    if mode in ("float16", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode == "int8":
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def measure(path: Path, runs: int) -> tuple[float, int]:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    partitions = sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+    detail = interpreter.get_input_details()[0]
+    image = np.zeros(detail["shape"], dtype=detail["dtype"])
+    for _ in range(10):
+        interpreter.set_tensor(detail["index"], image)
+        interpreter.invoke()
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        interpreter.set_tensor(detail["index"], image)
+        interpreter.invoke()
+        timings.append(time.perf_counter() - started)
+    return 1000 * float(np.median(timings)), partitions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--runs", type=int, default=200)
+    arguments = parser.parse_args()
+
+    import numpy as np
+
+    calibration = np.random.default_rng(0).uniform(0, 1, (32, arguments.size, arguments.size, 3)).astype("float32")
+    print(f"| backbone | format | median ms | × float32 | KB | partitions |\n|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for name, build in backbones(arguments.size).items():
+            model = build()
+            model(calibration, training=True)  # re-estimate batch-norm statistics (random init)
+            saved = os.path.join(folder, "saved")
+            model.export(saved, verbose=False)
+            baseline = None
+            for mode in ("float32", "float16", "int8"):
+                path = Path(folder) / f"model-{mode}.tflite"
+                path.write_bytes(convert(saved, mode, calibration))
+                milliseconds, partitions = measure(path, arguments.runs)
+                baseline = baseline or milliseconds
+                print(f"| {name} | {mode} | {milliseconds:.2f} | {milliseconds / baseline:.2f} | "
+                      f"{path.stat().st_size // 1024} | {partitions} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
