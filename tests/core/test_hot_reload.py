@@ -1,0 +1,53 @@
+"""A version published while the server runs is loaded, warmed and swapped in without a restart;
+a broken version is skipped and the current one keeps serving."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from solutions_core.demo import ServerProcess, http_json
+from solutions_core.model_registry import ModelRegistry
+
+APP = "fraud_detection"
+
+
+def served_version(server) -> str:
+    status, body = http_json("GET", f"{server.url}/v1/models/{APP}")
+    assert status == 200, body
+    return body["model_version_status"][0]["version"]
+
+
+def wait_for_version(server, wanted: str, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if served_version(server) == wanted:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_new_versions_are_picked_up_and_broken_ones_skipped(trained, home, tmp_path):
+    shutil.copytree(home / "models", tmp_path / "models")
+    registry = ModelRegistry(tmp_path / "models")
+    champion = registry.champion(APP)
+    instance = trained[APP].golden_instances[0]
+    with ServerProcess(tmp_path) as server:
+        server.wait_ready([APP])
+        assert served_version(server) == str(champion.version)
+
+        # A broken "version" (no variables) appears first: the server must keep serving.
+        broken = tmp_path / "models" / APP / str(champion.version + 1)
+        broken.mkdir()
+        (broken / "saved_model.pb").write_bytes(b"not a model")
+        time.sleep(3)
+        assert served_version(server) == str(champion.version)
+        status, _ = http_json("POST", f"{server.url}/v1/models/{APP}:predict", {"instances": [instance]})
+        assert status == 200
+
+        published = registry.publish(APP, champion.path, champion.metadata())
+        assert published.version == champion.version + 2
+        assert wait_for_version(server, str(published.version))
+        status, body = http_json("POST", f"{server.url}/v1/models/{APP}/versions/{published.version}:predict",
+                                 {"instances": [instance]})
+        assert status == 200, body
