@@ -50,17 +50,46 @@ def input_specs(function: Any) -> dict[str, Any]:
     return specs
 
 
-def to_tensor_value(values: Any, dtype: Any) -> np.ndarray:
-    """Convert a column (pandas Series, list or array) to the numpy array a spec's dtype wants.
+def decode_b64(value: Any) -> Any:
+    """TF Serving's JSON encoding of binary strings: ``{"b64": "<base64>"}`` -> bytes."""
+    import base64
+    import binascii
 
-    Timestamps become epoch seconds for numeric specs; strings become bytes-compatible objects;
-    missing strings become "" and missing numbers NaN (the model's preprocessing handles both).
+    if isinstance(value, dict):
+        if set(value) != {"b64"} or not isinstance(value["b64"], str):
+            raise ValueError('binary values must be {"b64": "<base64 string>"}')
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, ValueError) as problem:
+            raise ValueError(f"invalid base64 data ({problem})") from problem
+    return value
+
+
+def to_tensor_value(values: Any, dtype: Any, shape: Any = None) -> np.ndarray:
+    """Convert a column (pandas Series, list or array) to the numpy array a spec wants.
+
+    Timestamps become epoch seconds for numeric specs; ``{"b64": ...}`` values become bytes for string
+    specs; missing strings become "" and missing numbers NaN (the model's preprocessing handles both).
+    A spec of rank > 1 (e.g. images ``[None, H, W, C]``) takes one nested list or array per row; a row
+    of the wrong shape is a ValueError naming the expected shape.
     """
     import tensorflow as tf
 
+    rank = len(shape) if shape is not None and shape.rank is not None else 1
+    if rank > 1:
+        try:
+            array = np.asarray([np.asarray(row, dtype=dtype.as_numpy_dtype) for row in values])
+        except (TypeError, ValueError) as problem:
+            raise ValueError(f"expected nested lists of numbers ({problem})") from problem
+        expected = [d for d in shape.as_list()[1:]]
+        if array.ndim != rank or any(e is not None and e != a for e, a in zip(expected, array.shape[1:])):
+            wanted = "x".join("?" if d is None else str(d) for d in expected)
+            raise ValueError(f"each value must have shape {wanted}, got {'x'.join(map(str, array.shape[1:]))}")
+        return array
     series = values if isinstance(values, pd.Series) else pd.Series(list(values) if not isinstance(values, np.ndarray) else values)
     if dtype == tf.string:
-        return series.astype(object).where(series.notna(), "").astype(str).to_numpy(dtype=object)
+        decoded = series.map(decode_b64) if series.dtype == object else series
+        return decoded.where(decoded.notna(), "").map(lambda v: v if isinstance(v, bytes) else str(v)).to_numpy(dtype=object)
     if pd.api.types.is_datetime64_any_dtype(series):
         seconds = series.astype("datetime64[ns]").astype("int64") / 1e9
         return seconds.to_numpy(dtype=dtype.as_numpy_dtype)
@@ -78,7 +107,7 @@ def frame_to_inputs(frame: pd.DataFrame, specs: Mapping[str, Any]) -> dict[str, 
     missing = [name for name in specs if name not in frame.columns]
     if missing:
         raise ValueError(f"The model needs columns that the data lacks: {', '.join(missing)}.")
-    return {name: to_tensor_value(frame[name], spec.dtype) for name, spec in specs.items()}
+    return {name: to_tensor_value(frame[name], spec.dtype, spec.shape) for name, spec in specs.items()}
 
 
 def predict_frame(function: Any, frame: pd.DataFrame, batch_size: int = 8192) -> dict[str, np.ndarray]:

@@ -42,8 +42,21 @@ def error(status_code: int, message: str) -> Response:
 
 
 def _jsonable(array: np.ndarray) -> Any:
+    """Numpy outputs -> JSON; bytes that are not UTF-8 text become {"b64": ...} as in TF Serving."""
+    import base64
+
+    def text(value: Any) -> Any:
+        if isinstance(value, bytes):
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                return {"b64": base64.b64encode(value).decode()}
+        if isinstance(value, list):
+            return [text(item) for item in value]
+        return value
+
     if array.dtype.kind in "OS":
-        return [v.decode() if isinstance(v, bytes) else v for v in array.tolist()]
+        return text(array.tolist())
     return array
 
 
@@ -157,7 +170,7 @@ def run_predict(served: ServedModel, body: Any) -> dict[str, Any]:
     for name, spec in served.input_specs.items():
         values = [instance.get(name) for instance in instances]
         try:
-            columns[name] = to_tensor_value(values, spec.dtype)
+            columns[name] = to_tensor_value(values, spec.dtype, spec.shape)
         except (TypeError, ValueError) as problem:
             raise RequestError(f"Input {name!r}: {problem}") from problem
     outputs = served.predict(columns)

@@ -84,8 +84,11 @@ def warm_up(served: ServedModel, instances: list[dict[str, Any]] | None = None) 
 
     columns = {}
     for name, spec in served.input_specs.items():
+        if spec.shape.rank is not None and spec.shape.rank > 1:
+            columns[name] = np.zeros([1] + [d or 1 for d in spec.shape.as_list()[1:]], dtype=spec.dtype.as_numpy_dtype)
+            continue
         value = "" if spec.dtype.name == "string" else 0
-        columns[name] = to_tensor_value([value], spec.dtype)
+        columns[name] = to_tensor_value([value], spec.dtype, spec.shape)
     served.predict(columns)
 
 
