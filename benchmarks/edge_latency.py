@@ -90,7 +90,7 @@ def main() -> None:
     import numpy as np
 
     calibration = np.random.default_rng(0).uniform(0, 1, (32, arguments.size, arguments.size, 3)).astype("float32")
-    print(f"| backbone | format | median ms | × float32 | KB | partitions |\n|---|---|---|---|---|---|")
+    print("| backbone | format | median ms | × float32 | KB | partitions |\n|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for name, build in backbones(arguments.size).items():
             model = build()
