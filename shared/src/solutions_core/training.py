@@ -358,7 +358,9 @@ def run_training(
             f" vs champion {champion_value if champion_value is not None else 'none'})")
     else:
         against = (
-            f"champion v{champion_before['version']} at {champion_value}" if champion_before else "a finite value"
+            f"champion v{champion_before['version']} at {champion_value:.4f}"
+            if champion_before and champion_value is not None
+            else "a finite value"
         )
         say(f"gate: rejected ({solution.gate_metric} {test_evaluation.gate_value:.4f} does not beat {against}); "
             "nothing published")
