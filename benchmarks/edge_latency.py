@@ -41,7 +41,43 @@ def backbones(size: int) -> dict:
             include_preprocessing=False, pooling="avg")),
         "mobilenet_v2_0.35": lambda: head(keras.applications.MobileNetV2(
             input_shape=shape, alpha=0.35, include_top=False, weights=None, pooling="avg")),
+        # keras-hub's MobileNetBackbone (the stack we standardize on) with relu everywhere and no SE:
+        # the same idea as keras.applications' "minimalistic" variant, built from config.
+        "keras_hub_mobilenet_relu": lambda: head_from_backbone(keras_hub_relu_mobilenet(shape)),
     }
+
+
+def keras_hub_relu_mobilenet(shape):
+    import keras_hub
+
+    return keras_hub.models.MobileNetBackbone(
+        stackwise_expansion=[[40, 56], [64, 144, 144], [72, 72], [144, 288, 288]],
+        stackwise_num_blocks=[2, 3, 2, 3],
+        stackwise_num_filters=[[16, 16], [24, 24, 24], [24, 24], [48, 48, 48]],
+        stackwise_kernel_size=[[3, 3], [3, 3, 3], [3, 3], [3, 3, 3]],
+        stackwise_num_strides=[[2, 1], [2, 1, 1], [1, 1], [2, 1, 1]],
+        stackwise_se_ratio=[[None, None], [None, None, None], [None, None], [None, None, None]],
+        stackwise_activation=[["relu"] * 2, ["relu"] * 3, ["relu"] * 2, ["relu"] * 3],
+        stackwise_padding=[[1, 1], [1, 1, 1], [1, 1], [1, 1, 1]],
+        output_num_filters=288,
+        depthwise_filters=8,
+        depthwise_stride=2,
+        depthwise_residual=False,
+        last_layer_filter=288,
+        squeeze_and_excite=None,
+        input_activation="relu",
+        output_activation="relu",
+        input_num_filters=16,
+        image_shape=shape,
+    )
+
+
+def head_from_backbone(backbone):
+    import keras
+
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone.output)
+    output = keras.layers.Dense(1, activation="sigmoid")(pooled)
+    return keras.Model(backbone.input, output)
 
 
 def convert(saved_model: str, mode: str, calibration) -> bytes:
@@ -85,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--only", nargs="*", help="Backbone names to run (default: all).")
     arguments = parser.parse_args()
 
     import numpy as np
@@ -93,6 +130,8 @@ def main() -> None:
     print("| backbone | format | median ms | × float32 | KB | partitions |\n|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for name, build in backbones(arguments.size).items():
+            if arguments.only and name not in arguments.only:
+                continue
             model = build()
             model(calibration, training=True)  # re-estimate batch-norm statistics (random init)
             saved = os.path.join(folder, "saved")
