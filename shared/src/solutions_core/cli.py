@@ -102,6 +102,15 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]], highlight: str 
     return table
 
 
+def pick_version(registry: Any, name: str, version: int | None) -> Any:
+    """The requested published version, or the champion; exits 1 with a message when there is none."""
+    chosen = {v.version: v for v in registry.versions(name)}.get(version) if version else registry.champion(name)
+    if chosen is None:
+        console.print(f"[red]No published version {version or ''} of {name} in {registry.models_dir}.[/red]")
+        raise typer.Exit(1)
+    return chosen
+
+
 @app.command("list")
 def list_command() -> None:
     """List the installed apps (found through entry points; does not import TensorFlow)."""
@@ -196,11 +205,7 @@ def evaluate(
     solution, config = _solution_and_config(name, config_file, assignments)
     settings = _settings(home)
     registry = ModelRegistry(settings.resolved_models_dir())
-    versions = {v.version: v for v in registry.versions(solution.name)}
-    chosen = versions.get(version) if version else registry.champion(solution.name)
-    if chosen is None:
-        console.print(f"[red]No published version {version or ''} of {solution.name} in {registry.models_dir}.[/red]")
-        raise typer.Exit(1)
+    chosen = pick_version(registry, solution.name, version)
     tables = acquire(solution, config)
     validate_tables(tables, contracts_for(solution, config, settings))
     splits = solution.split(solution.prepare(tables, config), config)
@@ -224,11 +229,7 @@ def export(
 
     settings = _settings(home)
     registry = ModelRegistry(settings.resolved_models_dir())
-    versions = {v.version: v for v in registry.versions(name)}
-    chosen = versions.get(version) if version else registry.champion(name)
-    if chosen is None:
-        console.print(f"[red]No published version of {name} in {registry.models_dir}.[/red]")
-        raise typer.Exit(1)
+    chosen = pick_version(registry, name, version)
     if fmt == "saved_model":
         destination = out / name / str(chosen.version)
         shutil.copytree(chosen.path, destination, dirs_exist_ok=True)

@@ -178,8 +178,7 @@ def run_predict(served: ServedModel, body: Any) -> dict[str, Any]:
         names = list(outputs)
         if len(names) == 1:
             return {"predictions": _jsonable(outputs[names[0]])}
-        listed = {name: _jsonable(values) for name, values in outputs.items()}
-        listed = {name: (v.tolist() if isinstance(v, np.ndarray) else v) for name, v in listed.items()}
+        listed = {name: values.tolist() if values.dtype.kind not in "OS" else _jsonable(values) for name, values in outputs.items()}
         return {"predictions": [{name: listed[name][i] for name in names} for i in range(len(instances))]}
     return {"outputs": {name: _jsonable(values) for name, values in outputs.items()}}
 

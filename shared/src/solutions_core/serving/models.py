@@ -53,7 +53,8 @@ def load_served_model(version: ModelVersion, data_dir: Path | None = None) -> Se
 
     metadata = version.metadata()
     signature = load_signature(version.path, metadata.get("custom_ops", ()))
-    contract = Contract.from_yaml(version.contract_path) if version.contract_path.exists() else None
+    contract_path = version.contract_path
+    contract = Contract.from_yaml(contract_path) if contract_path.exists() else None
     served = ServedModel(
         name=version.app,
         version=version.version,

@@ -131,14 +131,14 @@ def derived_frame(frame: Any, spec: FeatureSpec, batch_size: int = 65536) -> Any
 
     from solutions_core.export import frame_to_inputs
 
+    import numpy as np
+
     inputs = frame_to_inputs(frame, spec.tensor_specs())
-    derive = tf.function(lambda batch: derive_features(batch, spec))
     parts: dict[str, list[Any]] = {}
     for start in range(0, len(frame), batch_size):
         batch = {name: tf.constant(values[start : start + batch_size]) for name, values in inputs.items()}
-        for name, tensor in derive(batch).items():
+        for name, tensor in derive_features(batch, spec).items():  # eager: vectorized ops, no tracing
             parts.setdefault(name, []).append(tensor.numpy())
-    import numpy as np
 
     columns = {name: np.concatenate(chunks) for name, chunks in parts.items()}
     result = pd.DataFrame(columns)

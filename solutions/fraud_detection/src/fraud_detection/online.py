@@ -9,7 +9,6 @@ the next transaction of the same card sees it (exactly as the offline features w
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,20 @@ TABLE_FILE = "fraud_transactions.parquet"
 
 
 class OnlineFeatures:
-    def __init__(self, store: OnlineHistoryStore, folder: Path, config: FraudConfig, canonical: Callable[..., pd.DataFrame]):
+    def __init__(self, store: OnlineHistoryStore, folder: Path, config: FraudConfig, canonical_record: Callable[..., dict]):
         self.store = store
         self.folder = folder
         self.config = config
-        self._canonical = canonical
-        self._lock = threading.Lock()
+        self._canonical_record = canonical_record  # the store locks itself: it is thread-safe
 
     @classmethod
-    def open(cls, folder: Path, config: FraudConfig, canonical: Callable[..., pd.DataFrame]) -> "OnlineFeatures":
+    def open(
+        cls,
+        folder: Path,
+        config: FraudConfig,
+        canonical: Callable[..., pd.DataFrame],
+        canonical_record: Callable[..., dict],
+    ) -> "OnlineFeatures":
         """Resume the persisted state, else replay the stored transactions, else start empty."""
         folder = Path(folder)
         if (folder / STATE_FILE).exists():
@@ -42,7 +46,7 @@ class OnlineFeatures:
             store = OnlineHistoryStore.from_frame(canonical(frame, config))
         else:
             store = OnlineHistoryStore()
-        return cls(store, folder, config, canonical)
+        return cls(store, folder, config, canonical_record)
 
     def __call__(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add history features to instances that lack them (and record those transactions)."""
@@ -51,14 +55,12 @@ class OnlineFeatures:
             if all(instance.get(name) is not None for name in HISTORY_FEATURES):
                 enriched.append(instance)
                 continue
-            canonical = self._canonical(pd.DataFrame([instance]), self.config).iloc[0].to_dict()
-            with self._lock:
-                features = self.store.enrich(canonical)
+            transaction = self._canonical_record(instance, self.config)
+            features = self.store.enrich(transaction)
             enriched.append({**instance, **{name: features[name] for name in HISTORY_FEATURES}})
         return enriched
 
     def save(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            self.store.to_parquet(self.folder / STATE_FILE)
+        self.store.to_parquet(self.folder / STATE_FILE)
         return self.folder / STATE_FILE

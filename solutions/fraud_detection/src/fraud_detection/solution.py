@@ -82,6 +82,17 @@ class FraudDetection(Solution):
                 raise ValueError(f"Column {source!r} (role {role!r}) is missing from the data.")
         return pd.DataFrame(columns)
 
+    def _canonical_record(self, instance: Mapping[str, Any], config: FraudConfig) -> dict[str, Any]:
+        """``_canonical`` for one request instance, without building a DataFrame (the serving hot path)."""
+        record: dict[str, Any] = {}
+        for canonical, role in CANONICAL.items():
+            source = getattr(config.columns, role)
+            value = instance.get(source) if source is not None else None
+            if canonical in ("merchant_lat", "merchant_lon") and value is None:
+                value = np.nan
+            record[canonical] = value
+        return record
+
     def prepare(self, tables: Mapping[str, pd.DataFrame], config: FraudConfig) -> pd.DataFrame:
         from fraud_detection.history import add_history_features
 
@@ -98,11 +109,20 @@ class FraudDetection(Solution):
         return time_split(examples, config.columns.timestamp, config.valid_fraction, config.test_fraction)
 
     # ---- models ----------------------------------------------------------------------------------
-    def feature_spec(self, config: FraudConfig) -> Any:
-        from fraud_detection.features import build_feature_spec
+    def contract(self, config: FraudConfig) -> Any:
+        """The contract the config names (memoized: hooks ask for it several times per run)."""
         from solutions_core.contracts import load_contract
 
-        return build_feature_spec(load_contract(config.contract or self.contracts[0]), config)
+        name = config.contract or self.contracts[0]
+        cache = self.__dict__.setdefault("_contracts", {})
+        if name not in cache:
+            cache[name] = load_contract(name)
+        return cache[name]
+
+    def feature_spec(self, config: FraudConfig) -> Any:
+        from fraud_detection.features import build_feature_spec
+
+        return build_feature_spec(self.contract(config), config)
 
     def candidates(self, config: FraudConfig) -> list[Any]:
         from fraud_detection import model
@@ -196,9 +216,7 @@ class FraudDetection(Solution):
         # Mix frauds in so golden outputs exercise both decisions.
         frauds = examples[examples[config.columns.label] == 1].head(count // 2)
         rows = pd.concat([frauds, examples.head(count - len(frauds))])
-        from solutions_core.contracts import load_contract
-
-        request_columns = [c.name for c in load_contract(config.contract or self.contracts[0]).request_columns()]
+        request_columns = [c.name for c in self.contract(config).request_columns()]
         fields = list(dict.fromkeys(request_columns + list(spec.inputs)))
         instances = []
         for _, row in rows.iterrows():
@@ -221,4 +239,4 @@ class FraudDetection(Solution):
     def online_enricher(self, data_dir: Path, config: FraudConfig) -> Any:
         from fraud_detection.online import OnlineFeatures
 
-        return OnlineFeatures.open(Path(data_dir) / self.name, config, self._canonical)
+        return OnlineFeatures.open(Path(data_dir) / self.name, config, self._canonical, self._canonical_record)
