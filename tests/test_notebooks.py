@@ -14,6 +14,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("NOTEBOOK_SIZE", "6000")
+    monkeypatch.setenv("NOTEBOOK_QUICK", "1")
     monkeypatch.chdir(path.parent.parent)  # notebooks find data_contracts/ from the repo root
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent.parent)}}).execute()

@@ -102,6 +102,22 @@ class CustomCandidate:
 Candidate = KerasCandidate | CustomCandidate
 
 
+class SkipCandidate(Exception):
+    """Raised by a candidate's ``build_model`` or ``fit`` when this data cannot train it (e.g. a
+    supervised model on a line with no defect images): the core logs the reason and goes on with the
+    other candidates instead of failing the run."""
+
+
+@dataclass
+class EdgeExport:
+    """What ``Solution.export_edge`` made: edge model files (published inside the version, under
+    ``assets.extra/``, only when ``passed``) and a JSON-ready report (parity, size, latency)."""
+
+    files: dict[str, Path]
+    report: dict[str, Any]
+    passed: bool
+
+
 @dataclass
 class Evaluation:
     """Metrics of one model on one split; ``gate_value`` is the number the champion gate compares."""
@@ -149,6 +165,9 @@ class Solution:
     # Python modules that register custom TF ops the exported SavedModel needs (imported by the server
     # before loading, and recorded in the model metadata so a plain loader knows too).
     custom_ops: ClassVar[tuple[str, ...]] = ()
+    # Rows per call when the core runs a model over a table: images need far smaller batches than
+    # tabular rows to stay inside memory.
+    predict_batch_size: ClassVar[int] = 8192
 
     # ---- configuration -------------------------------------------------------------------------
     def make_config(self, overrides: Mapping[str, Any] | None = None) -> SolutionConfig:
@@ -162,8 +181,9 @@ class Solution:
         raise NotImplementedError
 
     # ---- data ----------------------------------------------------------------------------------
-    def generate(self, config: SolutionConfig) -> dict[str, pd.DataFrame]:
-        """The embedded default: seeded synthetic tables keyed by contract name."""
+    def generate(self, config: SolutionConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
+        """The embedded default: seeded synthetic tables keyed by contract name. ``workdir`` is a
+        folder the core owns (under the data dir) for apps whose tables point at files (images)."""
         raise NotImplementedError
 
     def load(self, source: str, config: SolutionConfig) -> dict[str, pd.DataFrame]:
@@ -215,6 +235,13 @@ class Solution:
     ) -> list[Path]:
         """Write plots (PNG) for people who would rather look than read."""
         return []
+
+    def export_edge(
+        self, module: "tf.Module", splits: Splits, valid_outputs: Mapping[str, np.ndarray], config: SolutionConfig, out_dir: Path
+    ) -> EdgeExport | None:
+        """Build edge models (e.g. TFLite int8) from the chosen module and check them against it on
+        validation data (``valid_outputs`` are the module's). None when the app has no edge target."""
+        return None
 
     # ---- serving -------------------------------------------------------------------------------
     def golden_instances(self, examples: Any, config: SolutionConfig, count: int = 8) -> list[dict[str, Any]]:

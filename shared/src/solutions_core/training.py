@@ -33,8 +33,10 @@ from solutions_core.settings import Settings
 from solutions_core.solution import (
     Candidate,
     CustomCandidate,
+    EdgeExport,
     Evaluation,
     KerasCandidate,
+    SkipCandidate,
     Solution,
     SolutionConfig,
     Splits,
@@ -68,6 +70,7 @@ class RunResult:
     plots: list[Path] = field(default_factory=list)
     golden_instances: list[dict[str, Any]] = field(default_factory=list)
     golden_outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    edge: EdgeExport | None = None
 
     @property
     def promoted(self) -> bool:
@@ -90,6 +93,7 @@ class RunResult:
             ],
             "run_dir": str(self.run_dir),
             "plots": [str(p) for p in self.plots],
+            "edge": self.edge.report if self.edge is not None else None,
         }
 
 
@@ -106,9 +110,13 @@ def contracts_for(solution: Solution, config: SolutionConfig, settings: Settings
     return found
 
 
-def acquire(solution: Solution, config: SolutionConfig) -> dict[str, pd.DataFrame]:
+def acquire(solution: Solution, config: SolutionConfig, settings: Settings | None = None) -> dict[str, pd.DataFrame]:
     """Load ``config.source`` if given, else generate the embedded default."""
-    tables = solution.load(config.source, config) if config.source else solution.generate(config)
+    if config.source:
+        tables = solution.load(config.source, config)
+    else:
+        settings = settings or Settings()
+        tables = solution.generate(config, workdir=settings.resolved_data_dir() / solution.name / "generated")
     missing = [name for name in solution.contracts if name not in tables]
     if missing:
         raise ValueError(f"{solution.name} produced no table(s) {missing}; expected {list(solution.contracts)}.")
@@ -179,7 +187,7 @@ def evaluate_champion(
     if same_major:
         try:
             signature = load_signature(champion.path, metadata.get("custom_ops", solution.custom_ops))
-            outputs = predict_frame(signature, test)
+            outputs = predict_frame(signature, test, solution.predict_batch_size)
             evaluation = solution.evaluate(outputs, test, config)
             return {"version": champion.version, "value": evaluation.gate_value, "how": "re-scored on this test split"}
         except Exception as error:  # the champion may expect inputs this data no longer has
@@ -245,7 +253,7 @@ def run_training(
 
     contracts = contracts_for(solution, config, settings)
     primary = contracts[solution.contracts[0]]
-    tables = dict(tables) if tables is not None else acquire(solution, config)
+    tables = dict(tables) if tables is not None else acquire(solution, config, settings)
     say(f"data: {', '.join(f'{name} {len(frame):,} rows' for name, frame in tables.items())}")
     try:
         reports = validate(tables, contracts)
@@ -279,12 +287,16 @@ def run_training(
     modules: dict[str, Any] = {}
     fitted_models: dict[str, Any] = {}
 
+    batch = solution.predict_batch_size
+    valid_outputs_of: dict[str, Any] = {}
+
     def score_candidate(candidate: Candidate, fitted: Any, started_at: float) -> None:
         module = solution.serving_module(candidate, fitted, config)
-        valid_outputs = predict_frame(module.serve, splits.valid)
+        valid_outputs = predict_frame(module.serve, splits.valid, batch)
         calibration = solution.calibrate(module, splits.valid, valid_outputs, config)
         if calibration:
-            valid_outputs = predict_frame(module.serve, splits.valid)
+            valid_outputs = predict_frame(module.serve, splits.valid, batch)
+        valid_outputs_of[candidate.name] = valid_outputs
         evaluation = solution.evaluate(valid_outputs, splits.valid, config)
         results.append(CandidateResult(candidate.name, candidate.kind, evaluation, calibration, time.perf_counter() - started_at))
         modules[candidate.name] = module
@@ -293,24 +305,30 @@ def run_training(
     for candidate in candidates:
         say(f"fit: {candidate.name} ({candidate.kind})")
         fit_start = time.perf_counter()
-        fitted_models[candidate.name] = fit_candidate(candidate, splits, config, runtime, run_dir, verbose)
+        try:
+            fitted_models[candidate.name] = fit_candidate(candidate, splits, config, runtime, run_dir, verbose)
+        except SkipCandidate as reason:
+            say(f"  skipped: {reason}")
+            continue
         score_candidate(candidate, fitted_models[candidate.name], fit_start)
     # Ensembles of the fitted candidates compete on the same validation data (no refitting).
     for candidate, fitted in solution.ensembles(fitted_models, config):
         say(f"ensemble: {candidate.name}")
         score_candidate(candidate, fitted, time.perf_counter())
 
+    if not results:
+        raise ValueError(f"No candidate of {solution.name} could be trained on this data (all were skipped).")
     best = max(results, key=lambda r: r.valid.gate_value if solution.higher_is_better else -r.valid.gate_value)
     module = modules[best.name]
 
     export_dir = save_module(module, run_dir / "export" / best.name)
     reloaded = load_signature(export_dir, solution.custom_ops)
     probe = splits.test.head(256)
-    difference = max_abs_difference(predict_frame(module.serve, probe), predict_frame(reloaded, probe))
+    difference = max_abs_difference(predict_frame(module.serve, probe, batch), predict_frame(reloaded, probe, batch))
     if not difference <= 1e-4:
         raise RuntimeError(f"The exported SavedModel disagrees with the in-process model (max |Δ| = {difference}).")
 
-    test_outputs = predict_frame(reloaded, splits.test)
+    test_outputs = predict_frame(reloaded, splits.test, batch)
     test_evaluation = solution.evaluate(test_outputs, splits.test, config)
     say(f"test: {best.name} {test_evaluation.gate_metric}={test_evaluation.gate_value:.4f}")
     baselines = solution.baselines(splits, config)
@@ -320,9 +338,15 @@ def run_training(
     golden = solution.golden_instances(splits.test, config)
     # The in-process model's answers on the golden requests: what the exported model, TF Serving and
     # our API must reproduce (conformance tests compare against these).
-    golden_outputs = predict_frame(module.serve, pd.DataFrame(golden))
+    golden_outputs = predict_frame(module.serve, pd.DataFrame(golden), batch)
     write_json(run_dir / "golden_request.json", {"instances": golden})
     write_json(run_dir / "golden_outputs.json", golden_outputs)
+
+    edge: EdgeExport | None = solution.export_edge(module, splits, valid_outputs_of[best.name], config, run_dir / "edge")
+    if edge is not None:
+        write_json(run_dir / "edge" / "edge_report.json", edge.report)
+        say(f"edge: {'passed' if edge.passed else 'FAILED'} its parity gate ({', '.join(sorted(edge.files))})"
+            + ("" if edge.passed else "; the edge models will not be published"))
 
     registry = ModelRegistry(settings.resolved_models_dir())
     champion = registry.champion(solution.name)
@@ -351,8 +375,11 @@ def run_training(
             "python": platform.python_version(),
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "champion_before": champion_before,
+            "edge": edge.report if edge is not None else None,
         }
-        extra = {f"{primary.name}.yaml": primary.path} if primary.path else None
+        extra = {f"{primary.name}.yaml": primary.path} if primary.path else {}
+        if edge is not None and edge.passed:
+            extra.update(edge.files)
         version = registry.publish(solution.name, export_dir, metadata, extra_files=extra)
         say(f"gate: promoted as version {version.version} ({solution.gate_metric} {test_evaluation.gate_value:.4f}"
             f" vs champion {champion_value if champion_value is not None else 'none'})")
@@ -379,6 +406,7 @@ def run_training(
         plots=plots,
         golden_instances=golden,
         golden_outputs=golden_outputs,
+        edge=edge,
     )
     summary = result.summary()
     summary["seconds"] = round(time.perf_counter() - started, 1)

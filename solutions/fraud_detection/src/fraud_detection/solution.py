@@ -49,7 +49,7 @@ class FraudDetection(Solution):
         )
 
     # ---- data ------------------------------------------------------------------------------------
-    def generate(self, config: FraudConfig) -> dict[str, pd.DataFrame]:
+    def generate(self, config: FraudConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
         from fraud_detection.generate import generate_transactions
 
         frame = generate_transactions(config.size, days=config.days, fraud_rate=config.fraud_rate, seed=config.seed)

@@ -1,0 +1,79 @@
+"""Typed configuration of the vision QC app, defaults in code. A fork overrides fields in a YAML file
+(``solutions train vision_qc --config my.yaml``), e.g. ``source: /data/line7`` and ``image_size: 160``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from solutions_core.solution import SolutionConfig, TrainingConfig
+
+
+class BackboneConfig(BaseModel):
+    """A keras-hub ``EfficientNetBackbone`` in a small "lite" configuration, built from config with
+    random weights (nothing is downloaded). One entry per stage; the defaults give stride 32 at the
+    end and a 14x14 anomaly map at 224x224 (measured: ~24 training images/s on 2 CPU cores).
+
+    relu6 and no squeeze-excite, because int8 hard-swish is not taken by XNNPACK and would split the
+    edge model into many delegate partitions (see benchmarks/README.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    stem_filters: int = Field(default=16, ge=4)
+    stage_filters: list[int] = Field(default_factory=lambda: [16, 24, 32, 64, 96, 128])
+    stage_repeats: list[int] = Field(default_factory=lambda: [1, 2, 2, 2, 2, 1])
+    stage_strides: list[int] = Field(default_factory=lambda: [2, 2, 2, 1, 2, 1])
+    stage_expansion: list[int] = Field(default_factory=lambda: [1, 4, 4, 4, 4, 4])
+    head_filters: int = Field(default=64, ge=4, description="Channels of the anomaly-map head.")
+    dropout_rate: float = Field(default=0.1, ge=0, lt=1)
+
+
+class SyntheticDefectConfig(BaseModel):
+    """Defects pasted onto good images for the one-class candidate (CutPaste-style self-supervision):
+    patches of the image itself moved and recoloured, and thin "scars". Generic on purpose — they are
+    not the generator's defect types, so the one-class score is not tuned to the test's defects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float = Field(default=0.5, gt=0, lt=1, description="Share of training images that get one.")
+    min_area: float = Field(default=0.005, gt=0, lt=1, description="Smallest patch, as a share of the image.")
+    max_area: float = Field(default=0.05, gt=0, lt=1)
+    scar_share: float = Field(default=0.5, ge=0, le=1, description="Share of synthetic defects that are thin scars.")
+
+
+class EdgeConfig(BaseModel):
+    """The TFLite edge export and the gate it must pass to be published."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    calibration_images: int = Field(default=200, ge=1, description="Representative training images for int8.")
+    min_decision_agreement: float = Field(default=0.99, gt=0, le=1)
+    max_auroc_drop: float = Field(default=0.01, ge=0, le=1)
+    latency_runs: int = Field(default=50, ge=1, description="Timed single-image runs (1 thread) for the report.")
+
+
+class VisionQCConfig(SolutionConfig):
+    size: int = Field(default=800, ge=20, description="Images the embedded generator makes.")
+    image_size: int = Field(default=224, ge=32, description="Images are resized to this square in the graph.")
+    channels: Literal[1, 3] = Field(default=3, description="1 (grayscale) or 3 (RGB) channels the model sees.")
+    source_image_size: int = Field(default=256, ge=32, description="Side of the generated images.")
+    defect_rate: float = Field(default=0.3, gt=0, lt=1, description="Share of defective generated images.")
+    good_label: str = Field(default="good", description="Manifest label of good parts; any other label is a defect.")
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1, description="Larger uploads are refused (400).")
+    min_defects_for_supervised: int = Field(default=4, ge=1, description="Fewer defective training images skip the supervised candidate.")
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    synthetic_defects: SyntheticDefectConfig = Field(default_factory=SyntheticDefectConfig)
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    training: TrainingConfig = Field(
+        default_factory=lambda: TrainingConfig(
+            epochs=12,
+            batch_size=32,
+            learning_rate=2e-3,
+            early_stopping_patience=4,
+            early_stopping_monitor="val_auc",
+            early_stopping_mode="max",
+        )
+    )

@@ -1,0 +1,324 @@
+"""The vision QC app: what it brings to the core's pipeline (images, candidates, metrics, the edge
+target). Everything generic — validation, fitting, gate, export, serving — is the core's."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from solutions_core.solution import Evaluation, KerasCandidate, SkipCandidate, Solution, Splits
+from vision_qc.config import VisionQCConfig
+
+TABLE = "vision_qc_images"
+DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what tf.io.decode_image reads in the graph
+MASK_RESOLUTION = 64  # masks are kept at this size for pixel AUROC
+
+
+class VisionQC(Solution):
+    name = "vision_qc"
+    title = "Vision quality control"
+    description = "Good or defective from an image, with an anomaly map; supervised and one-class models; TFLite int8 edge export."
+    contracts = (TABLE,)
+    gate_metric = "image_auroc"
+    higher_is_better = True
+    config_class = VisionQCConfig
+    predict_batch_size = 32
+
+    def tiny_config(self) -> VisionQCConfig:
+        return self.make_config(
+            {
+                "size": 64,
+                "image_size": 64,
+                "source_image_size": 64,
+                "defect_rate": 0.4,
+                "valid_fraction": 0.25,
+                "test_fraction": 0.25,
+                "training": {"epochs": 3, "batch_size": 16, "early_stopping_patience": 0},
+                "edge": {"calibration_images": 16, "latency_runs": 5},
+            }
+        )
+
+    # ---- data ------------------------------------------------------------------------------------
+    def generate(self, config: VisionQCConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
+        from vision_qc.generate import generate_images
+
+        if workdir is None:
+            from solutions_core.settings import Settings
+
+            workdir = Settings().resolved_data_dir() / self.name / "generated"
+        folder = Path(workdir) / (
+            f"seed{config.seed}-n{config.size}-px{config.source_image_size}-c{config.channels}-d{config.defect_rate}"
+        )
+        manifest_path = folder / "manifest.csv"
+        if manifest_path.exists():  # images are deterministic in these settings: reuse them
+            manifest = pd.read_csv(manifest_path, keep_default_na=False)
+        else:
+            manifest = generate_images(
+                folder,
+                config.size,
+                image_size=config.source_image_size,
+                channels=config.channels,
+                defect_rate=config.defect_rate,
+                seed=config.seed,
+            )
+        manifest = manifest.copy()
+        for column in ("image_path", "mask_path"):
+            manifest[column] = [str(folder / value) if value else "" for value in manifest[column]]
+        return {TABLE: manifest}
+
+    def load(self, source: str, config: VisionQCConfig) -> dict[str, pd.DataFrame]:
+        """A manifest file, a folder of class subfolders, or an MVTec-style tree (see manifest.py).
+        Labels other than ``config.good_label`` are defects; the original label is kept as defect_type."""
+        from PIL import Image
+
+        from vision_qc.manifest import load_manifest
+
+        frame = load_manifest(source)
+        original = frame["label"].astype(str)
+        if "defect_type" not in frame.columns:
+            frame["defect_type"] = np.where(original == config.good_label, "none", original)
+        # "unknown" (a flat folder of unlabelled images) stays, so the contract says why it cannot train.
+        frame["label"] = np.where(original == config.good_label, "good", np.where(original == "unknown", original, "defect"))
+        sizes = []
+        for path in frame["image_path"]:
+            try:
+                with Image.open(path) as image:  # reads the header only
+                    sizes.append((image.width, image.height, len(image.getbands())))
+            except (OSError, ValueError) as problem:
+                raise ValueError(f"{path}: not a readable image ({problem})") from problem
+        frame["width"], frame["height"], frame["channels"] = zip(*sizes) if sizes else ([], [], [])
+        if "surface" not in frame.columns:
+            frame["surface"] = None
+        columns = ["image_path", "label", "defect_type", "mask_path", "surface", "width", "height", "channels"]
+        return {TABLE: frame[columns].reset_index(drop=True)}
+
+    def prepare(self, tables: Mapping[str, pd.DataFrame], config: VisionQCConfig) -> pd.DataFrame:
+        """Manifest -> examples: the encoded image bytes (decoded later, in the graph), a 0/1 label and
+        the defect mask at a fixed small size for pixel-level metrics."""
+        from vision_qc.manifest import read_image, read_mask
+
+        frame = tables[TABLE].reset_index(drop=True).copy()
+        frame["label_id"] = (frame["label"].astype(str) != "good").astype("int64")
+        images = []
+        for path in frame["image_path"]:
+            if Path(path).suffix.lower() in DECODABLE:
+                images.append(Path(path).read_bytes())
+            else:  # e.g. TIFF: re-encode losslessly as PNG for the graph's decoder
+                images.append(_png_bytes(read_image(path)))
+        frame["image"] = images
+        masks = []
+        for path, label in zip(frame["mask_path"], frame["label_id"]):
+            if isinstance(path, str) and path:
+                masks.append(read_mask(path, size=MASK_RESOLUTION))
+            else:
+                masks.append(np.zeros((MASK_RESOLUTION, MASK_RESOLUTION), np.float32) if label == 0 else None)
+        frame["mask"] = masks
+        return frame
+
+    def split(self, examples: pd.DataFrame, config: VisionQCConfig) -> Splits:
+        """Stratified random split: images have no time order, and every split needs both classes."""
+        rng = np.random.default_rng(config.seed)
+        parts: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
+        for _, group in examples.groupby("label_id"):
+            index = rng.permutation(group.index.to_numpy())
+            n_valid = int(round(len(index) * config.valid_fraction))
+            n_test = int(round(len(index) * config.test_fraction))
+            parts["valid"] += list(index[:n_valid])
+            parts["test"] += list(index[n_valid : n_valid + n_test])
+            parts["train"] += list(index[n_valid + n_test :])
+        frames = {name: examples.loc[sorted(rows)].reset_index(drop=True) for name, rows in parts.items()}
+        for name, frame in frames.items():
+            if frame.empty:
+                raise ValueError(f"The {name} split is empty: {len(examples)} images are too few for these fractions.")
+        return Splits(**frames)
+
+    # ---- models ----------------------------------------------------------------------------------
+    def candidates(self, config: VisionQCConfig) -> list[KerasCandidate]:
+        from vision_qc import model
+
+        def build_supervised(train: pd.DataFrame) -> Any:
+            defects = int(train["label_id"].sum())
+            if defects < config.min_defects_for_supervised:
+                raise SkipCandidate(
+                    f"only {defects} defective training images (min_defects_for_supervised="
+                    f"{config.min_defects_for_supervised}); the one-class model needs none"
+                )
+            return model.build_training_model(config)
+
+        return [
+            KerasCandidate(
+                "supervised",
+                build_model=build_supervised,
+                compile_options=model.compile_options(config),
+                make_dataset=lambda frame, training, batch: model.make_dataset(frame, config, training, batch, one_class=False),
+            ),
+            KerasCandidate(
+                "one_class",
+                build_model=lambda train: model.build_training_model(config),
+                compile_options=model.compile_options(config),
+                make_dataset=lambda frame, training, batch: model.make_dataset(frame, config, training, batch, one_class=True),
+            ),
+        ]
+
+    def serving_module(self, candidate: Any, fitted: Any, config: VisionQCConfig) -> Any:
+        from vision_qc.model import network_of, serving_module
+
+        return serving_module(network_of(fitted), config)
+
+    def calibrate(self, module: Any, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray], config: VisionQCConfig) -> dict[str, Any]:
+        from vision_qc.evaluate import choose_threshold
+
+        threshold = float(choose_threshold(examples["label_id"].to_numpy(), outputs["defect_score"]))
+        module.threshold.assign(threshold)
+        return {"threshold": threshold}
+
+    def evaluate(self, outputs: Mapping[str, np.ndarray], examples: pd.DataFrame, config: VisionQCConfig) -> Evaluation:
+        from vision_qc.evaluate import image_metrics, pixel_auroc
+
+        labels = examples["label_id"].to_numpy()
+        scores = np.asarray(outputs["defect_score"], dtype=np.float64)
+        decisions = np.asarray([d.decode() if isinstance(d, bytes) else str(d) for d in outputs["decision"]]) == "defect"
+        # The threshold that reproduces the served decisions exactly (score >= threshold is a defect).
+        threshold = float(scores[decisions].min()) if decisions.any() else float(np.nextafter(scores.max(), np.inf))
+        metrics = image_metrics(labels, scores, threshold)
+        metrics["pixel_auroc"] = float(pixel_auroc(outputs["anomaly_map"], list(examples["mask"]), labels, resolution=MASK_RESOLUTION))
+        return Evaluation(metrics, self.gate_metric, self.higher_is_better)
+
+    def _pixels(self, frame: pd.DataFrame, config: VisionQCConfig) -> np.ndarray:
+        """Small arrays for the baselines, decoded outside the graph (they are not exported)."""
+        from vision_qc.manifest import read_image
+
+        size = min(config.image_size, 128)
+        return np.stack([read_image(path, size=size, channels=config.channels) for path in frame["image_path"]])
+
+    def baselines(self, splits: Splits, config: VisionQCConfig) -> dict[str, Evaluation]:
+        from vision_qc.evaluate import (
+            HistogramLogisticBaseline,
+            PatchGaussianBaseline,
+            choose_threshold,
+            image_metrics,
+            pixel_auroc,
+        )
+
+        images = {name: self._pixels(getattr(splits, name), config) for name in ("train", "valid", "test")}
+        labels = {name: getattr(splits, name)["label_id"].to_numpy() for name in ("train", "valid", "test")}
+        models: dict[str, Any] = {"patch_gaussian": PatchGaussianBaseline()}
+        if len(np.unique(labels["train"])) == 2:
+            models["histogram_logistic"] = HistogramLogisticBaseline()
+        results = {}
+        for name, baseline in models.items():
+            baseline.fit(images["train"], labels["train"])
+            valid_scores, _ = baseline.score(images["valid"])
+            threshold = float(choose_threshold(labels["valid"], valid_scores))
+            test_scores, test_maps = baseline.score(images["test"])
+            metrics = image_metrics(labels["test"], test_scores, threshold)
+            metrics["pixel_auroc"] = (
+                float(pixel_auroc(test_maps, list(splits.test["mask"]), labels["test"], resolution=MASK_RESOLUTION))
+                if test_maps is not None
+                else float("nan")
+            )
+            results[name] = Evaluation(metrics, self.gate_metric, self.higher_is_better, extras={"scores": test_scores})
+        return results
+
+    def report(self, outputs, examples, baselines, out_dir: Path, config: VisionQCConfig) -> list[Path]:
+        from vision_qc.evaluate import plot_confusion, plot_overlays, plot_roc
+
+        out_dir = Path(out_dir)
+        labels = examples["label_id"].to_numpy()
+        scores = np.asarray(outputs["defect_score"])
+        decisions = np.asarray([d.decode() if isinstance(d, bytes) else str(d) for d in outputs["decision"]]) == "defect"
+        threshold = float(scores[decisions].min()) if decisions.any() else float(np.nextafter(scores.max(), np.inf))
+        curves = {"model": scores}
+        curves.update({name: ev.extras["scores"] for name, ev in baselines.items() if "scores" in ev.extras})
+        plots = [plot_roc(labels, curves, out_dir / "roc.png"), plot_confusion(labels, scores, threshold, out_dir / "confusion.png")]
+        if len(np.unique(labels)) == 2 or len(labels):
+            plots.append(
+                plot_overlays(
+                    self._pixels(examples, config),
+                    np.asarray(outputs["anomaly_map"]),
+                    scores,
+                    labels,
+                    threshold,
+                    out_dir / "anomaly_maps.png",
+                    masks=list(examples["mask"]),
+                )
+            )
+        return plots
+
+    def export_edge(self, module: Any, splits: Splits, valid_outputs: Mapping[str, np.ndarray], config: VisionQCConfig, out_dir: Path) -> Any:
+        if not config.edge.enabled:
+            return None
+        from vision_qc.edge import export_edge_models
+
+        return export_edge_models(module, splits, valid_outputs, config, out_dir)
+
+    # ---- serving ---------------------------------------------------------------------------------
+    def golden_instances(self, examples: pd.DataFrame, config: VisionQCConfig, count: int = 8) -> list[dict[str, Any]]:
+        defects = examples[examples["label_id"] == 1].head(count // 2)
+        rows = pd.concat([defects, examples[examples["label_id"] == 0].head(count - len(defects))])
+        return [{"image": {"b64": base64.b64encode(data).decode()}} for data in rows["image"]]
+
+    def request_fields(self, config: VisionQCConfig) -> tuple[set[str], set[str]]:
+        # A request carries the image itself; the manifest's columns (all ids, labels and metadata,
+        # none of them serving inputs) describe stored files.
+        return {"image"}, set()
+
+    def online_enricher(self, data_dir: Path, config: VisionQCConfig) -> Any:
+        """Checks each uploaded image before the graph decodes it (a corrupt or huge image is a 400 with
+        a reason, not a decoder crash), and turns images sent as arrays into PNG bytes."""
+        return lambda instances: [_checked_instance(index, instance, config) for index, instance in enumerate(instances)]
+
+
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.squeeze(-1) if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _checked_instance(index: int, instance: dict[str, Any], config: VisionQCConfig) -> dict[str, Any]:
+    from PIL import Image
+
+    from solutions_core.export import decode_b64
+
+    where = f"instances[{index}].image"
+    value = instance.get("image")
+    if value is None:
+        raise ValueError(f'{where}: missing; send {{"b64": "<base64 PNG or JPEG>"}} or an array of pixels')
+    if isinstance(value, list):  # pixels as nested lists: [H][W] or [H][W][C], values 0..255
+        try:
+            pixels = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as problem:
+            raise ValueError(f"{where}: an array image must be nested lists of numbers ({problem})") from problem
+        if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] not in (1, 3, 4)):
+            raise ValueError(f"{where}: an array image must be [height][width] or [height][width][1|3|4], got shape {list(pixels.shape)}")
+        if pixels.shape[0] * pixels.shape[1] > config.max_image_pixels:
+            raise ValueError(f"{where}: image too large: {pixels.shape[1]}x{pixels.shape[0]} > {config.max_image_pixels} pixels")
+        if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
+            raise ValueError(f"{where}: pixel values must be between 0 and 255")
+        return {**instance, "image": _png_bytes(np.round(pixels).astype(np.uint8))}
+    try:
+        data = decode_b64(value)
+    except ValueError as problem:
+        raise ValueError(f"{where}: {problem}") from problem
+    if not isinstance(data, bytes):
+        raise ValueError(f'{where}: send {{"b64": "<base64 PNG or JPEG>"}} or an array of pixels, not {type(data).__name__}')
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # the header only: a decompression bomb is never decoded
+            width, height, kind = image.width, image.height, image.format
+    except Image.DecompressionBombError as problem:
+        raise ValueError(f"{where}: image too large ({problem})") from problem
+    except Exception as problem:
+        raise ValueError(f"{where}: not a PNG, JPEG, BMP or GIF image ({type(problem).__name__})") from problem
+    if kind not in ("PNG", "JPEG", "BMP", "GIF"):
+        raise ValueError(f"{where}: {kind} images are not accepted; send PNG, JPEG, BMP or GIF")
+    if width * height > config.max_image_pixels:
+        raise ValueError(f"{where}: image too large: {width}x{height} > {config.max_image_pixels} pixels")
+    return {**instance, "image": data}
