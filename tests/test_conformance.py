@@ -78,3 +78,18 @@ def test_openapi_publishes_the_contract_request_schema(app, trained, server):
     contract_fields = set(instance["properties"])
     assert set(instance["required"]) <= contract_fields
     assert f"{app}PredictRequest" in spec["components"]["schemas"]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_edge_models_are_published_only_when_their_parity_gate_passes(app, trained):
+    """Apps with an edge target (TFLite) compare it with the SavedModel on validation data; a model
+    that fails that gate still serves as a SavedModel but ships no edge files."""
+    result = trained[app]
+    metadata = result.version.metadata()
+    published = sorted(path.name for path in (result.version.path / "assets.extra").glob("*.tflite"))
+    if result.edge is None:
+        assert metadata["edge"] is None and not published
+        return
+    assert metadata["edge"]["passed"] == result.edge.passed
+    assert published == (sorted(result.edge.files) if result.edge.passed else [])
+    assert all(path.exists() for path in result.edge.files.values())

@@ -29,6 +29,7 @@ from solutions_core import __version__
 from solutions_core.contracts import Contract, ValidationReport, load_contract
 from solutions_core.data import DataStore, fingerprint
 from solutions_core.model_registry import ModelRegistry, ModelVersion
+from solutions_core.serving.models import WARMUP_FILE
 from solutions_core.settings import Settings
 from solutions_core.solution import (
     Candidate,
@@ -339,7 +340,7 @@ def run_training(
     # The in-process model's answers on the golden requests: what the exported model, TF Serving and
     # our API must reproduce (conformance tests compare against these).
     golden_outputs = predict_frame(module.serve, pd.DataFrame(golden), batch)
-    write_json(run_dir / "golden_request.json", {"instances": golden})
+    golden_path = write_json(run_dir / "golden_request.json", {"instances": golden})
     write_json(run_dir / "golden_outputs.json", golden_outputs)
 
     edge: EdgeExport | None = solution.export_edge(module, splits, valid_outputs_of[best.name], config, run_dir / "edge")
@@ -378,6 +379,7 @@ def run_training(
             "edge": edge.report if edge is not None else None,
         }
         extra = {f"{primary.name}.yaml": primary.path} if primary.path else {}
+        extra[WARMUP_FILE] = golden_path  # the server warms a new version up with real requests
         if edge is not None and edge.passed:
             extra.update(edge.files)
         version = registry.publish(solution.name, export_dir, metadata, extra_files=extra)

@@ -79,10 +79,28 @@ def load_served_model(version: ModelVersion, data_dir: Path | None = None) -> Se
     return served
 
 
+WARMUP_FILE = "warmup_request.json"
+
+
 def warm_up(served: ServedModel, instances: list[dict[str, Any]] | None = None) -> None:
-    """One call through the signature so the first real request does not pay for tracing."""
+    """One call through the signature so the first real request does not pay for tracing.
+
+    Uses the version's own warm-up request (``assets.extra/warmup_request.json``, golden instances
+    written at training time, like TF Serving's warm-up records) when there is one: placeholder zeros
+    and empty strings are not valid input for every model (an image decoder rejects "")."""
+    import json
+
     from solutions_core.export import to_tensor_value
 
+    warmup_path = served.path / "assets.extra" / WARMUP_FILE
+    if instances is None and warmup_path.exists():
+        instances = json.loads(warmup_path.read_text()).get("instances", [])[:2]
+    if instances:
+        served.predict({
+            name: to_tensor_value([instance.get(name) for instance in instances], spec.dtype, spec.shape)
+            for name, spec in served.input_specs.items()
+        })
+        return
     columns = {}
     for name, spec in served.input_specs.items():
         if spec.shape.rank is not None and spec.shape.rank > 1:

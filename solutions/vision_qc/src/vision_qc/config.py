@@ -37,7 +37,8 @@ class SyntheticDefectConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rate: float = Field(default=0.5, gt=0, lt=1, description="Share of training images that get one.")
+    rate: float = Field(default=0.5, gt=0, lt=1, description="Share of good training images that get one (one-class).")
+    supervised_rate: float = Field(default=0.2, ge=0, lt=1, description="The same for the supervised model (0: real defects only).")
     min_area: float = Field(default=0.005, gt=0, lt=1, description="Smallest patch, as a share of the image.")
     max_area: float = Field(default=0.05, gt=0, lt=1)
     scar_share: float = Field(default=0.5, ge=0, le=1, description="Share of synthetic defects that are thin scars.")

@@ -134,7 +134,8 @@ def build_network(config: VisionQCConfig) -> Any:
     worst = keras.layers.GlobalMaxPooling2D(name="worst_location")(logits)
     overall = keras.layers.GlobalAveragePooling2D(name="mean_location")(logits)
     pooled = keras.layers.Concatenate(name="pooled")([worst, overall])
-    image_logit = keras.layers.Dense(1, name="image_logit", dtype="float32")(pooled)
+    # Non-negative weights keep the map's meaning: a hotter location can only raise the image score.
+    image_logit = keras.layers.Dense(1, kernel_constraint=keras.constraints.NonNeg(), name="image_logit", dtype="float32")(pooled)
     score = keras.layers.Activation("sigmoid", name=SCORE, dtype="float32")(image_logit)
     return keras.Model(pixels, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_network")
 
@@ -215,6 +216,8 @@ def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, ba
         frame = frame[frame["label_id"] == 0]
         if frame.empty:
             raise ValueError("The one-class model needs good images in the training split; found none.")
+    # The supervised model sees synthetic defects on some good images too: real defects are scarce.
+    synthetic_rate = config.synthetic_defects.rate if one_class else config.synthetic_defects.supervised_rate
     images = np.asarray(frame["image"].tolist(), dtype=object)
     labels = frame["label_id"].to_numpy(dtype="float32")
     size, channels = config.image_size, config.channels
@@ -232,13 +235,12 @@ def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, ba
         return tf.cast(image, tf.float32), label
 
     dataset = dataset.map(to_float)
-    if one_class:
-        rate = config.synthetic_defects.rate
+    if synthetic_rate > 0:
 
         def synthesize(image: Any, label: Any) -> Any:
-            defective = tf.random.uniform([]) < rate
+            defective = tf.logical_and(label < 0.5, tf.random.uniform([]) < synthetic_rate)
             image = tf.cond(defective, lambda: paste_synthetic_defect(image, config), lambda: image)
-            return image, tf.cast(defective, tf.float32)
+            return image, tf.maximum(label, tf.cast(defective, tf.float32))
 
         dataset = dataset.map(synthesize, num_parallel_calls=tf.data.AUTOTUNE)
     flip = keras.layers.RandomFlip("horizontal_and_vertical", seed=config.seed)
