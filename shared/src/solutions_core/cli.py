@@ -235,6 +235,17 @@ def export(
         shutil.copytree(chosen.path, destination, dirs_exist_ok=True)
         console.print(f"SavedModel v{chosen.version} → {destination}")
     elif fmt == "tflite":
+        published = sorted((chosen.path / "assets.extra").glob("*.tflite"))
+        if published:  # the app's own edge models, which passed its parity gate: copy them out
+            out.mkdir(parents=True, exist_ok=True)
+            for source in published:
+                shutil.copyfile(source, out / f"{name}-v{chosen.version}-{source.name}")
+                console.print(f"TFLite v{chosen.version} → {out / f'{name}-v{chosen.version}-{source.name}'}")
+            return
+        if (chosen.metadata().get("edge") or {}).get("passed") is False:
+            console.print(f"[red]v{chosen.version} failed its edge parity gate ({chosen.metadata()['edge'].get('why')}); "
+                          "no edge model was published.[/red]")
+            raise typer.Exit(1)
         _quiet_tensorflow()
         from solutions_core.export import convert_to_tflite
 
@@ -265,7 +276,8 @@ def serve(
 @app.command()
 def demo(
     apps: Annotated[Optional[list[str]], typer.Option("--app", help="Only these apps (default: all installed).")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Rows to generate per app (default: each app's).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Examples to generate per app, in each app's unit: rows, images (default: each app's).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Each app's tiny configuration: seconds, not minutes (a smoke test).")] = False,
     home: HomeOption = None,
 ) -> None:
     """Every app end to end: train on generated data, show metrics vs baselines, publish, start the API
@@ -273,7 +285,7 @@ def demo(
     from solutions_core.demo import run_demo
 
     _quiet_tensorflow()
-    code = run_demo(apps, size=size, home=home, console=console)
+    code = run_demo(apps, size=size, home=home, console=console, quick=quick)
     raise typer.Exit(code)
 
 

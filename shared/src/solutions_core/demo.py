@@ -83,7 +83,14 @@ class ServerProcess:
         self._log.close()
 
 
-def run_demo(apps: list[str] | None = None, *, size: int | None = None, home: Path | None = None, console: Console | None = None) -> int:
+def run_demo(
+    apps: list[str] | None = None,
+    *,
+    size: int | None = None,
+    home: Path | None = None,
+    console: Console | None = None,
+    quick: bool = False,
+) -> int:
     from solutions_core.cli import print_run
     from solutions_core.registry import get_solution, list_solutions
     from solutions_core.settings import Settings
@@ -99,13 +106,14 @@ def run_demo(apps: list[str] | None = None, *, size: int | None = None, home: Pa
     for name in names:
         solution = get_solution(name)
         console.rule(f"[bold]{solution.title}[/bold] — {solution.description}")
-        overrides = {"size": size} if size else {}
-        result = run_training(solution, solution.make_config(overrides), settings, verbose=1,
-                              report=lambda m: console.print(f"[cyan]▸[/cyan] {m}"))
+        config = solution.tiny_config() if quick else solution.demo_config()
+        if size:
+            config = solution.make_config({**config.model_dump(), "size": size})
+        result = run_training(solution, config, settings, verbose=1, report=lambda m: console.print(f"[cyan]▸[/cyan] {m}"))
         print_run(result)
         # Send what a client would: the contract's fields only. Fields a request may add on top (e.g.
         # precomputed history) are dropped, so the server's online features fill them in.
-        optional, _ = solution.request_fields(solution.make_config(overrides))
+        optional, _ = solution.request_fields(config)
         golden[solution.name] = [
             {key: value for key, value in instance.items() if key not in optional}
             for instance in result.golden_instances[:3]

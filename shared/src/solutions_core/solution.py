@@ -176,6 +176,10 @@ class Solution:
         defaults = self.config_class().model_dump()
         return self.config_class.model_validate(deep_merge(defaults, dict(overrides or {})))
 
+    def demo_config(self) -> SolutionConfig:
+        """What ``solutions demo`` trains: the defaults, unless they take too long for a laptop demo."""
+        return self.make_config()
+
     def tiny_config(self) -> SolutionConfig:
         """A seconds-long configuration (tiny data, few steps) for conformance tests and DAG tests."""
         raise NotImplementedError

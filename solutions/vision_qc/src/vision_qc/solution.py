@@ -265,9 +265,9 @@ class VisionQC(Solution):
         return [{"image": {"b64": base64.b64encode(data).decode()}} for data in rows["image"]]
 
     def request_fields(self, config: VisionQCConfig) -> tuple[set[str], set[str]]:
-        # A request carries the image itself; the manifest's columns (all ids, labels and metadata,
-        # none of them serving inputs) describe stored files.
-        return {"image"}, set()
+        # A request carries only the model's input (the image), which the server always accepts; the
+        # manifest's columns (ids, labels, metadata) describe stored files, not requests.
+        return set(), set()
 
     def online_enricher(self, data_dir: Path, config: VisionQCConfig) -> Any:
         """Checks each uploaded image before the graph decodes it (a corrupt or huge image is a 400 with
