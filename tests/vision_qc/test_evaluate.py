@@ -331,7 +331,10 @@ def test_plots_write_png_files(tmp_path, fitted_patch_gaussian, test_set):
     other = np.random.default_rng(10).random(len(labels))
     written = [
         plot_overlays(images, maps, scores, labels, threshold, tmp_path / "overlays.png", masks=masks),
-        plot_overlays(images[..., :1].astype(np.uint8), None, scores, labels, threshold, tmp_path / "gray.png", max_images=5),
+        plot_overlays(
+            images[..., :1].astype(np.uint8), None, scores, labels, threshold, tmp_path / "gray.png",
+            max_images=5,
+        ),
         plot_roc(labels, {"patch_gaussian": scores, "random": other}, tmp_path / "nested" / "roc.png"),
         plot_roc(np.zeros(5, int), {"model": other[:5]}, tmp_path / "roc_one_class.png"),
         plot_confusion(labels, scores, threshold, tmp_path / "confusion.png"),

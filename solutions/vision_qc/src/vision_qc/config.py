@@ -58,12 +58,13 @@ class EdgeConfig(BaseModel):
 
 class VisionQCConfig(SolutionConfig):
     size: int = Field(default=800, ge=20, description="Images the embedded generator makes.")
-    image_size: int = Field(default=224, ge=32, description="Images are resized to this square in the graph.")
+    image_size: int = Field(default=224, ge=32, multiple_of=32, description="Images are resized to this square in the graph.")
     channels: Literal[1, 3] = Field(default=3, description="1 (grayscale) or 3 (RGB) channels the model sees.")
     source_image_size: int = Field(default=256, ge=32, description="Side of the generated images.")
     defect_rate: float = Field(default=0.3, gt=0, lt=1, description="Share of defective generated images.")
     good_label: str = Field(default="good", description="Manifest label of good parts; any other label is a defect.")
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, description="Larger uploads are refused (400).")
+    map_loss_weight: float = Field(default=1.0, ge=0, description="Weight of the per-location (mask) loss beside the image loss.")
     min_defects_for_supervised: int = Field(default=4, ge=1, description="Fewer defective training images skip the supervised candidate.")
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     synthetic_defects: SyntheticDefectConfig = Field(default_factory=SyntheticDefectConfig)
@@ -74,7 +75,7 @@ class VisionQCConfig(SolutionConfig):
             batch_size=32,
             learning_rate=2e-3,
             early_stopping_patience=4,
-            early_stopping_monitor="val_auc",
+            early_stopping_monitor="val_defect_score_auc",
             early_stopping_mode="max",
         )
     )

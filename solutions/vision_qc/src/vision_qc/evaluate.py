@@ -43,7 +43,9 @@ def _as_labels(labels: Any, name: str = "labels") -> np.ndarray:
     if array.ndim == 2 and 1 in array.shape:  # a column or row vector
         array = array.reshape(-1)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of 0 (good) / 1 (defect), got shape {np.shape(labels)}.")
+        raise ValueError(
+            f"{name} must be a 1-D array of 0 (good) / 1 (defect), got shape {np.shape(labels)}."
+        )
     if array.size and array.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be numeric 0 (good) / 1 (defect), got dtype {array.dtype}.")
     if array.size and not np.isin(array, (0, 1)).all():
@@ -60,7 +62,8 @@ def _as_scores(scores: Any, name: str = "scores") -> np.ndarray:
         else:
             raise ValueError(f"{name} must be a 1-D array with one score per image, got shape {array.shape}.")
     if np.isnan(array).any():
-        raise ValueError(f"{name} contain {int(np.isnan(array).sum())} NaN value(s); a model output is broken.")
+        count = int(np.isnan(array).sum())
+        raise ValueError(f"{name} contain {count} NaN value(s); a model output is broken.")
     return array
 
 
@@ -68,7 +71,9 @@ def _check(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     """Labels and scores as aligned, non-empty, NaN-free 1-D arrays."""
     labels, scores = _as_labels(labels), _as_scores(scores)
     if len(labels) != len(scores):
-        raise ValueError(f"Got {len(labels)} labels but {len(scores)} scores; they must describe the same images.")
+        raise ValueError(
+            f"Got {len(labels)} labels but {len(scores)} scores; they must describe the same images."
+        )
     if not len(labels):
         raise ValueError("No images: labels and scores are empty.")
     return labels, scores
@@ -95,9 +100,13 @@ def _prepare_images(images: Any, size: int) -> np.ndarray:
     if not array.shape[0]:
         raise ValueError("No images: the image array is empty.")
     if array.shape[-1] not in (1, 3):
-        raise ValueError(f"Images must have 1 or 3 channels (last axis), got {array.shape[-1]} (shape {array.shape}).")
+        raise ValueError(
+            f"Images must have 1 or 3 channels (last axis), got {array.shape[-1]} (shape {array.shape})."
+        )
     if min(array.shape[1:3]) < 8:
-        raise ValueError(f"Images are too small ({array.shape[1]}x{array.shape[2]}); need at least 8x8 pixels.")
+        raise ValueError(
+            f"Images are too small ({array.shape[1]}x{array.shape[2]}); need at least 8x8 pixels."
+        )
     if array.dtype.kind not in "biuf":
         raise ValueError(f"Images must be numeric (uint8 or 0..255 floats), got dtype {array.dtype}.")
     resized = _area_resize(array, size) / np.float32(255.0)
@@ -140,7 +149,8 @@ def choose_threshold(labels: Any, scores: Any, good_quantile: float = 0.99) -> f
         return float(np.quantile(scores, float(good_quantile)))
     if labels.all():
         raise ValueError(
-            "Only defective images in the calibration data: a threshold needs good images to measure false alarms."
+            "Only defective images in the calibration data: "
+            "a threshold needs good images to measure false alarms."
         )
     distinct = np.unique(scores)
     # Candidate cuts: the lowest score (everything is a defect) and every midpoint between neighbours.
@@ -186,7 +196,9 @@ def image_metrics(labels: Any, scores: Any, threshold: float) -> dict[str, float
         "accuracy": (tp + tn) / len(labels),
         "balanced_accuracy": float(np.nanmean([recall, specificity])),
         "image_auroc": float(roc_auc_score(labels, finite_scores)) if both_classes else float("nan"),
-        "average_precision": float(average_precision_score(labels, finite_scores)) if defect.any() else float("nan"),
+        "average_precision": (
+            float(average_precision_score(labels, finite_scores)) if defect.any() else float("nan")
+        ),
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
@@ -244,7 +256,8 @@ def _resize_mask(mask: Any, height: int, width: int | None = None) -> np.ndarray
         array = array / 255.0
     if array.shape == (height, width):
         return array > 0.5
-    resized = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32)).resize((width, height), Image.Resampling.BOX)
+    plane = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32))
+    resized = plane.resize((width, height), Image.Resampling.BOX)
     return np.asarray(resized) > 0.5
 
 
@@ -268,7 +281,8 @@ def pixel_auroc(maps: Any, masks: Any, labels: Any, resolution: int = 64) -> flo
         raise ValueError(f"Anomaly maps must be an [N, h, w] array, got shape {array.shape}.")
     if not (len(array) == len(masks) == len(labels)):
         raise ValueError(
-            f"Got {len(array)} maps, {len(masks)} masks and {len(labels)} labels; they must describe the same images."
+            f"Got {len(array)} maps, {len(masks)} masks and {len(labels)} labels; "
+            "they must describe the same images."
         )
     if not len(labels):
         raise ValueError("No images: maps, masks and labels are empty.")
@@ -361,10 +375,13 @@ class PatchGaussianBaseline:
     """
 
     def __init__(self, patch_size: int = 8, working_size: int = 64):
-        if int(patch_size) != patch_size or int(working_size) != working_size or patch_size < 2 or working_size < 2:
-            raise ValueError(f"patch_size and working_size must be integers >= 2, got {patch_size} and {working_size}.")
+        for name, value in (("patch_size", patch_size), ("working_size", working_size)):
+            if int(value) != value or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}.")
         if working_size % patch_size:
-            raise ValueError(f"working_size ({working_size}) must be a multiple of patch_size ({patch_size}).")
+            raise ValueError(
+                f"working_size ({working_size}) must be a multiple of patch_size ({patch_size})."
+            )
         self.patch_size, self.working_size = int(patch_size), int(working_size)
 
     def _features(self, images: Any) -> np.ndarray:
@@ -414,7 +431,9 @@ class PatchGaussianBaseline:
             raise ValueError("PatchGaussianBaseline is not fitted yet; call fit(images, labels) first.")
         channels = int(np.shape(images)[-1]) if np.ndim(images) == 4 else None
         if channels is not None and channels != self.channels_:
-            raise ValueError(f"The baseline was fitted on {self.channels_}-channel images but got {channels} channels.")
+            raise ValueError(
+                f"The baseline was fitted on {self.channels_}-channel images but got {channels} channels."
+            )
         features = self._features(images)
         n, grid = features.shape[0], features.shape[1]
         flat = (features.reshape(-1, features.shape[-1]) - self.feature_mean_) / self.feature_scale_
@@ -448,11 +467,16 @@ class HistogramLogisticBaseline:
         n = len(pixels)
         gray = _gray(pixels).reshape(n, -1)
         low, high = self.gradient_range
-        gradient = (np.clip(_gradient_magnitude(gray.reshape(pixels.shape[:3])), low, high) - low) / (high - low)
+        gradient = _gradient_magnitude(gray.reshape(pixels.shape[:3]))
+        gradient = (np.clip(gradient, low, high) - low) / (high - low)
         channels = np.moveaxis(pixels, -1, 1).reshape(n, pixels.shape[-1], -1)  # [N, C, pixels]
         histograms = [self._histogram(channels[:, c]) for c in range(channels.shape[1])]
         histograms.append(self._histogram(gradient.reshape(n, -1)))
-        summary = [gray.mean(axis=1, keepdims=True), gray.std(axis=1, keepdims=True), *np.percentile(gray, [1, 99], axis=1)[..., None]]
+        summary = [
+            gray.mean(axis=1, keepdims=True),
+            gray.std(axis=1, keepdims=True),
+            *np.percentile(gray, [1, 99], axis=1)[..., None],
+        ]
         return np.concatenate(histograms + summary, axis=1).astype(np.float64)
 
     def _histogram(self, values: np.ndarray) -> np.ndarray:
@@ -495,11 +519,13 @@ class HistogramLogisticBaseline:
             raise ValueError("HistogramLogisticBaseline is not fitted yet; call fit(images, labels) first.")
         channels = int(np.shape(images)[-1]) if np.ndim(images) == 4 else None
         if channels is not None and channels != self.channels_:
-            raise ValueError(f"The baseline was fitted on {self.channels_}-channel images but got {channels} channels.")
+            raise ValueError(
+                f"The baseline was fitted on {self.channels_}-channel images but got {channels} channels."
+            )
         return self.model_.predict_proba(self._features(images))[:, 1], None
 
 
-# ---- plots --------------------------------------------------------------------------------------------------
+# ---- plots ------------------------------------------------------------------------------------------------
 # matplotlib.figure.Figure needs no pyplot and no global backend, so plotting is safe in servers and
 # threads and leaves no figures open; the figure is garbage once saved.
 
@@ -557,7 +583,10 @@ def plot_confusion(labels: Any, scores: Any, threshold: float, path: Any) -> Pat
     for t in (0, 1):
         for p in (0, 1):
             dark = matrix[t, p] > matrix.max() / 2
-            axis.text(p, t, str(matrix[t, p]), ha="center", va="center", fontsize=14, color="white" if dark else "black")
+            axis.text(
+                p, t, str(matrix[t, p]), ha="center", va="center", fontsize=14,
+                color="white" if dark else "black",
+            )
     axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["good", "defect"], yticklabels=["good", "defect"],
              xlabel="decision", ylabel="truth", title=f"Confusion at threshold {threshold:.3g}")
     return _save(figure, path)
@@ -588,13 +617,17 @@ def plot_overlays(images: Any, maps: Any, scores: Any, labels: Any, threshold: f
     threshold = _check_threshold(threshold)
     pixels = np.asarray(images)
     if pixels.ndim != 4 or pixels.shape[-1] not in (1, 3) or len(pixels) != len(labels):
-        raise ValueError(f"Images must be [N, S, S, C] with C in (1, 3) and N = {len(labels)}, got shape {pixels.shape}.")
+        raise ValueError(
+            f"Images must be [N, S, S, C] with C in (1, 3) and N = {len(labels)}, got shape {pixels.shape}."
+        )
     if maps is not None:
         maps = np.asarray(maps, dtype=np.float32)
         if maps.ndim == 4 and maps.shape[-1] == 1:
             maps = maps[..., 0]
         if maps.ndim != 3 or len(maps) != len(labels):
-            raise ValueError(f"Anomaly maps must be [N, h, w] with N = {len(labels)}, got shape {maps.shape}.")
+            raise ValueError(
+                f"Anomaly maps must be [N, h, w] with N = {len(labels)}, got shape {maps.shape}."
+            )
     if masks is not None:
         masks = list(masks)
         if len(masks) != len(labels):
@@ -614,8 +647,7 @@ def plot_overlays(images: Any, maps: Any, scores: Any, labels: Any, threshold: f
     axes = np.atleast_1d(figure.subplots(rows, columns)).reshape(-1)
     for cell, index in enumerate(chosen):
         axis = axes[cell]
-        image = pixels[index].astype(np.float32)
-        image = np.clip(image if pixels.dtype == np.uint8 or image.max() > 1.0 else image * 255.0, 0, 255).astype(np.uint8)
+        image = np.clip(pixels[index].astype(np.float32), 0, 255).astype(np.uint8)  # 0..255 by convention
         if image.shape[-1] == 1:
             axis.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
         else:
@@ -628,7 +660,8 @@ def plot_overlays(images: Any, maps: Any, scores: Any, labels: Any, threshold: f
                 axis.contour(outline.astype(np.float32), levels=[0.5], colors="cyan", linewidths=1)
         decided_defect = bool(scores[index] >= threshold)
         mark = "✓" if decided_defect == bool(labels[index]) else "✗"
-        axis.set_title(f"score {scores[index]:.2f} · {'defect' if decided_defect else 'good'} {mark}", fontsize=9)
+        decision = "defect" if decided_defect else "good"
+        axis.set_title(f"score {scores[index]:.2f} · {decision} {mark}", fontsize=9)
     for axis in axes:
         axis.axis("off")
     return _save(figure, path)

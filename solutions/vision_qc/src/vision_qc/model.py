@@ -4,9 +4,9 @@
    the SavedModel and TF Serving clients all see images prepared the same way (no train/serve skew).
 2. ``build_network``: pixels (0..255) -> a keras-hub EfficientNet-lite backbone (built from config, random init)
    -> a small head that scores every location (the anomaly map) -> one image score from the map's max
-   and mean. The image score is trained; the map comes for free and shows where the defect is.
-3. Two ways to train the same network:
-   * ``supervised``: real good/defect labels;
+   and mean. Both are trained: the score on image labels, the map on defect masks where they exist.
+3. Two ways to train the same network, both on the image score and on the map (against defect masks):
+   * ``supervised``: real good/defect labels and masks, plus some synthetic defects;
    * ``one_class``: good images only, with synthetic defects pasted on them (CutPaste-style), for lines
      that have few or no defect images.
 4. ``VisionServingModule``: bytes in; ``defect_score``, ``decision`` and ``anomaly_map`` out, with the
@@ -141,21 +141,29 @@ def build_network(config: VisionQCConfig) -> Any:
 
 
 def build_training_model(config: VisionQCConfig) -> Any:
-    """The network with only the image score as output: that is what ``fit`` trains."""
-    import keras
-
-    network = build_network(config)
-    return keras.Model(network.input, network.output[SCORE], name="vision_qc_classifier")
+    """The network trained on both outputs: the image score, and the map against defect masks (where
+    masks exist). Masks turn one defect image into many labelled locations, which matters when a line
+    has a few hundred images and the network starts from random weights."""
+    return build_network(config)
 
 
 def network_of(model: Any) -> Any:
-    """The two-output network (score and map) over a trained training model's layers."""
-    import keras
+    """The trained two-output network, as served and exported to the edge."""
+    return model
 
-    # The map branch is not on the training model's output path, so reach it from the logits layer.
-    logits = model.get_layer("location_logits").output
-    anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(logits)
-    return keras.Model(model.input, {SCORE: model.output, ANOMALY_MAP: anomaly_map})
+
+def masked_binary_crossentropy(target: Any, predicted: Any) -> Any:
+    """Per-location cross-entropy that ignores locations marked -1 (a defect image without a mask:
+    we know something is wrong, not where)."""
+    import keras
+    from keras import ops
+
+    known = ops.squeeze(ops.cast(ops.greater_equal(target, 0.0), "float32"), -1)  # [N, h, w]
+    losses = keras.losses.binary_crossentropy(ops.maximum(target, 0.0), predicted) * known
+    batch = ops.shape(losses)[0]
+    per_image = ops.sum(ops.reshape(losses, (batch, -1)), axis=1)
+    counted = ops.sum(ops.reshape(known, (batch, -1)), axis=1)
+    return per_image / ops.maximum(counted, 1.0)
 
 
 def compile_options(config: VisionQCConfig) -> Any:
@@ -164,8 +172,9 @@ def compile_options(config: VisionQCConfig) -> Any:
 
         return {
             "optimizer": keras.optimizers.Adam(learning_rate=training.learning_rate),
-            "loss": keras.losses.BinaryCrossentropy(),
-            "metrics": [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+            "loss": {SCORE: keras.losses.BinaryCrossentropy(), ANOMALY_MAP: masked_binary_crossentropy},
+            "loss_weights": {SCORE: 1.0, ANOMALY_MAP: config.map_loss_weight},
+            "metrics": {SCORE: [keras.metrics.AUC(name="auc")]},
         }
 
     return options
@@ -174,10 +183,31 @@ def compile_options(config: VisionQCConfig) -> Any:
 # ---- data --------------------------------------------------------------------------------------------------
 
 
-def paste_synthetic_defect(image: Any, config: VisionQCConfig) -> Any:
+def map_size(config: VisionQCConfig) -> int:
+    return config.image_size // 16
+
+
+def mask_targets(frame: pd.DataFrame, config: VisionQCConfig) -> np.ndarray:
+    """Per-location targets [N, h, w] at the map's resolution: 1 where the mask touches the cell, 0 on
+    good images, -1 (ignored) for defect images without a mask."""
+    from PIL import Image
+
+    side = map_size(config)
+    targets = np.zeros((len(frame), side, side), dtype=np.float32)
+    for index, (mask, label) in enumerate(zip(frame["mask"], frame["label_id"])):
+        if mask is None or (isinstance(mask, float) and np.isnan(mask)):
+            targets[index] = -1.0 if label == 1 else 0.0
+            continue
+        coverage = np.asarray(Image.fromarray(np.asarray(mask, dtype=np.float32)).resize((side, side), Image.BOX))
+        targets[index] = (coverage > 0.02).astype(np.float32)
+    return targets
+
+
+def paste_synthetic_defect(image: Any, config: VisionQCConfig) -> tuple[Any, Any]:
     """One synthetic defect on one image [S, S, C] (0..255): a patch of the image itself, moved
-    elsewhere and recoloured (CutPaste), or a thin scar. The model learns "something here does not
-    belong to this surface", which transfers to real defects it never saw."""
+    elsewhere and recoloured (CutPaste), or a thin scar. Returns the image and the pasted area [S, S].
+    The model learns "something here does not belong to this surface", which transfers to real
+    defects it never saw."""
     import tensorflow as tf
 
     size = config.image_size
@@ -202,13 +232,15 @@ def paste_synthetic_defect(image: Any, config: VisionQCConfig) -> Any:
     top, left = corner(height), corner(width)
     padding = [[top, size - top - height], [left, size - left - width], [0, 0]]
     pasted = tf.pad(patch, padding)
-    mask = tf.pad(tf.ones_like(patch), padding)
-    return image * (1.0 - mask) + pasted * mask
+    mask = tf.pad(tf.ones_like(patch[..., :1]), padding)
+    return image * (1.0 - mask) + pasted * mask, mask[..., 0]
 
 
 def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, batch_size: int, one_class: bool) -> Any:
-    """(pixels, label) batches. Images are decoded once and cached as uint8; training adds flips and,
-    for the one-class model, trains on good images only with synthetic defects as the positive class."""
+    """(pixels, {defect_score, anomaly_map}) batches. Images are decoded once and cached as uint8.
+    Training adds flips (image and mask together) and Keras photometric augmentation; the one-class
+    model trains on good images only, with synthetic defects (and their masks) as the positive class;
+    the supervised model also gets some synthetic defects, because real ones are scarce."""
     import keras
     import tensorflow as tf
 
@@ -216,36 +248,60 @@ def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, ba
         frame = frame[frame["label_id"] == 0]
         if frame.empty:
             raise ValueError("The one-class model needs good images in the training split; found none.")
-    # The supervised model sees synthetic defects on some good images too: real defects are scarce.
     synthetic_rate = config.synthetic_defects.rate if one_class else config.synthetic_defects.supervised_rate
     images = np.asarray(frame["image"].tolist(), dtype=object)
     labels = frame["label_id"].to_numpy(dtype="float32")
-    size, channels = config.image_size, config.channels
+    targets = mask_targets(frame, config)
+    size, channels, side = config.image_size, config.channels, map_size(config)
 
-    def decode(data: Any, label: Any) -> Any:
-        return tf.cast(tf.round(decode_image(data, size, channels)), tf.uint8), label
+    def decode(data: Any, label: Any, target: Any) -> Any:
+        return tf.cast(tf.round(decode_image(data, size, channels)), tf.uint8), label, target
 
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels, targets))
+    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+    def as_example(image: Any, label: Any, target: Any) -> Any:
+        return image, {SCORE: label[..., None], ANOMALY_MAP: target[..., None]}
+
     if not training:
-        return dataset.map(lambda image, label: (tf.cast(image, tf.float32), label)).batch(batch_size).prefetch(2)
+        dataset = dataset.map(lambda image, label, target: (tf.cast(image, tf.float32), label, target))
+        return dataset.map(as_example).batch(batch_size).prefetch(2)
 
     dataset = dataset.shuffle(len(frame), seed=config.seed, reshuffle_each_iteration=True)
-
-    def to_float(image: Any, label: Any) -> Any:
-        return tf.cast(image, tf.float32), label
-
-    dataset = dataset.map(to_float)
+    dataset = dataset.map(lambda image, label, target: (tf.cast(image, tf.float32), label, target))
     if synthetic_rate > 0:
 
-        def synthesize(image: Any, label: Any) -> Any:
+        def synthesize(image: Any, label: Any, target: Any) -> Any:
             defective = tf.logical_and(label < 0.5, tf.random.uniform([]) < synthetic_rate)
-            image = tf.cond(defective, lambda: paste_synthetic_defect(image, config), lambda: image)
-            return image, tf.maximum(label, tf.cast(defective, tf.float32))
+
+            def paste() -> Any:
+                pasted, area = paste_synthetic_defect(image, config)
+                cells = tf.nn.max_pool2d(area[None, :, :, None], ksize=16, strides=16, padding="SAME")
+                return pasted, tf.maximum(target, tf.reshape(cells, [side, side]))
+
+            image, target = tf.cond(defective, paste, lambda: (image, target))
+            return image, tf.maximum(label, tf.cast(defective, tf.float32)), target
 
         dataset = dataset.map(synthesize, num_parallel_calls=tf.data.AUTOTUNE)
-    flip = keras.layers.RandomFlip("horizontal_and_vertical", seed=config.seed)
-    dataset = dataset.batch(batch_size).map(lambda image, label: (flip(image, training=True), label))
-    return dataset.prefetch(2)
+
+    def flip(image: Any, label: Any, target: Any) -> Any:
+        # Surfaces and defects have no up or left: flip the image and its mask together.
+        if tf.random.uniform([]) < 0.5:
+            image, target = tf.reverse(image, [1]), tf.reverse(target, [1])
+        if tf.random.uniform([]) < 0.5:
+            image, target = tf.reverse(image, [0]), tf.reverse(target, [0])
+        return image, label, target
+
+    dataset = dataset.map(flip, num_parallel_calls=tf.data.AUTOTUNE)
+    photometric = keras.Sequential(
+        [keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=config.seed),
+         keras.layers.RandomContrast(0.15, seed=config.seed)],
+        name="augmentation",
+    )
+    dataset = dataset.batch(batch_size).map(
+        lambda image, label, target: (tf.clip_by_value(photometric(image, training=True), 0.0, 255.0), label, target)
+    )
+    return dataset.map(as_example).prefetch(2)
 
 
 # ---- serving -------------------------------------------------------------------------------------------------
