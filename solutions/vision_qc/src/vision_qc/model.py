@@ -60,8 +60,8 @@ def decode_images(images: Any, image_size: int, channels: int) -> Any:
 def build_backbone(config: VisionQCConfig) -> Any:
     """A keras-hub ``EfficientNetBackbone`` in a small "lite" configuration (relu6, no squeeze-excite),
     built from config with random weights, cut before its 1x1 top convolution. Returns a model:
-    pixels in [-1, 1] -> (fine, coarse) feature maps, the coarse one at the last stage's stride and the
-    fine one at half that stride.
+    pixels in [-1, 1] -> (finer, fine, coarse) feature maps at 1/4, 1/2 and 1 times the last stage's
+    stride (8, 16 and 32 with the defaults).
 
     Why EfficientNet rather than keras-hub's MobileNetBackbone: the latter builds depthwise convolutions
     as grouped ``Conv2D``, which TensorFlow trains 4x slower on CPU (6 vs 24 images/s at 224x224 here),
@@ -95,14 +95,16 @@ def build_backbone(config: VisionQCConfig) -> Any:
     )
     strides = np.cumprod([2] + list(spec.stage_strides))[1:]  # the stem halves the image first
     fine_stages = [index for index, stride in enumerate(strides) if stride == strides[-1] // 2]
-    if not fine_stages:
-        raise ValueError(f"backbone.stage_strides {spec.stage_strides} leave no stage at half the final stride.")
+    finer_stages = [index for index, stride in enumerate(strides) if stride == strides[-1] // 4]
+    if not fine_stages or not finer_stages:
+        raise ValueError(f"backbone.stage_strides {spec.stage_strides} need stages at 1/2 and 1/4 of the final stride.")
 
     def stage_output(index: int) -> Any:
         prefix = f"block{index + 1}{chr(ord('a') + spec.stage_repeats[index] - 1)}_"
         return [layer for layer in backbone.layers if layer.name.startswith(prefix)][-1].output
 
-    return keras.Model(backbone.input, [stage_output(fine_stages[-1]), stage_output(stages - 1)], name="efficientnet_backbone")
+    outputs = [stage_output(finer_stages[-1]), stage_output(fine_stages[-1]), stage_output(stages - 1)]
+    return keras.Model(backbone.input, outputs, name="efficientnet_backbone")
 
 
 def build_network(config: VisionQCConfig) -> Any:
@@ -117,7 +119,7 @@ def build_network(config: VisionQCConfig) -> Any:
     size, head = config.image_size, config.backbone.head_filters
     pixels = keras.Input((size, size, config.channels), name="pixels")
     scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(pixels)
-    fine, coarse = build_backbone(config)(scaled)
+    _, fine, coarse = build_backbone(config)(scaled)
 
     def project(features: Any, name: str) -> Any:
         features = keras.layers.Conv2D(head, 1, use_bias=False, name=f"{name}_conv")(features)
@@ -178,6 +180,84 @@ def compile_options(config: VisionQCConfig) -> Any:
         }
 
     return options
+
+
+# ---- one-class: a Gaussian over convolutional features of good images -------------------------------
+
+
+def feature_extractor(config: VisionQCConfig) -> Any:
+    """pixels -> per-location features [N, h, w, D]: the backbone's two scales, the coarse one
+    upsampled onto the fine grid. Random weights (seeded), nothing downloaded: random convolutional
+    features still describe local texture richly, and the Gaussian below learns what is normal."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    pixels = keras.Input((config.image_size, config.image_size, config.channels), name="pixels")
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(pixels)
+    finer, fine, coarse = build_backbone(config)(scaled)
+    # Thin defects (scratches, cracks) live at stride 8; pooling keeps their trace on the stride-16 grid.
+    finer = keras.layers.AveragePooling2D(2, name="finer_pool")(finer)
+    coarse = keras.layers.UpSampling2D(2, interpolation="bilinear", name="coarse_up")(coarse)
+    features = keras.layers.Concatenate(name="features")([finer, fine, coarse])
+    return keras.Model(pixels, features, name="feature_extractor")
+
+
+def fit_feature_gaussian(train: pd.DataFrame, config: VisionQCConfig, max_vectors: int = 60_000) -> Any:
+    """Fit the one-class model on the good training images and return the two-output network.
+
+    1. Re-estimate batch-norm statistics on the images (random init leaves them meaningless).
+    2. Fit one Gaussian (Ledoit-Wolf) over all locations' features: surfaces are textures, so
+       "normal" does not depend on where in the image a patch is.
+    3. Write the Mahalanobis distance into the graph as layers: a 1x1 convolution whitens, a product
+       squares, a 1x1 convolution of ones sums; a last 1x1 convolution standardizes the distance with
+       good images' own spread, so sigmoid(map) is a per-location defect score and the image score is
+       the sigmoid of its worst location. Every op is a TFLite builtin.
+    """
+    import keras
+    import tensorflow as tf
+    from sklearn.covariance import LedoitWolf
+
+    good = train[train["label_id"] == 0]
+    if good.empty:
+        raise ValueError("The one-class model needs good images in the training split; found none.")
+    extractor = feature_extractor(config)
+    images = good["image"].tolist()
+    pixels = np.concatenate([
+        np.asarray(decode_images(tf.constant(images[start : start + 32]), config.image_size, config.channels))
+        for start in range(0, len(images), 32)
+    ])
+    for _ in range(3):  # batch-norm moving statistics converge over a few passes (momentum 0.9)
+        for start in range(0, len(pixels), 32):
+            extractor(pixels[start : start + 32], training=True)
+    features = extractor.predict(pixels, batch_size=32, verbose=0)
+    depth = features.shape[-1]
+    vectors = features.reshape(-1, depth)
+    rng = np.random.default_rng(config.seed)
+    if len(vectors) > max_vectors:
+        vectors = vectors[rng.choice(len(vectors), max_vectors, replace=False)]
+    gaussian = LedoitWolf().fit(vectors.astype(np.float64))
+    whitening = np.linalg.cholesky(gaussian.precision_)  # (f - mu) @ L has identity covariance
+    squared = (((features.reshape(-1, depth) - gaussian.location_) @ whitening) ** 2).sum(axis=1)
+    center = float(np.median(squared))
+    spread = float(np.quantile(squared, 0.99) - center) / 3.0 or 1.0
+
+    inputs = extractor.input
+    feature_map = extractor.output
+    whiten = keras.layers.Conv2D(depth, 1, name="whiten")
+    centered = whiten(feature_map)
+    squares = keras.layers.Multiply(name="square")([centered, centered])
+    total = keras.layers.Conv2D(1, 1, use_bias=False, name="sum_squares")
+    distance = total(squares)
+    standardize = keras.layers.Conv2D(1, 1, name="location_logits", dtype="float32")
+    logits = standardize(distance)
+    anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(logits)
+    worst = keras.layers.GlobalMaxPooling2D(name="worst_location")(logits)
+    score = keras.layers.Activation("sigmoid", name=SCORE, dtype="float32")(worst)
+    network = keras.Model(inputs, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_one_class")
+    whiten.set_weights([whitening.astype(np.float32)[None, None], (-gaussian.location_ @ whitening).astype(np.float32)])
+    total.set_weights([np.ones((1, 1, depth, 1), np.float32)])
+    standardize.set_weights([np.full((1, 1, 1, 1), 1.0 / spread, np.float32), np.asarray([-center / spread], np.float32)])
+    return network
 
 
 # ---- data --------------------------------------------------------------------------------------------------

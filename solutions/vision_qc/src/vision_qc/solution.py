@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from solutions_core.solution import Evaluation, KerasCandidate, SkipCandidate, Solution, Splits
+from solutions_core.solution import CustomCandidate, Evaluation, KerasCandidate, SkipCandidate, Solution, Splits
 from vision_qc.config import VisionQCConfig
 
 TABLE = "vision_qc_images"
@@ -139,7 +139,7 @@ class VisionQC(Solution):
         return Splits(**frames)
 
     # ---- models ----------------------------------------------------------------------------------
-    def candidates(self, config: VisionQCConfig) -> list[KerasCandidate]:
+    def candidates(self, config: VisionQCConfig) -> list[Any]:
         from vision_qc import model
 
         def build_supervised(train: pd.DataFrame) -> Any:
@@ -158,12 +158,7 @@ class VisionQC(Solution):
                 compile_options=model.compile_options(config),
                 make_dataset=lambda frame, training, batch: model.make_dataset(frame, config, training, batch, one_class=False),
             ),
-            KerasCandidate(
-                "one_class",
-                build_model=lambda train: model.build_training_model(config),
-                compile_options=model.compile_options(config),
-                make_dataset=lambda frame, training, batch: model.make_dataset(frame, config, training, batch, one_class=True),
-            ),
+            CustomCandidate("one_class", fit=lambda splits, runtime: model.fit_feature_gaussian(splits.train, config)),
         ]
 
     def serving_module(self, candidate: Any, fitted: Any, config: VisionQCConfig) -> Any:
