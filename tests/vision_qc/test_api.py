@@ -38,8 +38,9 @@ def test_b64_png_returns_score_decision_and_map(server, sample, trained):
     prediction = body["predictions"][0]
     assert 0.0 <= prediction["defect_score"] <= 1.0
     assert prediction["decision"] in ("good", "defect")
-    size = trained["vision_qc"].version.metadata()["config"]["image_size"]
-    assert np.asarray(prediction["anomaly_map"]).shape == (size // 16, size // 16)
+    config = trained["vision_qc"].version.metadata()["config"]
+    side = config["image_size"] // config["map_stride"]
+    assert np.asarray(prediction["anomaly_map"]).shape == (side, side)
 
 
 def test_array_and_b64_of_the_same_pixels_agree(server, sample):

@@ -107,29 +107,23 @@ def build_backbone(config: VisionQCConfig) -> Any:
     return keras.Model(backbone.input, outputs, name="efficientnet_backbone")
 
 
-def build_network(config: VisionQCConfig) -> Any:
+def build_network(config: VisionQCConfig, extractor: Any = None) -> Any:
     """pixels [N, S, S, C] in 0..255 -> {defect_score [N, 1], anomaly_map [N, S/16, S/16, 1]}
-    (with the default strides).
+    (with the default strides): multi-scale backbone features -> a small per-location head (the map's
+    logits) -> the image score from the map's worst and mean location.
 
     Every op here is a TFLite builtin that XNNPACK runs in int8 (relu, conv, bilinear resize, pooling,
     logistic), so the edge model stays in one delegate partition.
     """
     import keras
 
-    size, head = config.image_size, config.backbone.head_filters
-    pixels = keras.Input((size, size, config.channels), name="pixels")
-    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(pixels)
-    _, fine, coarse = build_backbone(config)(scaled)
-
-    def project(features: Any, name: str) -> Any:
-        features = keras.layers.Conv2D(head, 1, use_bias=False, name=f"{name}_conv")(features)
-        features = keras.layers.BatchNormalization(name=f"{name}_bn")(features)
-        return keras.layers.ReLU(name=f"{name}_relu")(features)
-
-    upsampled = keras.layers.UpSampling2D(2, interpolation="bilinear", name="coarse_up")(project(coarse, "coarse"))
-    merged = keras.layers.Add(name="merge")([project(fine, "fine"), upsampled])
-    merged = keras.layers.Dropout(config.backbone.dropout_rate, name="dropout")(merged)
-    logits = keras.layers.Conv2D(1, 1, name="location_logits", dtype="float32")(merged)
+    extractor = extractor or feature_extractor(config)
+    features = extractor.output
+    hidden = keras.layers.Conv2D(config.backbone.head_filters, 1, use_bias=False, name="head_conv")(features)
+    hidden = keras.layers.BatchNormalization(name="head_bn")(hidden)
+    hidden = keras.layers.ReLU(name="head_relu")(hidden)
+    hidden = keras.layers.Dropout(config.backbone.dropout_rate, name="dropout")(hidden)
+    logits = keras.layers.Conv2D(1, 1, name="location_logits", dtype="float32")(hidden)
     anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(logits)
     # The image is as defective as its worst location (max) and as its overall state (mean). Measured:
     # global reductions stay in one int8 XNNPACK partition; a 14x14 AveragePooling2D window does not.
@@ -139,14 +133,33 @@ def build_network(config: VisionQCConfig) -> Any:
     # Non-negative weights keep the map's meaning: a hotter location can only raise the image score.
     image_logit = keras.layers.Dense(1, kernel_constraint=keras.constraints.NonNeg(), name="image_logit", dtype="float32")(pooled)
     score = keras.layers.Activation("sigmoid", name=SCORE, dtype="float32")(image_logit)
-    return keras.Model(pixels, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_network")
+    return keras.Model(extractor.input, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_network")
 
 
-def build_training_model(config: VisionQCConfig) -> Any:
+def reestimate_batch_norm(extractor: Any, images: list[bytes], config: VisionQCConfig, passes: int = 3) -> None:
+    """Batch-norm statistics of a random-init network mean nothing; measure them on real images."""
+    import tensorflow as tf
+
+    for _ in range(passes):  # moving averages (momentum 0.9) converge over a few passes
+        for start in range(0, len(images), 32):
+            pixels = decode_images(tf.constant(images[start : start + 32]), config.image_size, config.channels)
+            extractor(pixels, training=True)
+
+
+def build_training_model(config: VisionQCConfig, train: pd.DataFrame | None = None) -> Any:
     """The network trained on both outputs: the image score, and the map against defect masks (where
     masks exist). Masks turn one defect image into many labelled locations, which matters when a line
-    has a few hundred images and the network starts from random weights."""
-    return build_network(config)
+    has a few hundred images and the network starts from random weights.
+
+    With ``backbone.frozen`` the backbone keeps its random weights (batch norm re-estimated on the
+    training images) and only the head learns: on 2 CPU cores that converges in minutes where training
+    the whole network from scratch needs far more epochs (see the app README)."""
+    extractor = feature_extractor(config)
+    if config.backbone.frozen:
+        if train is not None:
+            reestimate_batch_norm(extractor, train["image"].tolist()[:512], config)
+        extractor.trainable = False
+    return build_network(config, extractor)
 
 
 def network_of(model: Any) -> Any:
@@ -186,18 +199,23 @@ def compile_options(config: VisionQCConfig) -> Any:
 
 
 def feature_extractor(config: VisionQCConfig) -> Any:
-    """pixels -> per-location features [N, h, w, D]: the backbone's two scales, the coarse one
-    upsampled onto the fine grid. Random weights (seeded), nothing downloaded: random convolutional
-    features still describe local texture richly, and the Gaussian below learns what is normal."""
+    """pixels -> per-location features [N, h, w, D] on the stride-16 grid: the backbone's three scales,
+    the finer one average-pooled down and the coarse one upsampled. Random weights (seeded), nothing
+    downloaded: random convolutional features still describe local texture richly; the head (or the
+    one-class Gaussian) learns what they mean."""
     import keras
 
     keras.utils.set_random_seed(config.seed)
     pixels = keras.Input((config.image_size, config.image_size, config.channels), name="pixels")
     scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(pixels)
     finer, fine, coarse = build_backbone(config)(scaled)
-    # Thin defects (scratches, cracks) live at stride 8; pooling keeps their trace on the stride-16 grid.
-    finer = keras.layers.AveragePooling2D(2, name="finer_pool")(finer)
-    coarse = keras.layers.UpSampling2D(2, interpolation="bilinear", name="coarse_up")(coarse)
+    if config.map_stride == 16:
+        # Thin defects (scratches, cracks) live at stride 8; pooling keeps their trace on this grid.
+        finer = keras.layers.AveragePooling2D(2, name="finer_pool")(finer)
+        coarse = keras.layers.UpSampling2D(2, interpolation="bilinear", name="coarse_up")(coarse)
+    else:
+        fine = keras.layers.UpSampling2D(2, interpolation="bilinear", name="fine_up")(fine)
+        coarse = keras.layers.UpSampling2D(4, interpolation="bilinear", name="coarse_up")(coarse)
     features = keras.layers.Concatenate(name="features")([finer, fine, coarse])
     return keras.Model(pixels, features, name="feature_extractor")
 
@@ -226,9 +244,7 @@ def fit_feature_gaussian(train: pd.DataFrame, config: VisionQCConfig, max_vector
         np.asarray(decode_images(tf.constant(images[start : start + 32]), config.image_size, config.channels))
         for start in range(0, len(images), 32)
     ])
-    for _ in range(3):  # batch-norm moving statistics converge over a few passes (momentum 0.9)
-        for start in range(0, len(pixels), 32):
-            extractor(pixels[start : start + 32], training=True)
+    reestimate_batch_norm(extractor, images[:512], config)
     features = extractor.predict(pixels, batch_size=32, verbose=0)
     depth = features.shape[-1]
     vectors = features.reshape(-1, depth)
@@ -264,7 +280,7 @@ def fit_feature_gaussian(train: pd.DataFrame, config: VisionQCConfig, max_vector
 
 
 def map_size(config: VisionQCConfig) -> int:
-    return config.image_size // 16
+    return config.image_size // config.map_stride
 
 
 def mask_targets(frame: pd.DataFrame, config: VisionQCConfig) -> np.ndarray:
@@ -356,7 +372,7 @@ def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, ba
 
             def paste() -> Any:
                 pasted, area = paste_synthetic_defect(image, config)
-                cells = tf.nn.max_pool2d(area[None, :, :, None], ksize=16, strides=16, padding="SAME")
+                cells = tf.nn.max_pool2d(area[None, :, :, None], ksize=config.map_stride, strides=config.map_stride, padding="SAME")
                 return pasted, tf.maximum(target, tf.reshape(cells, [side, side]))
 
             image, target = tf.cond(defective, paste, lambda: (image, target))
@@ -373,6 +389,8 @@ def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, ba
         return image, label, target
 
     dataset = dataset.map(flip, num_parallel_calls=tf.data.AUTOTUNE)
+    if not config.photometric_augmentation:
+        return dataset.batch(batch_size).map(as_example).prefetch(2)
     photometric = keras.Sequential(
         [keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=config.seed),
          keras.layers.RandomContrast(0.15, seed=config.seed)],

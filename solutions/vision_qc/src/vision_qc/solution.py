@@ -30,6 +30,10 @@ class VisionQC(Solution):
     config_class = VisionQCConfig
     predict_batch_size = 32
 
+    def demo_config(self) -> VisionQCConfig:
+        # Half the default images keep the laptop demo to a few minutes on 2 cores.
+        return self.make_config({"size": 400})
+
     def tiny_config(self) -> VisionQCConfig:
         return self.make_config(
             {
@@ -39,7 +43,7 @@ class VisionQC(Solution):
                 "defect_rate": 0.4,
                 "valid_fraction": 0.25,
                 "test_fraction": 0.25,
-                "training": {"epochs": 3, "batch_size": 16, "early_stopping_patience": 0},
+                "training": {"epochs": 3, "early_stopping_patience": 0},
                 "edge": {"calibration_images": 16, "latency_runs": 5},
             }
         )
@@ -149,7 +153,7 @@ class VisionQC(Solution):
                     f"only {defects} defective training images (min_defects_for_supervised="
                     f"{config.min_defects_for_supervised}); the one-class model needs none"
                 )
-            return model.build_training_model(config)
+            return model.build_training_model(config, train)
 
         return [
             KerasCandidate(
