@@ -109,9 +109,9 @@ VISION = [
         "solution = get_solution('vision_qc')\n"
         "config = solution.make_config(\n"
         "    {'size': 64, 'image_size': 64, 'source_image_size': 64, 'defect_rate': 0.4,\n"
-        "     'training': {'epochs': 2, 'batch_size': 16}, 'edge': {'calibration_images': 16, 'latency_runs': 5}}\n"
+        "     'training': {'epochs': 2}, 'edge': {'calibration_images': 16, 'latency_runs': 5}}\n"
         "    if QUICK else\n"
-        "    {'size': 400, 'image_size': 128, 'source_image_size': 128, 'training': {'epochs': 8}})\n"
+        "    {'size': 400, 'image_size': 128, 'source_image_size': 128})\n"
         "settings = Settings(home=HOME)\n"
         "config.model_dump(include={'size', 'image_size', 'channels', 'training'})"
     ),

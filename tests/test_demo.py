@@ -1,4 +1,5 @@
-"""The README's demo command, end to end in a subprocess (slow: real data sizes for every app)."""
+"""The README's demo command (`make demo` runs `solutions demo`), end to end in a subprocess (slow: each
+app's demo data size)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def test_demo_trains_serves_and_answers_for_every_app(tmp_path):
 
     environment = {**os.environ, "SOLUTIONS_CONTRACTS_DIR": str(REPO / "data_contracts"), "COLUMNS": "160"}
     completed = subprocess.run(
-        [sys.executable, "-m", "solutions_core.cli", "demo", "--size", "30000", "--home", str(tmp_path)],
+        [sys.executable, "-m", "solutions_core.cli", "demo", "--home", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=1800,

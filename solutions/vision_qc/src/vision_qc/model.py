@@ -210,8 +210,9 @@ def feature_extractor(config: VisionQCConfig) -> Any:
     scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(pixels)
     finer, fine, coarse = build_backbone(config)(scaled)
     if config.map_stride == 16:
-        # Thin defects (scratches, cracks) live at stride 8; pooling keeps their trace on this grid.
-        finer = keras.layers.AveragePooling2D(2, name="finer_pool")(finer)
+        # Thin defects (scratches, cracks) live at stride 8; max-pooling keeps their trace on this grid
+        # (and, unlike a 2x2 average pool, stays inside the int8 XNNPACK partition).
+        finer = keras.layers.MaxPooling2D(2, name="finer_pool")(finer)
         coarse = keras.layers.UpSampling2D(2, interpolation="bilinear", name="coarse_up")(coarse)
     else:
         fine = keras.layers.UpSampling2D(2, interpolation="bilinear", name="fine_up")(fine)
