@@ -32,14 +32,13 @@ class BackboneConfig(BaseModel):
 
 
 class SyntheticDefectConfig(BaseModel):
-    """Defects pasted onto good images for the one-class candidate (CutPaste-style self-supervision):
-    patches of the image itself moved and recoloured, and thin "scars". Generic on purpose — they are
-    not the generator's defect types, so the one-class score is not tuned to the test's defects."""
+    """Defects pasted onto good training images for the supervised candidate (CutPaste-style): patches
+    of the image itself moved and recoloured, and thin "scars". Generic on purpose — they are not the
+    generator's defect types, so the model is not tuned to the test's defects."""
 
     model_config = ConfigDict(extra="forbid")
 
-    rate: float = Field(default=0.5, gt=0, lt=1, description="Share of good training images that get one (one-class).")
-    supervised_rate: float = Field(default=0.2, ge=0, lt=1, description="The same for the supervised model (0: real defects only).")
+    rate: float = Field(default=0.2, ge=0, lt=1, description="Share of good training images that get one (0: real defects only).")
     min_area: float = Field(default=0.005, gt=0, lt=1, description="Smallest patch, as a share of the image.")
     max_area: float = Field(default=0.05, gt=0, lt=1)
     scar_share: float = Field(default=0.5, ge=0, le=1, description="Share of synthetic defects that are thin scars.")

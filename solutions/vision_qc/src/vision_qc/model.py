@@ -5,10 +5,11 @@
 2. ``build_network``: pixels (0..255) -> a keras-hub EfficientNet-lite backbone (built from config, random init)
    -> a small head that scores every location (the anomaly map) -> one image score from the map's max
    and mean. Both are trained: the score on image labels, the map on defect masks where they exist.
-3. Two ways to train the same network, both on the image score and on the map (against defect masks):
-   * ``supervised``: real good/defect labels and masks, plus some synthetic defects;
-   * ``one_class``: good images only, with synthetic defects pasted on them (CutPaste-style), for lines
-     that have few or no defect images.
+3. Two candidates over the same features:
+   * ``supervised``: a head trained with ``fit`` on the image labels and, per location, on the defect
+     masks, plus synthetic defects pasted on good images (CutPaste-style);
+   * ``one_class``: good images only (for lines with few or no defect images): one Gaussian over the
+     features of all locations, its Mahalanobis distance written into the graph as the map.
 4. ``VisionServingModule``: bytes in; ``defect_score``, ``decision`` and ``anomaly_map`` out, with the
    threshold held in a variable the calibration step sets.
 
@@ -333,19 +334,14 @@ def paste_synthetic_defect(image: Any, config: VisionQCConfig) -> tuple[Any, Any
     return image * (1.0 - mask) + pasted * mask, mask[..., 0]
 
 
-def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, batch_size: int, one_class: bool) -> Any:
+def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, batch_size: int) -> Any:
     """(pixels, {defect_score, anomaly_map}) batches. Images are decoded once and cached as uint8.
-    Training adds flips (image and mask together) and Keras photometric augmentation; the one-class
-    model trains on good images only, with synthetic defects (and their masks) as the positive class;
-    the supervised model also gets some synthetic defects, because real ones are scarce."""
+    Training adds synthetic defects (and their masks) on some good images, because real ones are
+    scarce, flips (image and mask together) and Keras photometric augmentation."""
     import keras
     import tensorflow as tf
 
-    if one_class and training:
-        frame = frame[frame["label_id"] == 0]
-        if frame.empty:
-            raise ValueError("The one-class model needs good images in the training split; found none.")
-    synthetic_rate = config.synthetic_defects.rate if one_class else config.synthetic_defects.supervised_rate
+    synthetic_rate = config.synthetic_defects.rate
     images = np.asarray(frame["image"].tolist(), dtype=object)
     labels = frame["label_id"].to_numpy(dtype="float32")
     targets = mask_targets(frame, config)

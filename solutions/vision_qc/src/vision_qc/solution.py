@@ -160,7 +160,7 @@ class VisionQC(Solution):
                 "supervised",
                 build_model=build_supervised,
                 compile_options=model.compile_options(config),
-                make_dataset=lambda frame, training, batch: model.make_dataset(frame, config, training, batch, one_class=False),
+                make_dataset=lambda frame, training, batch: model.make_dataset(frame, config, training, batch),
             ),
             CustomCandidate("one_class", fit=lambda splits, runtime: model.fit_feature_gaussian(splits.train, config)),
         ]
@@ -182,10 +182,7 @@ class VisionQC(Solution):
 
         labels = examples["label_id"].to_numpy()
         scores = np.asarray(outputs["defect_score"], dtype=np.float64)
-        decisions = np.asarray([d.decode() if isinstance(d, bytes) else str(d) for d in outputs["decision"]]) == "defect"
-        # The threshold that reproduces the served decisions exactly (score >= threshold is a defect).
-        threshold = float(scores[decisions].min()) if decisions.any() else float(np.nextafter(scores.max(), np.inf))
-        metrics = image_metrics(labels, scores, threshold)
+        metrics = image_metrics(labels, scores, _served_threshold(outputs))
         metrics["pixel_auroc"] = float(pixel_auroc(outputs["anomaly_map"], list(examples["mask"]), labels, resolution=MASK_RESOLUTION))
         return Evaluation(metrics, self.gate_metric, self.higher_is_better)
 
@@ -231,23 +228,21 @@ class VisionQC(Solution):
         out_dir = Path(out_dir)
         labels = examples["label_id"].to_numpy()
         scores = np.asarray(outputs["defect_score"])
-        decisions = np.asarray([d.decode() if isinstance(d, bytes) else str(d) for d in outputs["decision"]]) == "defect"
-        threshold = float(scores[decisions].min()) if decisions.any() else float(np.nextafter(scores.max(), np.inf))
+        threshold = _served_threshold(outputs)
         curves = {"model": scores}
         curves.update({name: ev.extras["scores"] for name, ev in baselines.items() if "scores" in ev.extras})
         plots = [plot_roc(labels, curves, out_dir / "roc.png"), plot_confusion(labels, scores, threshold, out_dir / "confusion.png")]
-        if len(np.unique(labels)) == 2 or len(labels):
-            plots.append(
-                plot_overlays(
-                    self._pixels(examples, config),
-                    np.asarray(outputs["anomaly_map"]),
-                    scores,
-                    labels,
-                    threshold,
-                    out_dir / "anomaly_maps.png",
-                    masks=list(examples["mask"]),
-                )
+        plots.append(
+            plot_overlays(
+                self._pixels(examples, config),
+                np.asarray(outputs["anomaly_map"]),
+                scores,
+                labels,
+                threshold,
+                out_dir / "anomaly_maps.png",
+                masks=list(examples["mask"]),
             )
+        )
         return plots
 
     def export_edge(self, module: Any, splits: Splits, valid_outputs: Mapping[str, np.ndarray], config: VisionQCConfig, out_dir: Path) -> Any:
@@ -272,6 +267,14 @@ class VisionQC(Solution):
         """Checks each uploaded image before the graph decodes it (a corrupt or huge image is a 400 with
         a reason, not a decoder crash), and turns images sent as arrays into PNG bytes."""
         return lambda instances: [_checked_instance(index, instance, config) for index, instance in enumerate(instances)]
+
+
+def _served_threshold(outputs: Mapping[str, np.ndarray]) -> float:
+    """The threshold that reproduces the served decisions exactly (score >= threshold is a defect):
+    the module keeps its threshold inside the graph, the outputs carry only its effect."""
+    scores = np.asarray(outputs["defect_score"], dtype=np.float64)
+    decisions = np.asarray([d.decode() if isinstance(d, bytes) else str(d) for d in outputs["decision"]]) == "defect"
+    return float(scores[decisions].min()) if decisions.any() else float(np.nextafter(scores.max(), np.inf))
 
 
 def _png_bytes(pixels: np.ndarray) -> bytes:
