@@ -354,6 +354,13 @@ def _abs_laplacian(gray: np.ndarray) -> np.ndarray:
     return np.abs(convolve(gray, kernel, mode="reflect"))
 
 
+def _check_channels(images: Any, fitted_channels: int) -> None:
+    """A baseline scores images with the channel count it was fitted on."""
+    channels = int(np.shape(images)[-1]) if np.ndim(images) == 4 else None
+    if channels is not None and channels != fitted_channels:
+        raise ValueError(f"The baseline was fitted on {fitted_channels}-channel images but got {channels} channels.")
+
+
 class PatchGaussianBaseline:
     """One-class baseline: one Gaussian over handcrafted statistics of good-image patches.
 
@@ -429,11 +436,7 @@ class PatchGaussianBaseline:
         """(scores [N], maps [N, grid, grid]): the max patch distance, and every patch's distance."""
         if not hasattr(self, "gaussian_"):
             raise ValueError("PatchGaussianBaseline is not fitted yet; call fit(images, labels) first.")
-        channels = int(np.shape(images)[-1]) if np.ndim(images) == 4 else None
-        if channels is not None and channels != self.channels_:
-            raise ValueError(
-                f"The baseline was fitted on {self.channels_}-channel images but got {channels} channels."
-            )
+        _check_channels(images, self.channels_)
         features = self._features(images)
         n, grid = features.shape[0], features.shape[1]
         flat = (features.reshape(-1, features.shape[-1]) - self.feature_mean_) / self.feature_scale_
@@ -517,11 +520,7 @@ class HistogramLogisticBaseline:
         """(defect probabilities [N], None): this baseline has no anomaly map."""
         if not hasattr(self, "model_"):
             raise ValueError("HistogramLogisticBaseline is not fitted yet; call fit(images, labels) first.")
-        channels = int(np.shape(images)[-1]) if np.ndim(images) == 4 else None
-        if channels is not None and channels != self.channels_:
-            raise ValueError(
-                f"The baseline was fitted on {self.channels_}-channel images but got {channels} channels."
-            )
+        _check_channels(images, self.channels_)
         return self.model_.predict_proba(self._features(images))[:, 1], None
 
 

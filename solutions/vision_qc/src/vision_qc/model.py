@@ -163,11 +163,6 @@ def build_training_model(config: VisionQCConfig, train: pd.DataFrame | None = No
     return build_network(config, extractor)
 
 
-def network_of(model: Any) -> Any:
-    """The trained two-output network, as served and exported to the edge."""
-    return model
-
-
 def masked_binary_crossentropy(target: Any, predicted: Any) -> Any:
     """Per-location cross-entropy that ignores locations marked -1 (a defect image without a mask:
     we know something is wrong, not where)."""

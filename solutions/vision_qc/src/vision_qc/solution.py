@@ -166,9 +166,9 @@ class VisionQC(Solution):
         ]
 
     def serving_module(self, candidate: Any, fitted: Any, config: VisionQCConfig) -> Any:
-        from vision_qc.model import network_of, serving_module
+        from vision_qc.model import serving_module
 
-        return serving_module(network_of(fitted), config)
+        return serving_module(fitted, config)  # both candidates fit the two-output network itself
 
     def calibrate(self, module: Any, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray], config: VisionQCConfig) -> dict[str, Any]:
         from vision_qc.evaluate import choose_threshold
