@@ -27,6 +27,7 @@ class BackboneConfig(BaseModel):
     stage_strides: list[int] = Field(default_factory=lambda: [2, 2, 2, 1, 2, 1])
     stage_expansion: list[int] = Field(default_factory=lambda: [1, 4, 4, 4, 4, 4])
     head_filters: int = Field(default=64, ge=4, description="Channels of the anomaly-map head.")
+    enabled: bool = Field(default=True, description="Use the backbone's features beside the patch statistics.")
     frozen: bool = Field(default=True, description="Keep the backbone's random weights and train only the head (fast on CPU).")
     dropout_rate: float = Field(default=0.1, ge=0, lt=1)
 
