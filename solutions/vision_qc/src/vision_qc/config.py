@@ -27,7 +27,11 @@ class BackboneConfig(BaseModel):
     stage_strides: list[int] = Field(default_factory=lambda: [2, 2, 2, 1, 2, 1])
     stage_expansion: list[int] = Field(default_factory=lambda: [1, 4, 4, 4, 4, 4])
     head_filters: int = Field(default=64, ge=4, description="Channels of the anomaly-map head.")
-    enabled: bool = Field(default=True, description="Use the backbone's features beside the patch statistics.")
+    enabled: bool = Field(
+        default=False,
+        description="Add the backbone's features beside the patch statistics. Off by default: with random "
+        "weights and a 2-core budget its features did not help here and cost most of the edge latency.",
+    )
     frozen: bool = Field(default=True, description="Keep the backbone's random weights and train only the head (fast on CPU).")
     dropout_rate: float = Field(default=0.1, ge=0, lt=1)
 
@@ -68,6 +72,7 @@ class VisionQCConfig(SolutionConfig):
     map_stride: Literal[8, 16] = Field(default=16, description="Anomaly-map cell size in pixels (8: finer maps, 4x the cells).")
     photometric_augmentation: bool = Field(default=True, description="Random brightness and contrast (Keras layers) in training.")
     map_loss_weight: float = Field(default=1.0, ge=0, description="Weight of the per-location (mask) loss beside the image loss.")
+    quantization_noise: float = Field(default=0.01, ge=0, description="Training noise on the head's inputs (int8 robustness).")
     min_defects_for_supervised: int = Field(default=4, ge=1, description="Fewer defective training images skip the supervised candidate.")
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     synthetic_defects: SyntheticDefectConfig = Field(default_factory=SyntheticDefectConfig)

@@ -120,12 +120,20 @@ def build_network(config: VisionQCConfig, extractor: Any = None) -> Any:
 
     extractor = extractor or feature_extractor(config)
     features = extractor.output
+    # Training-only noise of about an int8 step: the head learns not to hinge on differences that
+    # int8 rounding would erase, so the edge model decides like this one (a cheap stand-in for
+    # quantization-aware training, which has no Keras 3 tooling).
+    features = keras.layers.GaussianNoise(config.quantization_noise, name="feature_noise")(features)
     hidden = keras.layers.Conv2D(config.backbone.head_filters, 1, use_bias=False, name="head_conv")(features)
     hidden = keras.layers.BatchNormalization(name="head_bn")(hidden)
     hidden = keras.layers.ReLU(name="head_relu")(hidden)
+    hidden = keras.layers.GaussianNoise(config.quantization_noise * 5, name="hidden_noise")(hidden)
     hidden = keras.layers.Dropout(config.backbone.dropout_rate, name="dropout")(hidden)
     hidden = keras.layers.Conv2D(max(config.backbone.head_filters // 2, 4), 1, activation="relu", name="head_conv_2")(hidden)
-    logits = keras.layers.Conv2D(1, 1, name="location_logits", dtype="float32")(hidden)
+    raw_logits = keras.layers.Conv2D(1, 1, name="raw_location_logits", dtype="float32")(hidden)
+    # Bounded (smoothly, so every location keeps a gradient) to +-LOGIT_BOUND: confident locations
+    # otherwise reach -20 or less, and that range makes int8 steps too coarse near the threshold.
+    logits = keras.layers.Activation(_bounded, name="location_logits", dtype="float32")(raw_logits)
     anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(logits)
     # The image is as defective as its worst location (max) and as its overall state (mean). Measured:
     # global reductions stay in one int8 XNNPACK partition; a 14x14 AveragePooling2D window does not.
@@ -136,6 +144,15 @@ def build_network(config: VisionQCConfig, extractor: Any = None) -> Any:
     image_logit = keras.layers.Dense(1, kernel_constraint=keras.constraints.NonNeg(), name="image_logit", dtype="float32")(pooled)
     score = keras.layers.Activation("sigmoid", name=SCORE, dtype="float32")(image_logit)
     return keras.Model(extractor.input, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_network")
+
+
+LOGIT_BOUND = 8.0
+
+
+def _bounded(logits: Any) -> Any:
+    from keras import ops
+
+    return LOGIT_BOUND * ops.tanh(logits / LOGIT_BOUND)
 
 
 def build_training_model(config: VisionQCConfig, train: pd.DataFrame | None = None) -> Any:
@@ -244,12 +261,14 @@ def _patch_statistics_layer() -> Any:
             for part in self.raw(pixels):
                 width = part.shape[-1]
                 mean, scale = self.feature_mean[start : start + width], self.feature_scale[start : start + width]
-                parts.append((part - mean) / scale)
+                # x * a + b, the form the TFLite converter folds into the convolution before it.
+                parts.append(part * (1.0 / (CLIP_SIGMAS * scale)) - mean / (CLIP_SIGMAS * scale))
                 start += width
-            # Clip at +-CLIP_SIGMAS: a patch that far out is anomalous whatever its exact value, and
-            # bounded ranges keep int8 steps fine (heavy tails would set a coarse scale for all).
-            features = ops.concatenate(parts, axis=-1)
-            features = ops.relu6((features + CLIP_SIGMAS) * (3.0 / CLIP_SIGMAS)) * (CLIP_SIGMAS / 3.0) - CLIP_SIGMAS
+            # In units of CLIP_SIGMAS standard deviations, clipped to +-1: a patch that far out is
+            # anomalous whatever its exact value, and bounded ranges keep int8 steps fine (heavy tails
+            # would set a coarse scale for all). Written with relu6: MINIMUM/MAXIMUM (ops.clip) would
+            # leave the int8 XNNPACK partition.
+            features = ops.relu6(ops.concatenate(parts, axis=-1) * 3.0 + 3.0) * (1.0 / 3.0) - 1.0
             centered = features - ops.mean(features, axis=(1, 2), keepdims=True)
             return ops.concatenate([features, centered], axis=-1)
 
