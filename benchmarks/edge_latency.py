@@ -44,7 +44,26 @@ def backbones(size: int) -> dict:
         # keras-hub's MobileNetBackbone (the stack we standardize on) with relu everywhere and no SE:
         # the same idea as keras.applications' "minimalistic" variant, built from config.
         "keras_hub_mobilenet_relu": lambda: head_from_backbone(keras_hub_relu_mobilenet(shape)),
+        # The vision QC app's own network at its defaults (patch statistics + head), and with its
+        # optional keras-hub EfficientNet-lite backbone: what `solutions train vision_qc` exports.
+        "vision_qc_network": lambda: vision_qc_network(size, backbone=False),
+        "vision_qc_network_with_backbone": lambda: vision_qc_network(size, backbone=True),
     }
+
+
+def vision_qc_network(size: int, backbone: bool):
+    import keras
+    import numpy as np
+
+    from vision_qc import model
+    from vision_qc.config import VisionQCConfig
+
+    config = VisionQCConfig(image_size=size, backbone={"enabled": backbone})
+    extractor = model.feature_extractor(config)
+    pixels = np.random.default_rng(0).uniform(0, 255, (16, size, size, 3)).astype("float32")
+    model.adapt_features(extractor, pixels, config)
+    network = model.build_network(config, extractor)
+    return keras.Model(network.input, network.output[model.SCORE])
 
 
 def keras_hub_relu_mobilenet(shape):
