@@ -134,10 +134,11 @@ def build_network(config: VisionQCConfig, extractor: Any = None) -> Any:
     hidden = keras.layers.GaussianNoise(config.quantization_noise * 5, name="hidden_noise")(hidden)
     hidden = keras.layers.Dropout(config.backbone.dropout_rate, name="dropout")(hidden)
     hidden = keras.layers.Conv2D(max(config.backbone.head_filters // 2, 4), 1, activation="relu", name="head_conv_2")(hidden)
-    raw_logits = keras.layers.Conv2D(1, 1, name="raw_location_logits", dtype="float32")(hidden)
-    # Bounded (smoothly, so every location keeps a gradient) to +-LOGIT_BOUND: confident locations
-    # otherwise reach -20 or less, and that range makes int8 steps too coarse near the threshold.
-    logits = custom_objects()["BoundedLogits"](LOGIT_BOUND, name="location_logits", dtype="float32")(raw_logits)
+    # A small penalty on the logits' size keeps their range narrow: confident locations otherwise
+    # reach -20 or less, and that range makes int8 steps coarse near the decision threshold.
+    logits = keras.layers.Conv2D(
+        1, 1, name="location_logits", dtype="float32", activity_regularizer=custom_objects()["MeanSquare"](LOGIT_PENALTY)
+    )(hidden)
     anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(logits)
     # The image is as defective as its worst location (max) and as its overall state (mean). Measured:
     # global reductions stay in one int8 XNNPACK partition; a 14x14 AveragePooling2D window does not.
@@ -150,7 +151,7 @@ def build_network(config: VisionQCConfig, extractor: Any = None) -> Any:
     return keras.Model(extractor.input, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_network")
 
 
-LOGIT_BOUND = 8.0
+LOGIT_PENALTY = 1e-3
 
 
 def build_training_model(config: VisionQCConfig, train: pd.DataFrame | None = None) -> Any:
@@ -216,18 +217,17 @@ def _define_layers() -> dict[str, Any]:
     from keras import ops
 
     @keras.saving.register_keras_serializable(package="vision_qc")
-    class BoundedLogits(keras.layers.Layer):
-        """bound * tanh(x / bound): smooth, so every location keeps a gradient, and bounded."""
+    class MeanSquare(keras.regularizers.Regularizer):
+        """weight * mean(x^2): a penalty independent of the map's size and the batch's."""
 
-        def __init__(self, bound: float, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.bound = float(bound)
+        def __init__(self, weight: float) -> None:
+            self.weight = float(weight)
 
-        def call(self, logits: Any) -> Any:
-            return self.bound * ops.tanh(logits / self.bound)
+        def __call__(self, values: Any) -> Any:
+            return self.weight * ops.mean(ops.square(values))
 
         def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "bound": self.bound}
+            return {"weight": self.weight}
 
     @keras.saving.register_keras_serializable(package="vision_qc")
     class PatchStatistics(keras.layers.Layer):
@@ -307,7 +307,7 @@ def _define_layers() -> dict[str, Any]:
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "patch_size": self.patch_size, "channels": self.channels}
 
-    return {"BoundedLogits": BoundedLogits, "PatchStatistics": PatchStatistics}
+    return {"MeanSquare": MeanSquare, "PatchStatistics": PatchStatistics}
 
 
 _CUSTOM_OBJECTS: dict[str, Any] | None = None
