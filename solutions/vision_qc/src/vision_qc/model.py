@@ -231,10 +231,11 @@ def _define_layers() -> dict[str, Any]:
 
     @keras.saving.register_keras_serializable(package="vision_qc")
     class PatchStatistics(keras.layers.Layer):
-        """pixels [N, S, S, C] (0..255) -> [N, S/P, S/P, 2 * (2C + 2)] descriptors of each P x P patch:
-        per-channel mean and variance, mean |gradient| and mean |Laplacian| of the luminance (brightness,
-        contrast, edge and fine-texture energy), standardized with training images' statistics; then the
-        same descriptors minus their mean over the image.
+        """pixels [N, S, S, C] (0..255) -> [N, S/P, S/P, 2 * (3C + 2)] descriptors of each P x P patch:
+        per-channel mean, fine contrast (|pixel - its 3x3 mean| at half resolution) and coarse contrast
+        (the same at 1/8 resolution), mean |gradient| and mean |Laplacian| of the luminance (brightness,
+        contrast, edge and fine-texture energy), standardized with training images' statistics and
+        clipped at +-CLIP_SIGMAS; then the same descriptors minus their mean over the image.
 
         Why the second half: a surface is a texture, so a defect is a patch that differs from the rest
         of *its own* image. Subtracting the image's mean removes what varies between parts and is not a
@@ -244,7 +245,7 @@ def _define_layers() -> dict[str, Any]:
 
         Every op is a fixed convolution, ReLU, product, mean or subtraction: TFLite builtins that int8
         XNNPACK runs. Each descriptor is standardized *before* the concatenation so int8 keeps the
-        small ones (variances) as precise as the large ones (means).
+        small ones (contrasts) as precise as the large ones (means).
         """
 
         def __init__(self, patch_size: int, channels: int, **kwargs: Any) -> None:
