@@ -33,6 +33,11 @@ from vision_qc.config import VisionQCConfig
 LABELS = ("good", "defect")
 SCORE = "defect_score"
 ANOMALY_MAP = "anomaly_map"
+# Patch statistics are clipped at this many standard deviations (bounded int8 ranges).
+CLIP_SIGMAS = 6.0
+# Weight of the mean-square penalty that keeps the location logits' range narrow for int8.
+LOGIT_PENALTY = 1e-3
+_CUSTOM_OBJECTS: dict[str, Any] | None = None  # the Keras layer classes, defined on first use
 
 
 # ---- images in the graph -------------------------------------------------------------------------------
@@ -149,9 +154,6 @@ def build_network(config: VisionQCConfig, extractor: Any = None) -> Any:
     image_logit = keras.layers.Dense(1, kernel_constraint=keras.constraints.NonNeg(), name="image_logit", dtype="float32")(pooled)
     score = keras.layers.Activation("sigmoid", name=SCORE, dtype="float32")(image_logit)
     return keras.Model(extractor.input, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_network")
-
-
-LOGIT_PENALTY = 1e-3
 
 
 def build_training_model(config: VisionQCConfig, train: pd.DataFrame | None = None) -> Any:
@@ -309,10 +311,6 @@ def _define_layers() -> dict[str, Any]:
             return {**super().get_config(), "patch_size": self.patch_size, "channels": self.channels}
 
     return {"MeanSquare": MeanSquare, "PatchStatistics": PatchStatistics}
-
-
-_CUSTOM_OBJECTS: dict[str, Any] | None = None
-CLIP_SIGMAS = 6.0
 
 
 def _replicate_pad(values: Any, width: int) -> Any:
