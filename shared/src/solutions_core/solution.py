@@ -53,6 +53,11 @@ class SolutionConfig(BaseModel):
     size: int = Field(default=100_000, ge=100, description="Rows the embedded generator makes.")
     source: str | None = Field(default=None, description="Data to load instead of generating (path).")
     contract: str | None = Field(default=None, description="Contract name or path; default: the app's.")
+    table_contracts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Contract name or path per secondary table (e.g. {rec_items: my_items}); "
+        "`contract` replaces the primary one.",
+    )
     valid_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     candidates: list[str] | None = Field(default=None, description="Train only these candidates.")
@@ -261,6 +266,7 @@ class Solution:
         an online table under ``data_dir``). Returns a callable over a list of instances, or None."""
         return None
 
-    def routers(self) -> list[Any]:
-        """Extra FastAPI routers mounted beside the TF-Serving API (e.g. ``/recommend``)."""
+    def routers(self, manager: Any) -> list[Any]:
+        """Extra FastAPI routers mounted beside the TF-Serving API (e.g. ``/recommend``). ``manager``
+        (``serving.models.ModelManager``) gives the served versions: ``manager.get(name, version)``."""
         return []

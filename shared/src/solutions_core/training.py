@@ -102,10 +102,14 @@ class RunResult:
 
 
 def contracts_for(solution: Solution, config: SolutionConfig, settings: Settings) -> dict[str, Contract]:
-    """The solution's contracts, the primary one replaceable by ``config.contract`` (forks)."""
+    """The solution's contracts; a fork replaces the primary one with ``config.contract`` and any
+    other table's with ``config.table_contracts[table]``."""
+    unknown = sorted(set(config.table_contracts) - set(solution.contracts))
+    if unknown:
+        raise ValueError(f"table_contracts names tables {solution.name} does not have: {unknown}; its tables are {list(solution.contracts)}.")
     found = {}
     for index, name in enumerate(solution.contracts):
-        chosen = config.contract if (index == 0 and config.contract) else name
+        chosen = config.contract if (index == 0 and config.contract) else config.table_contracts.get(name, name)
         contract = load_contract(chosen, settings.contracts_dir)
         found[name] = contract
     return found

@@ -213,7 +213,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 
     for entry in list_solutions():
         try:
-            for router in get_solution(entry.name).routers():
+            for router in get_solution(entry.name).routers(manager):
                 app.include_router(router)
         except Exception:
             logger.exception("Could not mount the routes of %s", entry.name)

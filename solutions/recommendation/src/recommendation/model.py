@@ -1,0 +1,499 @@
+"""The recommendation models, top to bottom.
+
+1. Two towers (keras-rs retrieval): a user tower (id + categorical features + mean of the recent
+   history's item vectors) and an item tower (id + categorical features + the item text through a
+   keras-hub WordPiece tokenizer and TransformerEncoder), each ending in a unit vector. Trained with an
+   in-batch softmax: every other item in the batch is a negative, corrected for popularity sampling
+   (logQ, ``keras_rs.layers.SamplingProbabilityCorrection``) and for accidental hits. Ids are randomly
+   replaced by the unknown id during training so the towers also work from features, text and history
+   alone: that is how new users and brand-new items get sensible vectors.
+2. A DCN ranker (``keras_rs.layers.FeatureCross``) that re-scores the retrieved candidates from user
+   and item features plus the retrieval score, trained on retrieval's own hard negatives.
+3. ``RecommenderModule``: what gets exported. The item vectors of the whole catalog and the candidate
+   index live inside it, so one signature maps a user to top-k item ids and scores. Exclusions (items
+   already seen) are applied inside the search; a user with nothing known gets popular items.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import keras_hub
+import keras_rs
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from recommendation.config import RecommendationConfig
+from recommendation.data import TrainingData
+
+UNKNOWN = "#unknown"  # never a real id: maps to the lookups' out-of-vocabulary row
+TEXT_RESERVED = ["[PAD]", "[UNK]"]
+
+
+# ---- layers ---------------------------------------------------------------------------------------
+
+
+@functools.cache
+def custom_layers() -> dict[str, type]:
+    """Defined on first use so that importing the app does not build Keras classes at import time."""
+
+    class HistoryTokens(keras.layers.Layer):
+        """"i1 i7 i42" -> the last ``length`` ids as a [batch, length] string tensor, padded with ""."""
+
+        def __init__(self, length: int, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.length = length
+
+        def call(self, history: Any) -> Any:
+            tokens = tf.strings.split(tf.reshape(history, [-1]))
+            return tokens[:, -self.length :].to_tensor(default_value="", shape=[None, self.length])
+
+        def compute_output_shape(self, input_shape: Any) -> tuple:
+            return (input_shape[0], self.length)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "length": self.length}
+
+    class MaskedMean(keras.layers.Layer):
+        """Mean of vectors [batch, steps, dim] where ``keep`` [batch, steps] is true (zeros if none)."""
+
+        def call(self, vectors: Any, keep: Any) -> Any:
+            weights = keras.ops.expand_dims(keras.ops.cast(keep, vectors.dtype), -1)
+            total = keras.ops.sum(vectors * weights, axis=1)
+            return total / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+
+    class InBatchLogits(keras.layers.Layer):
+        """Scores of every user against every item of the batch, the diagonal being the positives,
+        corrected for how often popular items appear as negatives and for duplicate items."""
+
+        def __init__(self, temperature: float, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.temperature = temperature
+            self.correction = keras_rs.layers.SamplingProbabilityCorrection()
+            self.remove_hits = keras_rs.layers.RemoveAccidentalHits()
+
+        def call(self, user_vectors: Any, item_vectors: Any, sampling_probability: Any, item_keys: Any) -> Any:
+            logits = keras.ops.matmul(user_vectors, keras.ops.transpose(item_vectors)) / self.temperature
+            logits = self.correction(logits, keras.ops.reshape(sampling_probability, [-1]))
+            labels = keras.ops.eye(keras.ops.shape(logits)[0], dtype=logits.dtype)
+            return self.remove_hits(logits, labels, keras.ops.reshape(item_keys, [-1]))
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "temperature": self.temperature}
+
+    return {"HistoryTokens": HistoryTokens, "MaskedMean": MaskedMean, "InBatchLogits": InBatchLogits}
+
+
+def in_batch_softmax(labels: Any, logits: Any) -> Any:
+    """Cross-entropy of each row's own item (the diagonal) against the batch; ``labels`` are unused."""
+    targets = keras.ops.eye(keras.ops.shape(logits)[0], dtype=logits.dtype)
+    return keras.losses.categorical_crossentropy(targets, logits, from_logits=True)
+
+
+# ---- vocabularies ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Vocabularies:
+    """What the lookups know, computed from training data only (everything else is 'unknown')."""
+
+    users: list[str]
+    items: list[str]  # items with training interactions; catalog items without any are 'new'
+    user_features: dict[str, list[str]]
+    item_features: dict[str, list[str]]
+    text: list[str]
+
+
+def vocabularies(data: TrainingData, config: RecommendationConfig) -> Vocabularies:
+    interactions = data.interactions
+    text = data.items["text"].tolist()
+    text_vocabulary = TEXT_RESERVED[:]
+    if any(text):
+        text_vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
+            # a dataset, not a list: a list of strings is read as file names
+            tf.data.Dataset.from_tensor_slices([t for t in text if t]), config.towers.text_vocabulary_size, lowercase=True, reserved_tokens=TEXT_RESERVED
+        )
+    return Vocabularies(
+        users=sorted(interactions["user_id"].unique().tolist()),
+        items=sorted(interactions["item_id"].unique().tolist()),
+        user_features={c: sorted(set(interactions[c]) - {""}) for c in config.columns.user_categorical},
+        item_features={c: sorted(set(data.items[c]) - {""}) for c in config.columns.item_categorical},
+        text=list(text_vocabulary),
+    )
+
+
+def _lookup(vocabulary: list[str], name: str) -> Any:
+    # Index 0 is the out-of-vocabulary row: unknown ids, "" and the training-time UNKNOWN all land there.
+    return keras.layers.StringLookup(vocabulary=vocabulary or [UNKNOWN + "-empty"], num_oov_indices=1, name=name)
+
+
+def _embedded(lookup: Any, dimension: int, name: str) -> Any:
+    return keras.layers.Embedding(lookup.vocabulary_size(), dimension, name=name)
+
+
+# ---- towers ---------------------------------------------------------------------------------------
+
+
+def user_inputs(config: RecommendationConfig) -> dict[str, Any]:
+    names = ["user_id", "history", *config.columns.user_categorical]
+    return {name: keras.Input(shape=(), dtype="string", name=name) for name in names}
+
+
+def item_inputs(config: RecommendationConfig) -> dict[str, Any]:
+    names = ["item_id", "text", *config.columns.item_categorical]
+    return {name: keras.Input(shape=(), dtype="string", name=name) for name in names}
+
+
+def build_towers(vocab: Vocabularies, config: RecommendationConfig) -> tuple[Any, Any]:
+    """(user tower, item tower): Functional models from raw strings to unit vectors."""
+    layers = custom_layers()
+    towers = config.towers
+    item_lookup = _lookup(vocab.items, "item_lookup")
+    item_id_embedding = _embedded(item_lookup, towers.id_embedding_dim, "item_id_embedding")  # shared by both towers
+
+    # User tower.
+    inputs = user_inputs(config)
+    user_lookup = _lookup(vocab.users, "user_lookup")
+    parts = [_embedded(user_lookup, towers.id_embedding_dim, "user_id_embedding")(user_lookup(inputs["user_id"]))]
+    history = layers["HistoryTokens"](towers.history_length, name="history_tokens")(inputs["history"])
+    history_rows = item_lookup(history)
+    # Padding and unknown items (index 0) carry no taste.
+    parts.append(layers["MaskedMean"](name="history_mean")(item_id_embedding(history_rows), keras.ops.greater(history_rows, 0)))
+    for column in config.columns.user_categorical:
+        lookup = _lookup(vocab.user_features[column], f"user_{column}_lookup")
+        parts.append(_embedded(lookup, towers.feature_embedding_dim, f"user_{column}_embedding")(lookup(inputs[column])))
+    hidden = keras.layers.Dense(towers.hidden_units, activation="relu", name="user_hidden")(keras.layers.Concatenate()(parts))
+    user_vector = keras.layers.UnitNormalization(name="user_vector")(keras.layers.Dense(towers.embedding_dim, name="user_projection")(hidden))
+    user_tower = keras.Model(inputs, user_vector, name="user_tower")
+
+    # Item tower.
+    inputs = item_inputs(config)
+    parts = [item_id_embedding(item_lookup(inputs["item_id"]))]
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(
+        vocabulary=vocab.text, sequence_length=towers.text_length, lowercase=True, oov_token="[UNK]", name="text_tokenizer"
+    )
+    tokens = tokenizer(inputs["text"])
+    embedded = keras_hub.layers.TokenAndPositionEmbedding(
+        len(vocab.text), towers.text_length, towers.feature_embedding_dim * 2, name="text_embedding"
+    )(tokens)
+    for index in range(towers.text_encoder_layers):
+        embedded = keras_hub.layers.TransformerEncoder(
+            intermediate_dim=towers.feature_embedding_dim * 4, num_heads=towers.text_heads, name=f"text_encoder_{index}"
+        )(embedded, padding_mask=keras.ops.greater(tokens, 0))
+    parts.append(layers["MaskedMean"](name="text_mean")(embedded, keras.ops.greater(tokens, 0)))
+    for column in config.columns.item_categorical:
+        lookup = _lookup(vocab.item_features[column], f"item_{column}_lookup")
+        parts.append(_embedded(lookup, towers.feature_embedding_dim, f"item_{column}_embedding")(lookup(inputs[column])))
+    hidden = keras.layers.Dense(towers.hidden_units, activation="relu", name="item_hidden")(keras.layers.Concatenate()(parts))
+    item_vector = keras.layers.UnitNormalization(name="item_vector")(keras.layers.Dense(towers.embedding_dim, name="item_projection")(hidden))
+    item_tower = keras.Model(inputs, item_vector, name="item_tower")
+    return user_tower, item_tower
+
+
+def build_retrieval_model(user_tower: Any, item_tower: Any, config: RecommendationConfig) -> Any:
+    """The training graph: both towers, then in-batch logits. Only the towers are exported."""
+    inputs = {**user_inputs(config), **item_inputs(config)}
+    inputs["sampling_probability"] = keras.Input(shape=(), dtype="float32", name="sampling_probability")
+    inputs["item_key"] = keras.Input(shape=(), dtype="int64", name="item_key")
+    user_vectors = user_tower({name: inputs[name] for name in user_tower.input})
+    item_vectors = item_tower({name: inputs[name] for name in item_tower.input})
+    logits = custom_layers()["InBatchLogits"](config.towers.temperature, name="in_batch_logits")(
+        user_vectors, item_vectors, inputs["sampling_probability"], inputs["item_key"]
+    )
+    return keras.Model(inputs, logits, name="two_tower")
+
+
+# ---- training data --------------------------------------------------------------------------------
+
+
+def catalog_columns(items: pd.DataFrame, config: RecommendationConfig) -> dict[str, np.ndarray]:
+    names = ["item_id", "text", *config.columns.item_categorical]
+    return {name: items[name].astype(str).to_numpy(dtype=object) for name in names}
+
+
+def retrieval_examples(data: TrainingData, frame: pd.DataFrame, config: RecommendationConfig) -> dict[str, np.ndarray]:
+    """Training-model inputs for (user, item) pairs in ``frame`` (needs user_id, item_id, history, user features)."""
+    rows = pd.Index(data.items["item_id"]).get_indexer(frame["item_id"])
+    if (rows < 0).any():
+        raise ValueError("Some interactions name items missing from the catalog.")
+    catalog = catalog_columns(data.items, config)
+    examples = {name: values[rows] for name, values in catalog.items()}
+    for name in ["user_id", "history", *config.columns.user_categorical]:
+        examples[name] = frame[name].astype(str).to_numpy(dtype=object)
+    probability = (data.popularity + 1.0) / (data.popularity + 1.0).sum()
+    examples["sampling_probability"] = probability[rows].astype(np.float32)
+    examples["item_key"] = rows.astype(np.int64)
+    return examples
+
+
+def make_dataset(examples: dict[str, np.ndarray], config: RecommendationConfig, training: bool, batch_size: int) -> Any:
+    """(inputs, unused labels) batches; in training, ids are dropped to UNKNOWN at ``id_dropout_rate``."""
+    count = len(examples["item_id"])
+    dataset = tf.data.Dataset.from_tensor_slices((examples, np.zeros(count, np.float32)))
+    if training:
+        dataset = dataset.shuffle(min(count, 100_000), seed=config.seed, reshuffle_each_iteration=True)
+        rate = config.towers.id_dropout_rate
+
+        def drop_ids(inputs: dict[str, Any], labels: Any) -> tuple[dict[str, Any], Any]:
+            inputs = dict(inputs)
+            for name in ("user_id", "item_id"):
+                dropped = tf.random.uniform(tf.shape(inputs[name])) < rate
+                inputs[name] = tf.where(dropped, tf.constant(UNKNOWN), inputs[name])
+            return inputs, labels
+
+        # Whole batches only: the in-batch softmax compares each row with the rest of its batch.
+        return dataset.batch(batch_size, drop_remainder=count >= batch_size).map(drop_ids, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+    return dataset.batch(batch_size).prefetch(2)
+
+
+def valid_examples(data: TrainingData, valid: pd.DataFrame) -> pd.DataFrame:
+    """Validation rows as (user, held-out item) pairs for the validation loss."""
+    exploded = valid.explode("targets").rename(columns={"targets": "item_id"})
+    return exploded[exploded["item_id"].isin(data.items["item_id"])].reset_index(drop=True)
+
+
+def fit_towers(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig, runtime: Any, verbose: int = 0) -> tuple[Any, Any, Vocabularies]:
+    vocab = vocabularies(data, config)
+    training = config.training
+    with runtime.strategy.scope():
+        user_tower, item_tower = build_towers(vocab, config)
+        model = build_retrieval_model(user_tower, item_tower, config)
+        model.compile(optimizer=keras.optimizers.Adam(training.learning_rate), loss=in_batch_softmax)
+    train_data = make_dataset(retrieval_examples(data, data.interactions, config), config, True, training.batch_size)
+    valid_data = make_dataset(retrieval_examples(data, valid_examples(data, valid), config), config, False, training.batch_size)
+    callbacks = []
+    if training.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=training.early_stopping_patience, restore_best_weights=True))
+    if training.steps_per_epoch:
+        train_data = train_data.repeat()
+    model.fit(train_data, validation_data=valid_data, epochs=training.epochs, steps_per_epoch=training.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    return user_tower, item_tower, vocab
+
+
+def item_vectors(item_tower: Any, items: pd.DataFrame, config: RecommendationConfig, batch_size: int = 4096) -> np.ndarray:
+    """Vectors of the whole catalog (new items included), computed once at export."""
+    catalog = catalog_columns(items, config)
+    parts = []
+    for start in range(0, len(items), batch_size):
+        batch = {name: tf.constant(values[start : start + batch_size]) for name, values in catalog.items()}
+        parts.append(np.asarray(item_tower(batch, training=False)))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def user_vectors(user_tower: Any, frame: pd.DataFrame, config: RecommendationConfig, batch_size: int = 4096) -> np.ndarray:
+    names = ["user_id", "history", *config.columns.user_categorical]
+    parts = []
+    for start in range(0, len(frame), batch_size):
+        chunk = frame.iloc[start : start + batch_size]
+        batch = {name: tf.constant(chunk[name].astype(str).to_numpy(dtype=object)) for name in names}
+        parts.append(np.asarray(user_tower(batch, training=False)))
+    return np.concatenate(parts).astype(np.float32)
+
+
+# ---- ranking --------------------------------------------------------------------------------------
+
+
+def ranker_inputs(config: RecommendationConfig) -> dict[str, Any]:
+    names = ["user_id", *config.columns.user_categorical, "item_id", *config.columns.item_categorical]
+    inputs = {name: keras.Input(shape=(), dtype="string", name=name) for name in names}
+    inputs["retrieval_score"] = keras.Input(shape=(), dtype="float32", name="retrieval_score")
+    return inputs
+
+
+def build_ranker(vocab: Vocabularies, config: RecommendationConfig) -> Any:
+    """DCN-v2: explicit feature crosses (keras-rs FeatureCross) beside a deep layer, one logit out."""
+    settings, towers = config.ranking, config.towers
+    inputs = ranker_inputs(config)
+    vocabulary_of = {"user_id": vocab.users, "item_id": vocab.items, **vocab.user_features, **vocab.item_features}
+    parts = []
+    for name, tensor in inputs.items():
+        if name == "retrieval_score":
+            parts.append(keras.layers.Reshape((1,))(tensor))
+            continue
+        lookup = _lookup(vocabulary_of[name], f"rank_{name}_lookup")
+        parts.append(_embedded(lookup, towers.feature_embedding_dim, f"rank_{name}_embedding")(lookup(tensor)))
+    features = keras.layers.Concatenate(name="rank_features")(parts)
+    crossed = features
+    for index in range(settings.cross_layers):
+        crossed = keras_rs.layers.FeatureCross(projection_dim=settings.projection_dim, name=f"feature_cross_{index}")(features, crossed)
+    deep = keras.layers.Dense(settings.deep_units, activation="relu", name="rank_deep")(crossed)
+    logit = keras.layers.Dense(1, name="rank_logit")(deep)
+    return keras.Model(inputs, keras.layers.Reshape(())(logit), name="dcn_ranker")
+
+
+def ranker_examples(
+    data: TrainingData, user_tower: Any, catalog_vectors: np.ndarray, config: RecommendationConfig, rng: np.random.Generator, limit: int = 40_000
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Positives (training interactions) and, for each, negatives drawn from what retrieval ranks high
+    for that user: the ranker learns to fix exactly the mistakes it will be shown."""
+    frame = data.interactions
+    if len(frame) > limit:
+        frame = frame.iloc[np.sort(rng.choice(len(frame), limit, replace=False))]
+    users = user_vectors(user_tower, frame, config)
+    scores = users @ catalog_vectors.T
+    positive_rows = pd.Index(data.items["item_id"]).get_indexer(frame["item_id"])
+    pool = min(config.ranking.candidates, len(catalog_vectors))
+    top = np.argpartition(-scores, pool - 1, axis=1)[:, :pool]
+    negatives = config.ranking.negatives
+    picked = top[np.arange(len(frame))[:, None], rng.integers(0, pool, size=(len(frame), negatives))]
+    picked = np.where(picked == positive_rows[:, None], (picked + 1) % len(catalog_vectors), picked)
+    item_rows = np.concatenate([positive_rows[:, None], picked], axis=1).reshape(-1)
+    user_rows = np.repeat(np.arange(len(frame)), negatives + 1)
+    labels = np.tile(np.r_[1.0, np.zeros(negatives)], len(frame)).astype(np.float32)
+    examples = {name: frame[name].astype(str).to_numpy(dtype=object)[user_rows] for name in ["user_id", *config.columns.user_categorical]}
+    for name in ["item_id", *config.columns.item_categorical]:
+        examples[name] = data.items[name].astype(str).to_numpy(dtype=object)[item_rows]
+    examples["retrieval_score"] = scores[user_rows, item_rows].astype(np.float32)
+    return examples, labels
+
+
+def fit_ranker(data: TrainingData, user_tower: Any, catalog_vectors: np.ndarray, vocab: Vocabularies, config: RecommendationConfig, runtime: Any, verbose: int = 0) -> Any:
+    rng = np.random.default_rng(config.seed)
+    examples, labels = ranker_examples(data, user_tower, catalog_vectors, config, rng)
+    with runtime.strategy.scope():
+        ranker = build_ranker(vocab, config)
+        ranker.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    dataset = tf.data.Dataset.from_tensor_slices((examples, labels)).shuffle(len(labels), seed=config.seed).batch(config.training.batch_size)
+    ranker.fit(dataset, epochs=config.ranking.epochs, verbose=verbose)
+    return ranker
+
+
+# ---- the fitted bundle and the exported module ------------------------------------------------------
+
+
+@dataclass
+class Recommender:
+    """What the candidate's fit returns: everything the exported module needs."""
+
+    user_tower: Any
+    item_tower: Any
+    vocab: Vocabularies
+    items: pd.DataFrame
+    item_vectors: np.ndarray
+    popularity: np.ndarray
+    ranker: Any | None = None
+
+    def without_ranker(self) -> "Recommender":
+        return Recommender(self.user_tower, self.item_tower, self.vocab, self.items, self.item_vectors, self.popularity, None)
+
+
+def fit_recommender(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig, runtime: Any) -> Recommender:
+    verbose = int(getattr(runtime, "verbose", 0) or 0)
+    user_tower, item_tower, vocab = fit_towers(data, valid, config, runtime, verbose)
+    vectors = item_vectors(item_tower, data.items, config)
+    ranker = fit_ranker(data, user_tower, vectors, vocab, config, runtime, verbose) if config.ranking.enabled else None
+    return Recommender(user_tower, item_tower, vocab, data.items, vectors, data.popularity, ranker)
+
+
+def request_specs(config: RecommendationConfig) -> dict[str, Any]:
+    names = ["user_id", "history", "exclude", *config.columns.user_categorical]
+    return {name: tf.TensorSpec([None], tf.string, name=name) for name in names}
+
+
+class RecommenderModule(tf.Module):
+    """The exported model: a user -> ``item_ids`` [batch, top_k] and ``scores``, best first, plus the
+    ``strategy`` used per user: "personalized" (known id or a history), "features" (only the user's
+    features are known) or "popular" (nothing is: the cold-start fallback).
+
+    Inputs, all strings: ``user_id``; ``history`` (recent item ids, space-separated, oldest first;
+    "" for none); ``exclude`` (item ids never to return, space-separated, e.g. everything seen); and the
+    user features in ``columns.user_categorical`` ("" when unknown).
+    """
+
+    def __init__(self, fitted: Recommender, config: RecommendationConfig, name: str = "recommendation"):
+        super().__init__(name=name)
+        from recommendation.index import build_index
+
+        settings = config.index
+        self.user_tower = fitted.user_tower
+        self.ranker = fitted.ranker
+        catalog_size = len(fitted.items)
+        self.top_k = min(config.top_k, catalog_size)
+        self.retrieve_k = min(max(self.top_k, config.ranking.candidates if fitted.ranker is not None else 0), catalog_size)
+        self.index = build_index(
+            fitted.item_vectors, settings.kind, clusters=settings.clusters, probe=settings.probe, exact_limit=settings.exact_limit, seed=config.seed
+        )
+        self.item_ids = tf.Variable(fitted.items["item_id"].astype(str).to_numpy(dtype=object), dtype=tf.string, trainable=False, name="item_ids")
+        self.item_features = {
+            column: tf.Variable(fitted.items[column].astype(str).to_numpy(dtype=object), dtype=tf.string, trainable=False, name=f"item_{column}")
+            for column in config.columns.item_categorical
+        }
+        share = (fitted.popularity + 1.0) / (fitted.popularity + 1.0).sum()
+        self.popularity = tf.Variable(share.astype(np.float32), trainable=False, name="popularity")
+        self.item_rows = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(fitted.items["item_id"].astype(str).to_numpy(dtype=object)), tf.range(catalog_size, dtype=tf.int64)
+            ),
+            default_value=-1,
+        )
+        self.known_users = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(fitted.vocab.users or [UNKNOWN], dtype=tf.string), tf.ones([max(1, len(fitted.vocab.users))], tf.int64)),
+            default_value=0,
+        )
+        self.user_features = list(config.columns.user_categorical)
+        self.serve = tf.function(self._serve, input_signature=[request_specs(config)])
+
+    def _rows(self, space_separated: Any) -> Any:
+        """Space-separated ids -> [batch, n] catalog rows, -1 for padding and unknown ids."""
+        tokens = tf.strings.split(space_separated)
+        rows = tf.ragged.map_flat_values(self.item_rows.lookup, tokens)
+        return rows.to_tensor(default_value=-1)
+
+    def _serve(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        user_inputs_ = {name: inputs[name] for name in ["user_id", "history", *self.user_features]}
+        queries = self.user_tower(user_inputs_, training=False)
+        excluded = self._rows(inputs["exclude"])
+        scores, rows = self.index.search(queries, self.retrieve_k, excluded)
+        if self.ranker is not None:
+            scores, rows = self._rerank(inputs, scores, rows)
+        scores, rows = scores[:, : self.top_k], rows[:, : self.top_k]
+
+        known_id = self.known_users.lookup(inputs["user_id"]) > 0
+        has_history = tf.reduce_any(self._rows(inputs["history"]) >= 0, axis=1)
+        has_features = tf.zeros_like(known_id)
+        for name in self.user_features:
+            has_features = has_features | (inputs[name] != "")
+        personalized = known_id | has_history
+        cold = ~personalized & ~has_features
+        popular_scores, popular_rows = tf.cond(
+            tf.reduce_any(cold), lambda: self._popular(excluded, tf.shape(queries)[0]), lambda: (tf.zeros_like(scores), tf.zeros_like(rows))
+        )
+        scores = tf.where(cold[:, None], popular_scores, scores)
+        rows = tf.where(cold[:, None], popular_rows, rows)
+        strategy = tf.where(personalized, "personalized", tf.where(cold, "popular", "features"))
+        valid = rows >= 0
+        item_ids = tf.where(valid, tf.gather(self.item_ids, tf.maximum(rows, 0)), "")
+        return {"item_ids": item_ids, "scores": tf.where(valid, scores, 0.0), "strategy": strategy}
+
+    def _rerank(self, inputs: dict[str, Any], scores: Any, rows: Any) -> tuple[Any, Any]:
+        """Re-score every retrieved candidate with the ranker and re-sort (padding stays last)."""
+        batch, width = tf.shape(rows)[0], tf.shape(rows)[1]
+        safe_rows = tf.maximum(rows, 0)
+        flat = {name: tf.reshape(tf.repeat(inputs[name][:, None], width, axis=1), [-1]) for name in ["user_id", *self.user_features]}
+        flat["item_id"] = tf.reshape(tf.gather(self.item_ids, safe_rows), [-1])
+        for name, values in self.item_features.items():
+            flat[name] = tf.reshape(tf.gather(values, safe_rows), [-1])
+        flat["retrieval_score"] = tf.reshape(tf.where(rows >= 0, scores, 0.0), [-1])
+        ranked = tf.sigmoid(tf.reshape(self.ranker(flat, training=False), [batch, width]))
+        ranked = tf.where(rows >= 0, ranked, -1.0)
+        order = tf.argsort(ranked, axis=1, direction="DESCENDING", stable=True)
+        return tf.gather(ranked, order, batch_dims=1), tf.gather(rows, order, batch_dims=1)
+
+    def _popular(self, excluded: Any, batch: Any) -> tuple[Any, Any]:
+        """Most popular items per row, minus that row's exclusions."""
+        share = tf.tile(self.popularity[None, :], [batch, 1])
+        hits = tf.where(excluded >= 0)
+        share = tf.tensor_scatter_nd_update(
+            share, tf.stack([hits[:, 0], tf.gather_nd(excluded, hits)], axis=1), tf.fill([tf.shape(hits)[0]], -1.0)
+        )
+        top = tf.math.top_k(share, k=self.top_k)
+        rows = tf.where(top.values >= 0, tf.cast(top.indices, tf.int64), -1)
+        return top.values, rows
+
+
+def serving_module(fitted: Recommender, config: RecommendationConfig) -> RecommenderModule:
+    return RecommenderModule(fitted, config)

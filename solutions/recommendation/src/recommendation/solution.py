@@ -1,0 +1,166 @@
+"""The recommendation app: what it brings to the core's pipeline (interaction logs, the two-tower and
+DCN candidates, top-k metrics, /recommend). Everything generic — validation, storage, the gate, export,
+serving — is the core's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recommendation.config import RecommendationConfig
+from recommendation.data import INTERACTIONS, ITEMS, USERS
+from solutions_core.solution import CustomCandidate, Evaluation, Solution, Splits
+
+GATE_K = 10
+
+
+class Recommendation(Solution):
+    name = "recommendation"
+    title = "Recommendation"
+    description = "Top-k items per user: keras-rs two-tower retrieval with an in-graph index, DCN re-ranking, cold start; /recommend."
+    contracts = (INTERACTIONS, USERS, ITEMS)
+    gate_metric = f"ndcg_at_{GATE_K}"
+    higher_is_better = True
+    config_class = RecommendationConfig
+    predict_batch_size = 512
+
+    def demo_config(self) -> RecommendationConfig:
+        # Half the default log keeps the laptop demo to about a minute of training on 2 cores.
+        return self.make_config({"size": 50_000, "users": 2_000, "items": 1_500})
+
+    def tiny_config(self) -> RecommendationConfig:
+        return self.make_config(
+            {
+                "size": 3_000,
+                "users": 150,
+                "items": 200,
+                "top_k": 20,
+                "eval_k": [5, 20],
+                "towers": {"embedding_dim": 8, "id_embedding_dim": 8, "hidden_units": 16, "text_vocabulary_size": 100},
+                "ranking": {"candidates": 20, "epochs": 1},
+                "training": {"epochs": 2, "batch_size": 128, "early_stopping_patience": 0},
+            }
+        )
+
+    # ---- data ------------------------------------------------------------------------------------
+    def generate(self, config: RecommendationConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
+        from recommendation.generate import generate_interactions
+
+        return generate_interactions(config.size, config.users, config.items, seed=config.seed)
+
+    def load(self, source: str, config: RecommendationConfig) -> dict[str, pd.DataFrame]:
+        """``movielens-100k`` (read from the installed recbole package), a RecBole atomic folder, or a
+        folder of interactions/items/users tables (parquet or csv)."""
+        from recommendation.data import load_tables
+
+        return load_tables(source)
+
+    def prepare(self, tables: Mapping[str, pd.DataFrame], config: RecommendationConfig) -> Any:
+        from recommendation.data import prepare
+
+        return prepare(tables, config)
+
+    def split(self, examples: Any, config: RecommendationConfig) -> Splits:
+        from recommendation.data import split
+
+        train, valid, test = split(examples, config)
+        return Splits(train=train, valid=valid, test=test)
+
+    # ---- models ----------------------------------------------------------------------------------
+    def candidates(self, config: RecommendationConfig) -> list[Any]:
+        def fit(splits: Splits, runtime: Any) -> Any:
+            from recommendation.model import fit_recommender
+
+            return fit_recommender(splits.train, splits.valid, config, runtime)
+
+        return [CustomCandidate("two_tower_dcn" if config.ranking.enabled else "two_tower", fit=fit)]
+
+    def ensembles(self, fitted: Mapping[str, Any], config: RecommendationConfig) -> list[tuple[Any, Any]]:
+        """Retrieval alone competes with retrieval + ranking: the ranker is kept only if it helps."""
+        if "two_tower_dcn" not in fitted:
+            return []
+
+        def already_fitted(splits: Splits, runtime: Any) -> Any:
+            raise RuntimeError("two_tower is derived from two_tower_dcn, not fitted on its own.")
+
+        return [(CustomCandidate("two_tower", fit=already_fitted), fitted["two_tower_dcn"].without_ranker())]
+
+    def serving_module(self, candidate: Any, fitted: Any, config: RecommendationConfig) -> Any:
+        from recommendation.model import serving_module
+
+        return serving_module(fitted, config)
+
+    def evaluate(self, outputs: Mapping[str, np.ndarray], examples: pd.DataFrame, config: RecommendationConfig) -> Evaluation:
+        from recommendation.evaluate import outputs_metrics
+
+        metrics = outputs_metrics(dict(outputs), examples, self._ks(config), self._catalog_size(outputs, examples))
+        return Evaluation(metrics, self.gate_metric, self.higher_is_better)
+
+    def _ks(self, config: RecommendationConfig) -> list[int]:
+        return sorted({GATE_K, *[k for k in config.eval_k if k <= config.top_k]})
+
+    def _catalog_size(self, outputs: Mapping[str, Any], examples: pd.DataFrame) -> int:
+        return int(examples.attrs.get("catalog_size", 0)) or len({i for row in np.asarray(outputs["item_ids"]) for i in row})
+
+    def baselines(self, splits: Splits, config: RecommendationConfig) -> dict[str, Evaluation]:
+        from recommendation.evaluate import MatrixFactorizationBaseline, PopularityBaseline, top_k_metrics
+
+        train = splits.train
+        # Validation interactions are history for the test users, as they are for the model.
+        history = pd.concat([train.interactions, splits.valid.explode("targets").rename(columns={"targets": "item_id"})])
+        k = max(self._ks(config))
+        models = {
+            "popularity": PopularityBaseline().fit(history),
+            "matrix_factorization": MatrixFactorizationBaseline().fit(history, train.items["item_id"]),
+        }
+        results = {}
+        for name, baseline in models.items():
+            lists = baseline.recommend(splits.test, k)
+            metrics = top_k_metrics(lists, list(splits.test["targets"]), self._ks(config), len(train.items))
+            results[name] = Evaluation(metrics, self.gate_metric, self.higher_is_better, extras={"lists": lists})
+        return results
+
+    def report(self, outputs, examples, baselines, out_dir: Path, config: RecommendationConfig) -> list[Path]:
+        from recommendation.evaluate import _decoded, outputs_metrics, plot_popularity, plot_recall_curves
+
+        ks = self._ks(config)
+        curves = {"model": outputs_metrics(dict(outputs), examples, ks, self._catalog_size(outputs, examples))}
+        curves.update({name: evaluation.metrics for name, evaluation in baselines.items()})
+        plots = [plot_recall_curves(curves, ks, Path(out_dir) / "recall_ndcg.png")]
+        ids, counts = examples.attrs.get("popularity", ((), ()))
+        popularity = pd.Series(np.asarray(counts, dtype=float), index=pd.Index(ids, dtype=object))
+        if not popularity.empty:
+            plots.append(plot_popularity(_decoded(np.asarray(outputs["item_ids"])), popularity, Path(out_dir) / "long_tail.png"))
+        return plots
+
+    # ---- serving ---------------------------------------------------------------------------------
+    def golden_instances(self, examples: pd.DataFrame, config: RecommendationConfig, count: int = 8) -> list[dict[str, Any]]:
+        """Known users from the examples, plus a new user with features and one with nothing known."""
+        features = list(config.columns.user_categorical)
+        rows = examples.head(max(1, count - 2))
+        instances = [
+            {"user_id": str(row["user_id"]), "history": row["history"], "exclude": row["exclude"], **{c: str(row[c]) for c in features}}
+            for _, row in rows.iterrows()
+        ]
+        first = instances[0]
+        instances.append({"user_id": "new-user-with-features", "history": "", "exclude": "", **{c: first[c] for c in features}})
+        instances.append({"user_id": "new-user", "history": "", "exclude": "", **{c: "" for c in features}})
+        return instances
+
+    def request_fields(self, config: RecommendationConfig) -> tuple[set[str], set[str]]:
+        # A request names a user; the log's other columns (item, time, rating) describe interactions.
+        return {"history", "exclude", *config.columns.user_categorical}, {"item_id", "timestamp", "rating"}
+
+    def online_enricher(self, data_dir: Path, config: RecommendationConfig) -> Any:
+        from recommendation.online import OnlineStore
+
+        return OnlineStore.open(data_dir, config)
+
+    def routers(self, manager: Any) -> list[Any]:
+        from recommendation.api import router
+
+        return [router(manager)]
