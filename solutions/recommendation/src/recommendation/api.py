@@ -4,12 +4,16 @@ It takes a user (id and/or features), ``k`` and whether to drop items the user h
 the rest from the online store, calls the served signature through the same path as ``:predict``
 (contract check included) and returns items with their catalog fields. Errors are ``{"error": ...}``
 with a 4xx status, as everywhere in the API.
+
+Imported only when the server mounts the app's routes (FastAPI resolves the handlers' annotations
+from this module's globals, hence the top-level fastapi import).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 APP = "recommendation"
@@ -99,7 +103,6 @@ def recommend(manager: Any, payload: Any) -> tuple[int, dict[str, Any]]:
 
 
 def router(manager: Any) -> Any:
-    from fastapi import APIRouter, Request
     from starlette.concurrency import run_in_threadpool
 
     from solutions_core.serving.app import error, json_response

@@ -270,7 +270,7 @@ def fit_towers(data: TrainingData, valid: pd.DataFrame, config: RecommendationCo
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=training.early_stopping_patience, restore_best_weights=True))
     if training.steps_per_epoch:
         train_data = train_data.repeat()
-    model.fit(train_data, validation_data=valid_data, epochs=training.epochs, steps_per_epoch=training.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    model.fit(train_data, validation_data=valid_data, epochs=training.epochs, steps_per_epoch=training.steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
     return user_tower, item_tower, vocab
 
 
@@ -358,7 +358,7 @@ def fit_ranker(data: TrainingData, user_tower: Any, catalog_vectors: np.ndarray,
         ranker = build_ranker(vocab, config)
         ranker.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate), loss=keras.losses.BinaryCrossentropy(from_logits=True))
     dataset = tf.data.Dataset.from_tensor_slices((examples, labels)).shuffle(len(labels), seed=config.seed).batch(config.training.batch_size)
-    ranker.fit(dataset, epochs=config.ranking.epochs, verbose=verbose)
+    ranker.fit(dataset, epochs=config.ranking.epochs, verbose=verbose, shuffle=False)  # the dataset shuffles
     return ranker
 
 
