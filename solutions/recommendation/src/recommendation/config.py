@@ -53,13 +53,19 @@ class TowerConfig(BaseModel):
 class RankingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(default=True, description="Train a DCN ranker that re-scores the retrieved candidates.")
+    enabled: bool = Field(
+        default=True,
+        description="Train a DCN ranker that re-scores the retrieved candidates (on each user's last training "
+        "interaction, held out of the towers); it is kept only if it beats retrieval alone on validation.",
+    )
     candidates: int = Field(default=100, ge=10, description="Retrieved candidates the ranker re-scores per user.")
     cross_layers: int = Field(default=2, ge=1)
     projection_dim: int | None = Field(default=16, ge=1, description="Low-rank FeatureCross (None: full rank).")
     deep_units: int = Field(default=64, ge=4)
-    negatives: int = Field(default=4, ge=1, description="Sampled negatives per positive for ranker training.")
-    epochs: int = Field(default=3, ge=1)
+    holdout_per_user: int = Field(
+        default=3, ge=1, description="Latest training interactions per user held out of the towers to train the ranker on."
+    )
+    epochs: int = Field(default=8, ge=1)
 
 
 class IndexConfig(BaseModel):

@@ -8,7 +8,9 @@
    replaced by the unknown id during training so the towers also work from features, text and history
    alone: that is how new users and brand-new items get sensible vectors.
 2. A DCN ranker (``keras_rs.layers.FeatureCross``) that re-scores the retrieved candidates from user
-   and item features plus the retrieval score, trained on retrieval's own hard negatives.
+   and item features, the retrieval score, popularity and the candidate's similarity to the user's
+   history. It learns from the lists retrieval returns for interactions the towers never saw (each
+   user's last training interaction), so it is trained on what it will be shown.
 3. ``RecommenderModule``: what gets exported. The item vectors of the whole catalog and the candidate
    index live inside it, so one signature maps a user to top-k item ids and scores. Exclusions (items
    already seen) are applied inside the search; a user with nothing known gets popular items.
@@ -296,26 +298,32 @@ def user_vectors(user_tower: Any, frame: pd.DataFrame, config: RecommendationCon
 
 # ---- ranking --------------------------------------------------------------------------------------
 
+# Numbers the ranker sees beside the categorical features. None is an id: ids let a ranker memorize
+# its own training pairs, which is exactly what it must not do to re-order lists it has never seen.
+RANK_NUMBERS = ("retrieval_score", "log_popularity", "last_similarity", "history_similarity")
+
 
 def ranker_inputs(config: RecommendationConfig) -> dict[str, Any]:
-    names = ["user_id", *config.columns.user_categorical, "item_id", *config.columns.item_categorical]
+    names = [*config.columns.user_categorical, *config.columns.item_categorical]
     inputs = {name: keras.Input(shape=(), dtype="string", name=name) for name in names}
-    inputs["retrieval_score"] = keras.Input(shape=(), dtype="float32", name="retrieval_score")
+    inputs.update({name: keras.Input(shape=(), dtype="float32", name=name) for name in RANK_NUMBERS})
     return inputs
 
 
-def build_ranker(vocab: Vocabularies, config: RecommendationConfig) -> Any:
-    """DCN-v2: explicit feature crosses (keras-rs FeatureCross) beside a deep layer, one logit out."""
+def build_ranker(vocab: Vocabularies, config: RecommendationConfig, numbers: dict[str, np.ndarray]) -> Any:
+    """DCN-v2: explicit feature crosses (keras-rs FeatureCross) then a deep layer, one logit out.
+    ``numbers`` (training values of RANK_NUMBERS) adapt the normalization."""
     settings, towers = config.ranking, config.towers
     inputs = ranker_inputs(config)
-    vocabulary_of = {"user_id": vocab.users, "item_id": vocab.items, **vocab.user_features, **vocab.item_features}
+    vocabulary_of = {**vocab.user_features, **vocab.item_features}
     parts = []
-    for name, tensor in inputs.items():
-        if name == "retrieval_score":
-            parts.append(keras.layers.Reshape((1,))(tensor))
-            continue
+    for name in [*config.columns.user_categorical, *config.columns.item_categorical]:
         lookup = _lookup(vocabulary_of[name], f"rank_{name}_lookup")
-        parts.append(_embedded(lookup, towers.feature_embedding_dim, f"rank_{name}_embedding")(lookup(tensor)))
+        parts.append(_embedded(lookup, towers.feature_embedding_dim, f"rank_{name}_embedding")(lookup(inputs[name])))
+    stacked = keras.layers.Concatenate(name="rank_numbers")([keras.layers.Reshape((1,))(inputs[name]) for name in RANK_NUMBERS])
+    normalization = keras.layers.Normalization(name="rank_normalization")
+    normalization.adapt(np.stack([numbers[name] for name in RANK_NUMBERS], axis=1))
+    parts.append(normalization(stacked))
     features = keras.layers.Concatenate(name="rank_features")(parts)
     crossed = features
     for index in range(settings.cross_layers):
@@ -325,41 +333,83 @@ def build_ranker(vocab: Vocabularies, config: RecommendationConfig) -> Any:
     return keras.Model(inputs, keras.layers.Reshape(())(logit), name="dcn_ranker")
 
 
-def ranker_examples(
-    data: TrainingData, user_tower: Any, catalog_vectors: np.ndarray, config: RecommendationConfig, rng: np.random.Generator, limit: int = 40_000
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Positives (training interactions) and, for each, negatives drawn from what retrieval ranks high
-    for that user: the ranker learns to fix exactly the mistakes it will be shown."""
+def split_ranking_holdout(data: TrainingData, per_user: int) -> tuple[TrainingData, pd.DataFrame]:
+    """Each user's last ``per_user`` training interactions (with a history before them, and never a
+    user's only one) are held out of the towers' training: retrieval on them then looks exactly like
+    retrieval at serving time, with scores the towers did not memorize, and the ranker learns from
+    those lists."""
     frame = data.interactions
-    if len(frame) > limit:
-        frame = frame.iloc[np.sort(rng.choice(len(frame), limit, replace=False))]
-    users = user_vectors(user_tower, frame, config)
-    scores = users @ catalog_vectors.T
-    positive_rows = pd.Index(data.items["item_id"]).get_indexer(frame["item_id"])
-    pool = min(config.ranking.candidates, len(catalog_vectors))
-    top = np.argpartition(-scores, pool - 1, axis=1)[:, :pool]
-    negatives = config.ranking.negatives
-    picked = top[np.arange(len(frame))[:, None], rng.integers(0, pool, size=(len(frame), negatives))]
-    picked = np.where(picked == positive_rows[:, None], (picked + 1) % len(catalog_vectors), picked)
-    item_rows = np.concatenate([positive_rows[:, None], picked], axis=1).reshape(-1)
-    user_rows = np.repeat(np.arange(len(frame)), negatives + 1)
-    labels = np.tile(np.r_[1.0, np.zeros(negatives)], len(frame)).astype(np.float32)
-    examples = {name: frame[name].astype(str).to_numpy(dtype=object)[user_rows] for name in ["user_id", *config.columns.user_categorical]}
-    for name in ["item_id", *config.columns.item_categorical]:
-        examples[name] = data.items[name].astype(str).to_numpy(dtype=object)[item_rows]
-    examples["retrieval_score"] = scores[user_rows, item_rows].astype(np.float32)
-    return examples, labels
+    from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False)
+    held = (from_end < per_user) & (frame["history"] != "")
+    rest = frame[~held].reset_index(drop=True)
+    popularity = rest["item_id"].value_counts().reindex(data.items["item_id"]).fillna(0).to_numpy(dtype=np.float64)
+    return TrainingData(rest, data.items, data.users, popularity), frame[held].reset_index(drop=True)
 
 
-def fit_ranker(data: TrainingData, user_tower: Any, catalog_vectors: np.ndarray, vocab: Vocabularies, config: RecommendationConfig, runtime: Any, verbose: int = 0) -> Any:
-    rng = np.random.default_rng(config.seed)
-    examples, labels = ranker_examples(data, user_tower, catalog_vectors, config, rng)
+def rank_numbers(scores: np.ndarray, candidates: np.ndarray, history_rows: list[list[int]], vectors: np.ndarray, log_popularity: np.ndarray) -> dict[str, np.ndarray]:
+    """RANK_NUMBERS for [users, candidates]: the same arithmetic as ``RecommenderModule._rank_numbers``."""
+    candidate_vectors = vectors[candidates]  # [users, candidates, dim]
+    last = np.zeros(candidates.shape, np.float32)
+    best = np.zeros(candidates.shape, np.float32)
+    for row, history in enumerate(history_rows):
+        if history:
+            similarities = candidate_vectors[row] @ vectors[history].T  # [candidates, history]
+            last[row] = similarities[:, -1]
+            best[row] = similarities.max(axis=1)
+    return {
+        "retrieval_score": scores.astype(np.float32),
+        "log_popularity": log_popularity[candidates].astype(np.float32),
+        "last_similarity": last,
+        "history_similarity": best,
+    }
+
+
+def ranker_examples(
+    held: pd.DataFrame, seen: pd.DataFrame, items: pd.DataFrame, user_tower: Any, vectors: np.ndarray, log_popularity: np.ndarray, config: RecommendationConfig
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The lists retrieval returns for the held-out interactions (seen items excluded, as in serving),
+    labelled 1 for the held-out item; lists that missed it teach nothing about order and are dropped."""
+    row_of = pd.Index(items["item_id"])
+    users = user_vectors(user_tower, held, config)
+    scores = users @ vectors.T
+    earlier = seen.groupby("user_id", sort=False)["item_id"].agg(list)
+    for row, (user, history) in enumerate(zip(held["user_id"], held["history"])):
+        excluded = row_of.get_indexer([*earlier.get(user, []), *history.split()])
+        scores[row, excluded[excluded >= 0]] = -np.inf
+    width = min(config.ranking.candidates, len(vectors))
+    candidates = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+    positive = row_of.get_indexer(held["item_id"])
+    labels = (candidates == positive[:, None]).astype(np.float32)
+    keep = labels.any(axis=1)
+    candidates, labels, held, scores = candidates[keep], labels[keep], held[keep], scores[keep]
+    history_rows = [
+        [r for r in row_of.get_indexer(text.split()) if r >= 0][-config.towers.history_length :] for text in held["history"]
+    ]
+    numbers = rank_numbers(np.take_along_axis(scores, candidates, axis=1), candidates, history_rows, vectors, log_popularity)
+    examples = {name: values.reshape(-1) for name, values in numbers.items()}
+    for name in config.columns.user_categorical:
+        examples[name] = np.repeat(held[name].astype(str).to_numpy(dtype=object), width)
+    for name in config.columns.item_categorical:
+        examples[name] = items[name].astype(str).to_numpy(dtype=object)[candidates.reshape(-1)]
+    return examples, labels.reshape(-1)
+
+
+def fit_ranker(
+    held: pd.DataFrame, data: TrainingData, user_tower: Any, vectors: np.ndarray, vocab: Vocabularies, config: RecommendationConfig, runtime: Any, verbose: int = 0
+) -> Any:
+    examples, labels = ranker_examples(held, data.interactions, data.items, user_tower, vectors, log_popularity_of(data.popularity), config)
+    if not labels.sum():
+        return None  # retrieval found none of the held-out items: nothing to learn an order from
     with runtime.strategy.scope():
-        ranker = build_ranker(vocab, config)
+        ranker = build_ranker(vocab, config, examples)
         ranker.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate), loss=keras.losses.BinaryCrossentropy(from_logits=True))
     dataset = tf.data.Dataset.from_tensor_slices((examples, labels)).shuffle(len(labels), seed=config.seed).batch(config.training.batch_size)
     ranker.fit(dataset, epochs=config.ranking.epochs, verbose=verbose, shuffle=False)  # the dataset shuffles
     return ranker
+
+
+def log_popularity_of(popularity: np.ndarray) -> np.ndarray:
+    return np.log1p(np.asarray(popularity, dtype=np.float64)).astype(np.float32)
 
 
 # ---- the fitted bundle and the exported module ------------------------------------------------------
@@ -383,9 +433,12 @@ class Recommender:
 
 def fit_recommender(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig, runtime: Any) -> Recommender:
     verbose = int(getattr(runtime, "verbose", 0) or 0)
-    user_tower, item_tower, vocab = fit_towers(data, valid, config, runtime, verbose)
+    tower_data, held = split_ranking_holdout(data, config.ranking.holdout_per_user) if config.ranking.enabled else (data, None)
+    user_tower, item_tower, vocab = fit_towers(tower_data, valid, config, runtime, verbose)
     vectors = item_vectors(item_tower, data.items, config)
-    ranker = fit_ranker(data, user_tower, vectors, vocab, config, runtime, verbose) if config.ranking.enabled else None
+    ranker = None
+    if held is not None and len(held):
+        ranker = fit_ranker(held, tower_data, user_tower, vectors, vocab, config, runtime, verbose)
     return Recommender(user_tower, item_tower, vocab, data.items, vectors, data.popularity, ranker)
 
 
@@ -435,6 +488,10 @@ class RecommenderModule(tf.Module):
             default_value=0,
         )
         self.user_features = list(config.columns.user_categorical)
+        self.history_length = config.towers.history_length
+        if fitted.ranker is not None:  # the ranker's similarity features need the item vectors themselves
+            self.item_vectors = tf.Variable(fitted.item_vectors, trainable=False, name="item_vectors")
+            self.log_popularity = tf.Variable(log_popularity_of(fitted.popularity), trainable=False, name="log_popularity")
         self.serve = tf.function(self._serve, input_signature=[request_specs(config)])
 
     def _rows(self, space_separated: Any) -> Any:
@@ -472,16 +529,39 @@ class RecommenderModule(tf.Module):
     def _rerank(self, inputs: dict[str, Any], scores: Any, rows: Any) -> tuple[Any, Any]:
         """Re-score every retrieved candidate with the ranker and re-sort (padding stays last)."""
         batch, width = tf.shape(rows)[0], tf.shape(rows)[1]
+        valid = rows >= 0
         safe_rows = tf.maximum(rows, 0)
-        flat = {name: tf.reshape(tf.repeat(inputs[name][:, None], width, axis=1), [-1]) for name in ["user_id", *self.user_features]}
-        flat["item_id"] = tf.reshape(tf.gather(self.item_ids, safe_rows), [-1])
+        flat = {name: tf.reshape(tf.repeat(inputs[name][:, None], width, axis=1), [-1]) for name in self.user_features}
         for name, values in self.item_features.items():
             flat[name] = tf.reshape(tf.gather(values, safe_rows), [-1])
-        flat["retrieval_score"] = tf.reshape(tf.where(rows >= 0, scores, 0.0), [-1])
+        numbers = self._rank_numbers(inputs["history"], tf.where(valid, scores, 0.0), safe_rows)
+        flat.update({name: tf.reshape(values, [-1]) for name, values in numbers.items()})
         ranked = tf.sigmoid(tf.reshape(self.ranker(flat, training=False), [batch, width]))
-        ranked = tf.where(rows >= 0, ranked, -1.0)
+        ranked = tf.where(valid, ranked, -1.0)
         order = tf.argsort(ranked, axis=1, direction="DESCENDING", stable=True)
         return tf.gather(ranked, order, batch_dims=1), tf.gather(rows, order, batch_dims=1)
+
+    def _rank_numbers(self, history: Any, scores: Any, rows: Any) -> dict[str, Any]:
+        """RANK_NUMBERS in the graph: the same arithmetic as ``rank_numbers`` at training time."""
+        tokens = tf.strings.split(history)
+        history_rows = tf.ragged.map_flat_values(self.item_rows.lookup, tokens)
+        history_rows = tf.ragged.boolean_mask(history_rows, history_rows >= 0)[:, -self.history_length :]
+        count = history_rows.row_lengths()
+        history_rows = history_rows.to_tensor(default_value=0)
+        present = tf.sequence_mask(count, tf.shape(history_rows)[1])
+        history_vectors = tf.gather(self.item_vectors, history_rows)  # [batch, history, dim]
+        candidate_vectors = tf.gather(self.item_vectors, rows)  # [batch, candidates, dim]
+        similarities = tf.einsum("bcd,bhd->bch", candidate_vectors, history_vectors)
+        has_history = (count > 0)[:, None]
+        best = tf.reduce_max(tf.where(present[:, None, :], similarities, -np.inf), axis=2)
+        last_index = tf.maximum(count - 1, 0)
+        last = tf.gather(similarities, last_index, axis=2, batch_dims=1)
+        return {
+            "retrieval_score": scores,
+            "log_popularity": tf.gather(self.log_popularity, rows),
+            "last_similarity": tf.where(has_history, last, 0.0),
+            "history_similarity": tf.where(has_history, best, 0.0),
+        }
 
     def _popular(self, excluded: Any, batch: Any) -> tuple[Any, Any]:
         """Most popular items per row, minus that row's exclusions."""
