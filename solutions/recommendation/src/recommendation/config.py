@@ -63,7 +63,7 @@ class RankingConfig(BaseModel):
     projection_dim: int | None = Field(default=16, ge=1, description="Low-rank FeatureCross (None: full rank).")
     deep_units: int = Field(default=64, ge=4)
     holdout_per_user: int = Field(
-        default=3, ge=1, description="Latest training interactions per user held out of the towers to train the ranker on."
+        default=1, ge=1, description="Latest training interactions per user held out of the towers to train the ranker on."
     )
     epochs: int = Field(default=8, ge=1)
 

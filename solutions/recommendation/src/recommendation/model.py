@@ -329,7 +329,11 @@ def build_ranker(vocab: Vocabularies, config: RecommendationConfig, numbers: dic
     for index in range(settings.cross_layers):
         crossed = keras_rs.layers.FeatureCross(projection_dim=settings.projection_dim, name=f"feature_cross_{index}")(features, crossed)
     deep = keras.layers.Dense(settings.deep_units, activation="relu", name="rank_deep")(crossed)
-    logit = keras.layers.Dense(1, name="rank_logit")(deep)
+    # A correction on top of retrieval's own logit, starting at zero: the untrained ranker orders a
+    # list exactly as retrieval does, and training moves it only where the held-out lists say so.
+    correction = keras.layers.Dense(1, kernel_initializer="zeros", name="rank_correction")(deep)
+    retrieval_logit = keras.layers.Rescaling(1.0 / towers.temperature, name="retrieval_logit")(keras.layers.Reshape((1,))(inputs["retrieval_score"]))
+    logit = keras.layers.Add(name="rank_logit")([correction, retrieval_logit])
     return keras.Model(inputs, keras.layers.Reshape(())(logit), name="dcn_ranker")
 
 
@@ -368,7 +372,8 @@ def ranker_examples(
     held: pd.DataFrame, seen: pd.DataFrame, items: pd.DataFrame, user_tower: Any, vectors: np.ndarray, log_popularity: np.ndarray, config: RecommendationConfig
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The lists retrieval returns for the held-out interactions (seen items excluded, as in serving),
-    labelled 1 for the held-out item; lists that missed it teach nothing about order and are dropped."""
+    labelled 1 for the held-out item; lists that missed it teach nothing about order and are dropped.
+    Flat arrays, list after list (``ranking.candidates`` rows each)."""
     row_of = pd.Index(items["item_id"])
     users = user_vectors(user_tower, held, config)
     scores = users @ vectors.T
@@ -394,17 +399,40 @@ def ranker_examples(
     return examples, labels.reshape(-1)
 
 
+def listwise_softmax(width: int) -> Any:
+    """Cross-entropy of each list's held-out item against the rest of its list (rows come in lists of
+    ``width`` consecutive candidates): the ranker is judged on order within a list, as it is used."""
+
+    def loss(labels: Any, logits: Any) -> Any:
+        return keras.losses.categorical_crossentropy(
+            keras.ops.reshape(labels, [-1, width]), keras.ops.reshape(logits, [-1, width]), from_logits=True
+        )
+
+    return loss
+
+
 def fit_ranker(
     held: pd.DataFrame, data: TrainingData, user_tower: Any, vectors: np.ndarray, vocab: Vocabularies, config: RecommendationConfig, runtime: Any, verbose: int = 0
 ) -> Any:
     examples, labels = ranker_examples(held, data.interactions, data.items, user_tower, vectors, log_popularity_of(data.popularity), config)
     if not labels.sum():
         return None  # retrieval found none of the held-out items: nothing to learn an order from
+    width = min(config.ranking.candidates, len(vectors))
     with runtime.strategy.scope():
         ranker = build_ranker(vocab, config, examples)
-        ranker.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate), loss=keras.losses.BinaryCrossentropy(from_logits=True))
-    dataset = tf.data.Dataset.from_tensor_slices((examples, labels)).shuffle(len(labels), seed=config.seed).batch(config.training.batch_size)
-    ranker.fit(dataset, epochs=config.ranking.epochs, verbose=verbose, shuffle=False)  # the dataset shuffles
+        ranker.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate), loss=listwise_softmax(width))
+    lists = {name: values.reshape(-1, width) for name, values in examples.items()}
+
+    def flatten(features: dict[str, Any], targets: Any) -> tuple[dict[str, Any], Any]:
+        return {name: tf.reshape(values, [-1]) for name, values in features.items()}, tf.reshape(targets, [-1])
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((lists, labels.reshape(-1, width)))
+        .shuffle(len(labels) // width, seed=config.seed)
+        .batch(max(8, config.training.batch_size // width))
+        .map(flatten)
+    )
+    ranker.fit(dataset, epochs=config.ranking.epochs, verbose=verbose, shuffle=False)  # the dataset shuffles lists
     return ranker
 
 
@@ -536,8 +564,10 @@ class RecommenderModule(tf.Module):
             flat[name] = tf.reshape(tf.gather(values, safe_rows), [-1])
         numbers = self._rank_numbers(inputs["history"], tf.where(valid, scores, 0.0), safe_rows)
         flat.update({name: tf.reshape(values, [-1]) for name, values in numbers.items()})
-        ranked = tf.sigmoid(tf.reshape(self.ranker(flat, training=False), [batch, width]))
-        ranked = tf.where(valid, ranked, -1.0)
+        # Logits, not probabilities: they include retrieval's logit (cosine / temperature), and a
+        # sigmoid would saturate to 1.0 at the top of the list and tie the best candidates.
+        ranked = tf.reshape(self.ranker(flat, training=False), [batch, width])
+        ranked = tf.where(valid, ranked, -np.inf)
         order = tf.argsort(ranked, axis=1, direction="DESCENDING", stable=True)
         return tf.gather(ranked, order, batch_dims=1), tf.gather(rows, order, batch_dims=1)
 
