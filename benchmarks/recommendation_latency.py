@@ -49,7 +49,9 @@ def main() -> None:
     started = time.perf_counter()
     tables = solution.generate(config)
     train, valid, test = split(solution.prepare(tables, config), config)
-    fitted = fit_recommender(train, valid, config, make_runtime("cpu", seed=0))
+    runtime = make_runtime("cpu", seed=0)
+    runtime.verbose = 0
+    fitted = fit_recommender(train, valid, config, runtime)
     print(f"trained the towers and the ranker on {len(train):,} interactions in {time.perf_counter() - started:.0f} s")
 
     # The big catalog: the trained items' features cycled, with synthetic clustered vectors.
