@@ -1,0 +1,36 @@
+"""Typed configuration of the demand-forecasting app, defaults in code (overridden by a YAML file)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from solutions_core.solution import SolutionConfig, TrainingConfig
+
+SEASON = {"D": 7, "W": 52, "M": 12, "Q": 4, "Y": 1}
+
+
+class NetworkConfig(BaseModel):
+    """A TiDE-like global MLP: the scaled recent history, past and future covariates and static
+    embeddings in, every horizon step's quantiles out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_units: int = Field(default=128, ge=8)
+    residual_blocks: int = Field(default=2, ge=1)
+    dropout_rate: float = Field(default=0.1, ge=0, lt=1)
+    embedding_dim: int = Field(default=4, ge=1)
+
+
+class ForecastConfig(SolutionConfig):
+    size: int = Field(default=500, ge=1, description="Series the embedded generator makes (stores × products).")
+    stores: int = Field(default=10, ge=1)
+    days: int = Field(default=730, ge=60, description="Days of history the generator makes.")
+    horizon: int | None = Field(default=None, ge=1, description="Steps to forecast; default: the data's official horizon, else 28 days / 18 months / 8 quarters / 6 years.")
+    lookback: int | None = Field(default=None, ge=2, description="History steps the model sees; default: 4 horizons, at least 2 seasons.")
+    quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
+    windows_per_series: int = Field(default=64, ge=1, description="Training windows drawn per series (random forecast origins).")
+    static_columns: list[str] = Field(default_factory=lambda: ["category", "region"], description="demand_series columns embedded as static features.")
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    training: TrainingConfig = Field(
+        default_factory=lambda: TrainingConfig(epochs=20, batch_size=256, learning_rate=2e-3, early_stopping_patience=3)
+    )
