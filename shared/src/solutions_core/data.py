@@ -62,6 +62,16 @@ class DataStore:
             connection.close()
 
 
+def read_table(folder: Path, stem: str) -> pd.DataFrame | None:
+    """``<folder>/<stem>.parquet`` or ``.csv`` (in that order) as a DataFrame; None when neither exists.
+    How apps read a client's folder of tables."""
+    for suffix, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
+        path = Path(folder) / f"{stem}{suffix}"
+        if path.exists():
+            return reader(path)
+    return None
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
     """A stable content hash of a table (values, column names and order); 16 hex digits."""
     digest = hashlib.sha256()

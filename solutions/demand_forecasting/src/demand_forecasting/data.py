@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from solutions_core.data import read_table
+
 SALES, SERIES = "demand_sales", "demand_series"
 COMPETITIONS = ("tourism", "m1")
 FREQUENCY = {"yearly": "Y", "quarterly": "Q", "monthly": "M", "weekly": "W", "daily": "D"}
@@ -79,7 +81,7 @@ def load_tables(source: str) -> dict[str, pd.DataFrame]:
     folder = Path(source)
     if not folder.is_dir():
         raise ValueError(f"{source}: expected 'tourism', 'm1' (optionally ':Y', ':Q' or ':M') or a folder of sales/series tables.")
-    sales = _read(folder, "sales")
+    sales = read_table(folder, "sales")
     if sales is None:
         raise ValueError(f"{folder}: needs sales.parquet or sales.csv (series_id, date, quantity, ...).")
     sales["date"] = pd.to_datetime(sales["date"])
@@ -87,7 +89,7 @@ def load_tables(source: str) -> dict[str, pd.DataFrame]:
     for column, value in SALES_DEFAULTS.items():
         if column not in sales.columns:
             sales[column] = value
-    series = _read(folder, "series")
+    series = read_table(folder, "series")
     if series is None:
         series = pd.DataFrame({"series_id": sales["series_id"].unique()})
     series["series_id"] = series["series_id"].astype(str)
@@ -113,10 +115,3 @@ def infer_frequency(sales: pd.DataFrame) -> str:
             return code
     raise ValueError(f"Rows are {typical:g} days apart: not daily, weekly, monthly, quarterly or yearly.")
 
-
-def _read(folder: Path, stem: str) -> pd.DataFrame | None:
-    for suffix, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
-        path = folder / f"{stem}{suffix}"
-        if path.exists():
-            return reader(path)
-    return None

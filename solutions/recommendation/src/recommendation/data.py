@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from solutions_core.data import read_table
+
 INTERACTIONS, USERS, ITEMS = "rec_interactions", "rec_users", "rec_items"
 MOVIELENS = ("movielens-100k", "recbole:ml-100k")
 
@@ -94,14 +96,6 @@ def load_recbole_folder(folder: Path) -> dict[str, pd.DataFrame]:
         USERS: users.drop_duplicates("user_id").reset_index(drop=True),
         ITEMS: items.drop_duplicates("item_id").reset_index(drop=True),
     }
-
-
-def read_table(folder: Path, stem: str) -> pd.DataFrame | None:
-    for suffix, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
-        path = folder / f"{stem}{suffix}"
-        if path.exists():
-            return reader(path)
-    return None
 
 
 def load_tables(source: str) -> dict[str, pd.DataFrame]:

@@ -165,12 +165,8 @@ def build_towers(vocab: Vocabularies, config: RecommendationConfig) -> tuple[Any
     history_rows = item_lookup(history)
     # Padding and unknown items (index 0) carry no taste.
     parts.append(layers["MaskedMean"](name="history_mean")(item_id_embedding(history_rows), keras.ops.greater(history_rows, 0)))
-    for column in config.columns.user_categorical:
-        lookup = _lookup(vocab.user_features[column], f"user_{column}_lookup")
-        parts.append(_embedded(lookup, towers.feature_embedding_dim, f"user_{column}_embedding")(lookup(inputs[column])))
-    hidden = keras.layers.Dense(towers.hidden_units, activation="relu", name="user_hidden")(keras.layers.Concatenate()(parts))
-    user_vector = keras.layers.UnitNormalization(name="user_vector")(keras.layers.Dense(towers.embedding_dim, name="user_projection")(hidden))
-    user_tower = keras.Model(inputs, user_vector, name="user_tower")
+    parts += _categorical(inputs, vocab.user_features, towers.feature_embedding_dim, "user")
+    user_tower = keras.Model(inputs, _unit_vector(parts, config, "user"), name="user_tower")
 
     # Item tower.
     inputs = item_inputs(config)
@@ -187,13 +183,25 @@ def build_towers(vocab: Vocabularies, config: RecommendationConfig) -> tuple[Any
             intermediate_dim=towers.feature_embedding_dim * 4, num_heads=towers.text_heads, name=f"text_encoder_{index}"
         )(embedded, padding_mask=keras.ops.greater(tokens, 0))
     parts.append(layers["MaskedMean"](name="text_mean")(embedded, keras.ops.greater(tokens, 0)))
-    for column in config.columns.item_categorical:
-        lookup = _lookup(vocab.item_features[column], f"item_{column}_lookup")
-        parts.append(_embedded(lookup, towers.feature_embedding_dim, f"item_{column}_embedding")(lookup(inputs[column])))
-    hidden = keras.layers.Dense(towers.hidden_units, activation="relu", name="item_hidden")(keras.layers.Concatenate()(parts))
-    item_vector = keras.layers.UnitNormalization(name="item_vector")(keras.layers.Dense(towers.embedding_dim, name="item_projection")(hidden))
-    item_tower = keras.Model(inputs, item_vector, name="item_tower")
+    parts += _categorical(inputs, vocab.item_features, towers.feature_embedding_dim, "item")
+    item_tower = keras.Model(inputs, _unit_vector(parts, config, "item"), name="item_tower")
     return user_tower, item_tower
+
+
+def _categorical(inputs: dict[str, Any], vocabularies: dict[str, list[str]], dimension: int, prefix: str) -> list[Any]:
+    """An embedding per categorical input column (``vocabularies`` names the columns)."""
+    parts = []
+    for column, vocabulary in vocabularies.items():
+        lookup = _lookup(vocabulary, f"{prefix}_{column}_lookup")
+        parts.append(_embedded(lookup, dimension, f"{prefix}_{column}_embedding")(lookup(inputs[column])))
+    return parts
+
+
+def _unit_vector(parts: list[Any], config: RecommendationConfig, prefix: str) -> Any:
+    """A tower's head: concatenated parts → hidden layer → projection → unit length (cosine scores)."""
+    hidden = keras.layers.Dense(config.towers.hidden_units, activation="relu", name=f"{prefix}_hidden")(keras.layers.Concatenate()(parts))
+    projection = keras.layers.Dense(config.towers.embedding_dim, name=f"{prefix}_projection")(hidden)
+    return keras.layers.UnitNormalization(name=f"{prefix}_vector")(projection)
 
 
 def build_retrieval_model(user_tower: Any, item_tower: Any, config: RecommendationConfig) -> Any:
@@ -315,11 +323,7 @@ def build_ranker(vocab: Vocabularies, config: RecommendationConfig, numbers: dic
     ``numbers`` (training values of RANK_NUMBERS) adapt the normalization."""
     settings, towers = config.ranking, config.towers
     inputs = ranker_inputs(config)
-    vocabulary_of = {**vocab.user_features, **vocab.item_features}
-    parts = []
-    for name in [*config.columns.user_categorical, *config.columns.item_categorical]:
-        lookup = _lookup(vocabulary_of[name], f"rank_{name}_lookup")
-        parts.append(_embedded(lookup, towers.feature_embedding_dim, f"rank_{name}_embedding")(lookup(inputs[name])))
+    parts = _categorical(inputs, {**vocab.user_features, **vocab.item_features}, towers.feature_embedding_dim, "rank")
     stacked = keras.layers.Concatenate(name="rank_numbers")([keras.layers.Reshape((1,))(inputs[name]) for name in RANK_NUMBERS])
     normalization = keras.layers.Normalization(name="rank_normalization")
     normalization.adapt(np.stack([numbers[name] for name in RANK_NUMBERS], axis=1))
