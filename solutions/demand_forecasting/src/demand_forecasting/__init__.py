@@ -1,3 +1,8 @@
-"""Demand forecasting (issue 5, in progress): the data layer — a retail generator and loaders for
-forecasting-competition series. The model, evaluation and serving come next; until then the app is not
-registered with the core. Importing this package does not import TensorFlow."""
+"""Demand forecasting: a reference app on the shared core. ``SOLUTION`` is what the core registers
+(through the entry point in pyproject.toml). Importing this package does not import TensorFlow."""
+
+from demand_forecasting.solution import DemandForecasting
+
+SOLUTION = DemandForecasting()
+
+__all__ = ["SOLUTION", "DemandForecasting"]

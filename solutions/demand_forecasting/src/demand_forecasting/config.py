@@ -27,6 +27,14 @@ class ForecastConfig(SolutionConfig):
     days: int = Field(default=730, ge=60, description="Days of history the generator makes.")
     horizon: int | None = Field(default=None, ge=1, description="Steps to forecast; default: the data's official horizon, else 28 days / 18 months / 8 quarters / 6 years.")
     lookback: int | None = Field(default=None, ge=2, description="History steps the model sees; default: 4 horizons, at least 2 seasons.")
+    frequency: str | None = Field(default=None, pattern="^[DWMQY]$", description="Series frequency to model (D, W, M, Q, Y); default: the data's only one.")
+    backtest_origins: int = Field(default=3, ge=1, description="Rolling test origins per series (data with an official test start uses that one).")
+    backtest_stride: int | None = Field(default=None, ge=1, description="Steps between test origins; default: half a horizon.")
+    baselines: list[str] = Field(
+        default_factory=lambda: ["seasonal_naive", "ets", "theta"],
+        description="Baselines scored in the same run: seasonal_naive, ets (statsforecast AutoETS), theta (OptimizedTheta).",
+    )
+    baseline_history: int | None = Field(default=None, ge=8, description="Steps of history the statistical baselines fit on; default: 365 days, 156 weeks, 120 months, 60 quarters or years (at least 4 horizons).")
     quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
     windows_per_series: int = Field(default=64, ge=1, description="Training windows drawn per series (random forecast origins).")
     static_columns: list[str] = Field(default_factory=lambda: ["category", "region"], description="demand_series columns embedded as static features.")

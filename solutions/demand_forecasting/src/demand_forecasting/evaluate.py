@@ -105,3 +105,73 @@ def seasonal_naive_forecast(history: np.ndarray, horizon: int, season: int) -> n
 
 def quantile_columns(quantiles: Sequence[float]) -> list[str]:
     return [f"p{round(q * 100):02d}" for q in quantiles]
+
+
+# ---- scoring the pipeline's windows (one row per series and origin) ---------------------------------
+
+
+def window_metrics(examples: pd.DataFrame, quantiles: Mapping[float, np.ndarray]) -> pd.DataFrame:
+    """Per window (series × origin): MASE, sMAPE, pinball per quantile, P10–P90 coverage, over the
+    steps that count (censored stock-out steps and unobserved ones do not). ``quantiles`` maps levels
+    to [windows, horizon] forecasts and must hold the median."""
+    if 0.5 not in quantiles:
+        raise ValueError("The median forecast (quantile 0.5) is needed for MASE and sMAPE.")
+    actual = np.stack(examples["actual"].to_numpy()).astype(np.float64)
+    weight = np.stack(examples["weight"].to_numpy()).astype(np.float64)
+    counted = np.maximum(weight.sum(axis=1), 1.0)
+    median = np.asarray(quantiles[0.5], dtype=np.float64)
+    if median.shape != actual.shape:
+        raise ValueError(f"Forecasts of shape {median.shape} for actual values of shape {actual.shape}.")
+
+    def mean_over_steps(values: np.ndarray) -> np.ndarray:
+        return (values * weight).sum(axis=1) / counted
+
+    scale = examples["scale"].to_numpy(np.float64)
+    denominator = np.abs(actual) + np.abs(median)
+    smape_terms = np.where(denominator > 0, 200.0 * np.abs(actual - median) / np.where(denominator > 0, denominator, 1.0), 0.0)
+    table = pd.DataFrame(
+        {
+            "series_id": examples["series_id"].to_numpy(),
+            "origin": examples["origin"].to_numpy(),
+            "mase": mean_over_steps(np.abs(actual - median)) / scale,
+            "smape": mean_over_steps(smape_terms),
+        }
+    )
+    for level, forecast in sorted(quantiles.items()):
+        difference = actual - np.asarray(forecast, dtype=np.float64)
+        table[f"pinball_p{round(level * 100):02d}"] = mean_over_steps(np.maximum(level * difference, (level - 1) * difference))
+    if 0.1 in quantiles and 0.9 in quantiles:
+        inside = (actual >= np.asarray(quantiles[0.1])) & (actual <= np.asarray(quantiles[0.9]))
+        table["coverage_p10_p90"] = mean_over_steps(inside.astype(np.float64))
+        scaled_pinball = sum(table[f"pinball_p{round(q * 100):02d}"] for q in (0.1, 0.5, 0.9)) / 3
+        table["scaled_pinball"] = scaled_pinball / scale
+    table["volume"] = examples["volume"].to_numpy(np.float64)
+    return table
+
+
+def aggregate_windows(table: pd.DataFrame) -> dict[str, float]:
+    """Means over windows (MASE of constant histories left out), the volume-weighted MASE (the series
+    that move stock count most, in the spirit of M5's WRMSSE) and the share of windows covered."""
+    metrics = {}
+    for column in table.columns:
+        if column in ("series_id", "origin", "volume"):
+            continue
+        values = table[column].to_numpy(np.float64)
+        finite = np.isfinite(values)
+        metrics[column] = float(values[finite].mean()) if finite.any() else float("nan")
+    usable = np.isfinite(table["mase"].to_numpy(np.float64)) & (table["volume"].to_numpy() > 0)
+    if usable.any():
+        metrics["weighted_mase"] = float(np.average(table.loc[usable, "mase"], weights=table.loc[usable, "volume"]))
+    metrics["windows"] = float(len(table))
+    metrics["series"] = float(table["series_id"].nunique())
+    return metrics
+
+
+def seasonal_naive_windows(examples: pd.DataFrame, horizon: int, season: int) -> np.ndarray:
+    """[windows, horizon] seasonal naive forecasts from each window's history (NaN gaps skipped)."""
+    forecasts = np.zeros((len(examples), horizon))
+    for index, history in enumerate(examples["history"].to_numpy()):
+        history = np.asarray(history, dtype=np.float64)
+        history = history[~np.isnan(history)]
+        forecasts[index] = seasonal_naive_forecast(history, horizon, season) if len(history) else 0.0
+    return forecasts

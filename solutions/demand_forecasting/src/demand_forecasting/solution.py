@@ -1,0 +1,241 @@
+"""The demand-forecasting app: what it brings to the core's pipeline (long-format sales, the rolling-origin
+backtest, the global quantile model, seasonal-naive/ETS/Theta baselines, fan charts, ``/forecast``).
+Everything generic — validation, storage, the gate, export, serving — is the core's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from demand_forecasting.config import SEASON, ForecastConfig
+from demand_forecasting.data import SALES, SERIES
+from solutions_core.solution import CustomCandidate, Evaluation, Solution, Splits
+
+REQUEST_OPTIONAL = {"date", "quantity", "price", "promotion", "holiday", "store_open", "stockout"}
+
+
+@dataclass
+class Prepared:
+    """Validated tables as series arrays, with the shape every window of this run has."""
+
+    data: Any  # windows.SeriesArrays
+    frequency: str
+    lookback: int
+    horizon: int
+    official_start: np.ndarray | None  # per series: index of the official test start, -1 when none
+
+
+@dataclass
+class TrainingData:
+    prepared: Prepared
+    backtest: Any  # windows.Backtest
+
+    def __len__(self) -> int:
+        return int(self.prepared.data.ids.size)
+
+
+@dataclass
+class FittedForecaster:
+    model: Any
+    prepared: Prepared
+
+
+class DemandForecasting(Solution):
+    name = "demand_forecasting"
+    title = "Demand forecasting"
+    description = "P10/P50/P90 forecasts for many store × product series from one global Keras model; backtests vs ETS/Theta; /forecast."
+    contracts = (SALES, SERIES)
+    gate_metric = "mase"
+    higher_is_better = False
+    config_class = ForecastConfig
+    predict_batch_size = 2048
+
+    def demo_config(self) -> ForecastConfig:
+        # 200 series and Theta as the statistical baseline keep the laptop demo near a minute on 2 cores.
+        return self.make_config({"size": 200, "baselines": ["seasonal_naive", "theta"], "training": {"epochs": 10}})
+
+    def tiny_config(self) -> ForecastConfig:
+        return self.make_config(
+            {
+                "size": 12,
+                "stores": 2,
+                "days": 150,
+                "horizon": 7,
+                "lookback": 21,
+                "backtest_origins": 2,
+                "windows_per_series": 8,
+                "baselines": ["seasonal_naive"],
+                "network": {"hidden_units": 16, "residual_blocks": 1},
+                "training": {"epochs": 2, "batch_size": 32, "early_stopping_patience": 0},
+            }
+        )
+
+    # ---- data ------------------------------------------------------------------------------------
+    def generate(self, config: ForecastConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
+        from demand_forecasting.generate import generate_sales
+
+        products = max(1, config.size // config.stores)
+        return generate_sales(stores=config.stores, products=products, days=config.days, seed=config.seed)
+
+    def load(self, source: str, config: ForecastConfig) -> dict[str, pd.DataFrame]:
+        """``tourism`` or ``m1`` (optionally ``:Y``, ``:Q`` or ``:M``), or a folder of sales/series tables."""
+        from demand_forecasting.data import load_tables
+
+        return load_tables(source)
+
+    def prepare(self, tables: Mapping[str, pd.DataFrame], config: ForecastConfig) -> Prepared:
+        from demand_forecasting.windows import resolve_lengths, series_arrays
+
+        sales, series = tables[SALES], tables[SERIES]
+        frequencies = sorted(series["frequency"].dropna().unique())
+        frequency = config.frequency or (frequencies[0] if len(frequencies) == 1 else None)
+        if frequency is None:
+            raise ValueError(
+                f"The data mixes frequencies {frequencies}: one model is trained per frequency, so set "
+                "`frequency` in the config (or load e.g. 'tourism:M')."
+            )
+        chosen = series[series["frequency"] == frequency] if len(frequencies) else series
+        if chosen.empty:
+            raise ValueError(f"No series has frequency {frequency!r}; the data has {frequencies}.")
+        sales = sales[sales["series_id"].isin(chosen["series_id"])]
+        data = series_arrays(sales, chosen, config.static_columns)
+        horizons = chosen["horizon"].dropna()
+        lookback, horizon = resolve_lengths(config, frequency, int(horizons.iloc[0]) if len(horizons) else None)
+        official = None
+        if chosen["test_start"].notna().any():
+            starts = pd.to_datetime(chosen.set_index("series_id")["test_start"]).reindex(data.ids)
+            first = pd.to_datetime(data.seconds[:, 0], unit="s")
+            periods = {"D": "D", "W": "W", "M": "M", "Q": "Q", "Y": "Y"}[frequency]
+            steps = [
+                (start.to_period(periods) - begin.to_period(periods)).n if pd.notna(start) else -1
+                for start, begin in zip(starts, first)
+            ]
+            official = np.asarray(steps, dtype=np.int64)
+        # The resolved shape is part of the model: written back so the version's recorded config (and
+        # everything that builds requests from it: the online store, /forecast, batch) knows it.
+        config.frequency, config.lookback, config.horizon = frequency, lookback, horizon
+        return Prepared(data, frequency, lookback, horizon, official)
+
+    def split(self, examples: Prepared, config: ForecastConfig) -> Splits:
+        from demand_forecasting.windows import backtest_layout, examples_frame
+
+        layout = backtest_layout(examples.data, examples.horizon, config, examples.official_start)
+        season = SEASON[examples.frequency]
+        frames = [examples_frame(examples.data, *pair, examples.lookback, examples.horizon, season) for pair in (layout.valid, layout.test)]
+        return Splits(train=TrainingData(examples, layout), valid=frames[0], test=frames[1])
+
+    # ---- models ----------------------------------------------------------------------------------
+    def candidates(self, config: ForecastConfig) -> list[Any]:
+        def fit(splits: Splits, runtime: Any) -> FittedForecaster:
+            from demand_forecasting.model import fit as fit_network
+
+            train: TrainingData = splits.train
+            prepared = train.prepared
+            model = fit_network(
+                prepared.data,
+                train.backtest.train_end,
+                train.backtest.valid,
+                config,
+                prepared.frequency,
+                prepared.lookback,
+                prepared.horizon,
+                runtime=runtime,
+                verbose=getattr(runtime, "verbose", 0),
+            )
+            return FittedForecaster(model, prepared)
+
+        return [CustomCandidate("global_quantile_mlp", fit=fit)]
+
+    def serving_module(self, candidate: Any, fitted: FittedForecaster, config: ForecastConfig) -> Any:
+        from demand_forecasting.model import serving_module
+
+        prepared = fitted.prepared
+        return serving_module(fitted.model, config, prepared.lookback, prepared.horizon, list(prepared.data.static))
+
+    def _quantiles(self, outputs: Mapping[str, np.ndarray], config: ForecastConfig) -> dict[float, np.ndarray]:
+        from demand_forecasting.model import quantile_names
+
+        levels = sorted(config.quantiles)
+        return {level: np.asarray(outputs[name]) for level, name in zip(levels, quantile_names(levels))}
+
+    def evaluate(self, outputs: Mapping[str, np.ndarray], examples: pd.DataFrame, config: ForecastConfig) -> Evaluation:
+        from demand_forecasting.evaluate import aggregate_windows, window_metrics
+
+        table = window_metrics(examples, self._quantiles(outputs, config))
+        return Evaluation(aggregate_windows(table), self.gate_metric, self.higher_is_better, extras={"table": table})
+
+    def baselines(self, splits: Splits, config: ForecastConfig) -> dict[str, Evaluation]:
+        from demand_forecasting.baselines import baseline_forecasts
+        from demand_forecasting.evaluate import aggregate_windows, window_metrics
+
+        train: TrainingData = splits.train
+        prepared = train.prepared
+        forecasts = baseline_forecasts(prepared.data, splits.test, *train.backtest.test, prepared.horizon, prepared.frequency, config)
+        results = {}
+        for name, quantiles in forecasts.items():
+            table = window_metrics(splits.test, quantiles)
+            results[name] = Evaluation(aggregate_windows(table), self.gate_metric, self.higher_is_better, extras={"table": table, "forecasts": quantiles})
+        return results
+
+    def report(self, outputs, examples, baselines, out_dir: Path, config: ForecastConfig) -> list[Path]:
+        from demand_forecasting.evaluate import aggregate_windows, window_metrics
+        from demand_forecasting.plots import plot_fan_charts, plot_metric_bars
+
+        out_dir = Path(out_dir)
+        quantiles = self._quantiles(outputs, config)
+        table = window_metrics(examples, quantiles)
+        per_series = table.drop(columns=["origin"]).groupby("series_id").mean(numeric_only=True)
+        per_series.to_csv(out_dir / "per_series_metrics.csv")
+        totals = {"model": aggregate_windows(table)} | {name: evaluation.metrics for name, evaluation in baselines.items()}
+        pd.DataFrame(totals).T.to_csv(out_dir / "aggregate_metrics.csv")
+        bands = {name: evaluation.extras.get("forecasts", {}) for name, evaluation in baselines.items()}
+        return [
+            plot_fan_charts(examples, quantiles, bands, out_dir / "fan_charts.png", seed=config.seed),
+            plot_metric_bars(totals, out_dir / "backtest_metrics.png"),
+        ]
+
+    # ---- serving ---------------------------------------------------------------------------------
+    def golden_instances(self, examples: pd.DataFrame, config: ForecastConfig, count: int = 8) -> list[dict[str, Any]]:
+        """Backtest windows as JSON requests (dates as ISO strings, unknown values as null), including
+        one whose history starts with unknowns (a new product)."""
+        from demand_forecasting.model import request_specs
+
+        names = [name for name in request_specs(config.lookback, config.horizon, config.static_columns) if name in examples.columns]
+        chosen = examples.head(max(2, count - 1))
+        padded = examples[examples["history"].map(lambda values: bool(np.isnan(np.asarray(values, dtype=float)).any()))]
+        if not padded.empty:
+            chosen = pd.concat([chosen, padded.head(1)])
+        instances = []
+        for _, row in chosen.iterrows():
+            instance: dict[str, Any] = {"series_id": str(row["series_id"])}
+            for name in names:
+                value = row[name]
+                if name == "forecast_start":
+                    instance[name] = pd.to_datetime(value, unit="s").isoformat()
+                elif isinstance(value, np.ndarray):
+                    instance[name] = [None if np.isnan(v) else float(v) for v in value]
+                else:
+                    instance[name] = str(value)
+            instances.append(instance)
+        return instances
+
+    def request_fields(self, config: ForecastConfig) -> tuple[set[str], set[str]]:
+        # A request describes one series' window; the sales table's per-period columns are not sent.
+        return set(), set(REQUEST_OPTIONAL)
+
+    def online_enricher(self, data_dir: Path, config: ForecastConfig) -> Any:
+        from demand_forecasting.online import ForecastStore
+
+        if config.lookback is None:
+            return None
+        return ForecastStore.open(data_dir, config)
+
+    def routers(self, manager: Any) -> list[Any]:
+        from demand_forecasting.api import router
+
+        return [router(manager)]
