@@ -1,49 +1,114 @@
 """The global forecaster on a tiny generated set: ordered, non-negative quantiles of the right shape,
-and per-series scaling inside the graph (a series 10× bigger gets a forecast 10× bigger)."""
+per-series scaling inside the graph (a series 10× bigger gets a forecast 10× bigger), unknown history
+handled in the graph, and requests built from rows equal to the training windows (no train/serve skew)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from demand_forecasting import model as forecaster
 from demand_forecasting.config import ForecastConfig
 from demand_forecasting.generate import generate_sales
+from demand_forecasting.online import request_from_rows
+from demand_forecasting.windows import backtest_layout, series_arrays, window_inputs
+
+LOOKBACK, HORIZON = 28, 14
 
 
 @pytest.fixture(scope="module")
-def trained():
-    tables = generate_sales(stores=2, products=8, days=200, seed=4)
+def tables():
+    return generate_sales(stores=2, products=8, days=200, seed=4)
+
+
+@pytest.fixture(scope="module")
+def trained(tables):
     config = ForecastConfig(
-        horizon=14,
+        horizon=HORIZON,
+        lookback=LOOKBACK,
         windows_per_series=16,
         network={"hidden_units": 32, "residual_blocks": 1},
         training={"epochs": 2, "batch_size": 64, "early_stopping_patience": 0},
     )
-    data = forecaster.series_arrays(tables["demand_sales"], tables["demand_series"], config.static_columns)
-    end = data.length - 14
-    model, lookback, horizon = forecaster.fit(data, end, config, "D")
-    return model, data, end, lookback, horizon
+    data = series_arrays(tables["demand_sales"], tables["demand_series"], config.static_columns)
+    layout = backtest_layout(data, HORIZON, config)
+    model = forecaster.fit(data, layout.train_end, layout.valid, config, "D", LOOKBACK, HORIZON)
+    module = forecaster.serving_module(model, config, LOOKBACK, HORIZON, list(data.static))
+    return model, module, data, layout
+
+
+def predict(module, inputs):
+    import tensorflow as tf
+
+    return {name: np.asarray(value) for name, value in module.serve({k: tf.constant(v) for k, v in inputs.items()}).items()}
 
 
 def test_forecasts_are_ordered_non_negative_quantiles(trained):
-    model, data, end, lookback, horizon = trained
-    forecast = forecaster.forecast(model, data, end, lookback, horizon)
-    assert forecast.shape == (len(data.ids), horizon, 3)
-    assert np.all(forecast >= 0)
-    assert np.all(np.diff(forecast, axis=-1) >= -1e-5), "quantiles crossed"
+    _, module, data, layout = trained
+    outputs = predict(module, window_inputs(data, *layout.test, LOOKBACK, HORIZON))
+    assert set(outputs) == {"p10", "p50", "p90"}
+    stacked = np.stack([outputs["p10"], outputs["p50"], outputs["p90"]], axis=-1)
+    assert stacked.shape == (len(layout.test[0]), HORIZON, 3)
+    assert np.all(stacked >= 0)
+    assert np.all(np.diff(stacked, axis=-1) >= -1e-5), "quantiles crossed"
 
 
 def test_scaling_lives_in_the_graph(trained):
-    model, data, end, lookback, horizon = trained
-    rows = np.arange(len(data.ids))
-    inputs = forecaster.windows(data, end, rows, lookback, horizon)
-    base = np.asarray(model(inputs, training=False))
-    bigger = dict(inputs, history=inputs["history"] * 10.0)
-    scaled = np.asarray(model(bigger, training=False))
+    _, module, data, layout = trained
+    inputs = window_inputs(data, *layout.test, LOOKBACK, HORIZON)
+    base = predict(module, inputs)["p50"]
+    scaled = predict(module, dict(inputs, history=inputs["history"] * 10.0))["p50"]
     assert np.allclose(scaled, 10.0 * base, rtol=1e-3, atol=1e-3)
+
+
+def test_unknown_history_is_masked_not_zero(trained):
+    _, module, data, layout = trained
+    inputs = window_inputs(data, *layout.test, LOOKBACK, HORIZON)
+    short = dict(inputs, history=inputs["history"].copy())
+    short["history"][:, : LOOKBACK // 2] = np.nan  # a product launched two weeks ago
+    zeros = dict(inputs, history=np.nan_to_num(short["history"]))
+    unknown, zero = predict(module, short)["p50"], predict(module, zeros)["p50"]
+    assert np.all(np.isfinite(unknown))
+    assert not np.allclose(unknown, zero), "unknown history must not read as zero sales"
+
+
+def test_requests_from_rows_equal_the_training_windows(tables, trained):
+    """The online path (dated rows → request) builds exactly the windows the model trained on."""
+    _, module, data, layout = trained
+    rows, origins = layout.test
+    expected = window_inputs(data, rows[:3], origins[:3], LOOKBACK, HORIZON)
+    sales = tables["demand_sales"]
+    series = tables["demand_series"].set_index("series_id")
+    for index, (row, origin) in enumerate(zip(rows[:3], origins[:3])):
+        series_id = data.ids[row]
+        frame = sales[sales["series_id"] == series_id].sort_values("date")
+        start = frame["date"].iloc[origin]
+        request = request_from_rows(
+            frame[frame["date"] < start], frame[frame["date"] >= start], series.loc[series_id].to_dict(),
+            lookback=LOOKBACK, horizon=HORIZON, frequency="D", start=start,
+        )
+        for name, values in expected.items():
+            got = request[name]
+            if name == "forecast_start":
+                assert pd.Timestamp(got) == pd.to_datetime(values[index], unit="s")
+            elif isinstance(got, list):
+                np.testing.assert_allclose(np.asarray(got, dtype=float), values[index], equal_nan=True, err_msg=name)
+            else:
+                assert got == values[index], name
+
+
+def test_the_backtest_never_trains_on_what_it_scores(trained):
+    _, _, data, layout = trained
+    valid_rows, valid_origins = layout.valid
+    test_rows, test_origins = layout.test
+    first_test = pd.Series(test_origins).groupby(test_rows).min()
+    for row, origin in zip(valid_rows, valid_origins):
+        assert layout.train_end[row] <= origin  # training targets end where validation starts
+        assert origin + HORIZON <= first_test[row]  # validation targets end where the test starts
+    assert np.all(test_origins + HORIZON <= data.length[test_rows])
 
 
 def test_the_median_is_required():
     with pytest.raises(ValueError, match="median"):
-        forecaster.build_network(ForecastConfig(quantiles=[0.1, 0.9]), 8, 4, {})
+        forecaster.build_network(ForecastConfig(quantiles=[0.1, 0.9]), 8, 4, "D", {})

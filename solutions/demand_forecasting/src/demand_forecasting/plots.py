@@ -50,9 +50,10 @@ def plot_fan_charts(
             axis.fill_between(future, quantiles[levels[0]][index], quantiles[levels[-1]][index], alpha=0.3, color="tab:blue",
                               label=f"P{round(levels[0] * 100)}–P{round(levels[-1] * 100)}")
         axis.plot(future, quantiles[0.5][index], color="tab:blue", label="model P50")
+        colors = iter(["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"] * 4)
         for name, forecast in baselines.items():
             if 0.5 in forecast:
-                axis.plot(future, np.asarray(forecast[0.5])[index], linestyle="--", linewidth=0.9, label=name)
+                axis.plot(future, np.asarray(forecast[0.5])[index], linestyle="--", linewidth=0.9, label=name, color=next(colors))
         axis.axvline(-0.5, color="0.6", linewidth=0.8)
         axis.set_title(f"{row['series_id']} from {pd.Timestamp(row['origin']).date()}", fontsize=9)
         axis.grid(alpha=0.3)
