@@ -92,3 +92,30 @@ def test_predict_rejects_a_history_of_the_wrong_length(trained, server):
     instance["history"] = instance["history"][:-1]
     status, body = http_json("POST", f"{server.url}/v1/models/{APP}:predict", {"instances": [instance]})
     assert status == 400 and "history" in body["error"]
+
+
+def test_batch_forecast_sees_only_history_up_to_its_date(trained, settings):
+    from demand_forecasting import SOLUTION
+    from demand_forecasting.batch import forecast_table
+    from solutions_core.export import load_signature, predict_frame
+
+    version = trained[APP].version
+    config = SOLUTION.make_config(version.metadata()["config"])
+    signature = load_signature(version.path)
+    tables = {name: pd.read_parquet(settings.resolved_data_dir() / APP / f"{name}.parquet") for name in ("demand_sales", "demand_series")}
+    sales = tables["demand_sales"]
+    cutoff = (pd.Timestamp(sales["date"].max()) - pd.Timedelta(days=config.horizon)).date()
+
+    def run(frames):
+        return forecast_table(frames, config, lambda frame: predict_frame(signature, frame), cutoff, model_version=version.version)
+
+    table = run(tables)
+    assert len(table) == sales["series_id"].nunique() * config.horizon
+    assert table["date"].min() == pd.Timestamp(cutoff) + pd.Timedelta(days=1)
+    assert (table["p10"] <= table["p50"] + 1e-6).all() and (table["p50"] <= table["p90"] + 1e-6).all()
+    later = pd.to_datetime(sales["date"]) > pd.Timestamp(cutoff)
+    # What sold after the date is unknown to its forecast; what was planned after it is used.
+    changed_sales = sales.assign(quantity=np.where(later, sales["quantity"] * 5 + 7, sales["quantity"]))
+    pd.testing.assert_frame_equal(run({**tables, "demand_sales": changed_sales}), table)
+    changed_plan = sales.assign(promotion=np.where(later, 1, sales["promotion"]))
+    assert not np.allclose(run({**tables, "demand_sales": changed_plan})["p50"], table["p50"])

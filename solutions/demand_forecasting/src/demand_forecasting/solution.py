@@ -235,6 +235,12 @@ class DemandForecasting(Solution):
             return None
         return ForecastStore.open(data_dir, config)
 
+    def batch(self, context: Any) -> list[Path]:
+        """The daily forecast: every series' P10/P50/P90 for the horizon after the logical date."""
+        from demand_forecasting.batch import batch_hook
+
+        return batch_hook(context)
+
     def routers(self, manager: Any) -> list[Any]:
         from demand_forecasting.api import router
 
