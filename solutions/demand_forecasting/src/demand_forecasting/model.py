@@ -137,7 +137,7 @@ def custom_layers() -> dict[str, type]:
 
 
 def build_network(
-    config: ForecastConfig, lookback: int, horizon: int, frequency: str, vocabularies: dict[str, list[str]]
+    config: ForecastConfig, lookback: int, horizon: int, frequency: str, vocabularies: dict[str, list[str]], name: str = "global_forecaster"
 ) -> keras.Model:
     layers = custom_layers()
     quantiles = sorted(config.quantiles)
@@ -180,7 +180,7 @@ def build_network(
     scaled = layers["MonotoneQuantiles"](horizon, below, len(quantiles) - 1 - below, name="quantiles")(raw, naive)
     # Back to the series' own units; demand is never negative.
     forecast = keras.layers.ReLU(name="forecast")(scaled * keras.ops.expand_dims(scale, -1))
-    return keras.Model(inputs, forecast, name="global_forecaster")
+    return keras.Model(inputs, forecast, name=name)
 
 
 def quantile_loss(quantiles: list[float]) -> Any:
@@ -203,7 +203,7 @@ def model_inputs(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 # ---- training --------------------------------------------------------------------------------------
 
 
-def fit(
+def fit_member(
     data: SeriesArrays,
     train_end: np.ndarray,
     valid: tuple[np.ndarray, np.ndarray],
@@ -211,36 +211,48 @@ def fit(
     frequency: str,
     lookback: int,
     horizon: int,
+    seed: int,
     runtime: Any = None,
     verbose: int = 0,
+    name: str = "global_forecaster",
 ) -> keras.Model:
-    """Train on random windows whose targets end before ``train_end`` (per series); early-stop on the
-    validation windows. Errors are weighted by 1 / each window's scale, so big series do not drown
-    small ones, and censored (stock-out) steps do not count."""
+    """Train one network on random windows whose targets end before ``train_end`` (per series);
+    early-stop on the validation windows. Errors are weighted by 1 / each window's scale, so big series
+    do not drown small ones, and censored (stock-out) steps do not count."""
     import tensorflow as tf
 
-    rng = np.random.default_rng(config.seed)
-    keras.utils.set_random_seed(config.seed)
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
     vocabularies = {column: sorted(set(values) - {""}) for column, values in data.static.items()}
     scope = runtime.strategy.scope() if runtime is not None else tf.distribute.get_strategy().scope()
     with scope:
-        model = build_network(config, lookback, horizon, frequency, vocabularies)
+        model = build_network(config, lookback, horizon, frequency, vocabularies, name=name)
         model.compile(
             optimizer=keras.optimizers.Adam(config.training.learning_rate),
             loss=quantile_loss(config.quantiles),
             jit_compile=bool(getattr(runtime, "jit_compile", False)),
         )
 
+    season = min(SEASON[frequency], lookback - 1)
+
+    def error_scale(history: np.ndarray) -> np.ndarray:
+        """Per window: what one unit of error means for this series (MASE's seasonal-naive MAE, or the
+        mean level), from the window's own history; 1 where it cannot be measured."""
+        if config.error_scale == "seasonal":
+            differences = np.abs(history[:, season:] - history[:, :-season])
+            scale = np.nanmean(np.where(np.isnan(differences), np.nan, differences), axis=1) if differences.size else np.full(len(history), np.nan)
+        else:
+            scale = np.nanmean(np.abs(history), axis=1)
+        return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
     def dataset(rows: np.ndarray, origins: np.ndarray, training: bool) -> Any:
         inputs = window_inputs(data, rows, origins, lookback, horizon)
         actual, weight = window_targets(data, rows, origins, horizon)
-        history = np.nan_to_num(inputs["history"])
-        known = ~np.isnan(inputs["history"])
-        scale = np.abs(history).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
-        weight = weight / np.where(scale > 0, scale, 1.0)[:, None]
+        with np.errstate(all="ignore"):
+            weight = weight / error_scale(inputs["history"].astype(np.float64))[:, None]
         frame = tf.data.Dataset.from_tensor_slices((model_inputs(inputs), actual, weight))
         if training:
-            frame = frame.shuffle(len(rows), seed=config.seed)
+            frame = frame.shuffle(len(rows), seed=seed)
         return frame.batch(config.training.batch_size).prefetch(2)
 
     rows, origins = training_origins(data, train_end, horizon, config.windows_per_series, rng)
@@ -259,7 +271,51 @@ def fit(
         verbose=verbose,
         shuffle=False,
     )
+    if config.refit_epochs:
+        # The validation period is the most recent data a backtest leaves for training; with the
+        # number of epochs settled, learn from it too (the test origins stay unseen).
+        end = train_end.copy()
+        end[valid[0]] = valid[1] + horizon
+        rows, origins = training_origins(data, end, horizon, config.windows_per_series, rng)
+        model.fit(dataset(rows, origins, True), epochs=config.refit_epochs, verbose=verbose, shuffle=False)
     return model
+
+
+def member_lookbacks(config: ForecastConfig, lookback: int, frequency: str) -> list[int]:
+    """Members see different spans of history (all of it, half, three quarters, ...): their errors
+    differ more than those of seeds alone, so their average gains more."""
+    fractions = (1.0, 0.5, 0.75, 0.625, 0.875)
+    shortest = min(lookback, max(2 * SEASON[frequency], 4))
+    return [max(shortest, round(lookback * fractions[index % len(fractions)])) for index in range(config.ensemble_members)]
+
+
+def fit(
+    data: SeriesArrays,
+    train_end: np.ndarray,
+    valid: tuple[np.ndarray, np.ndarray],
+    config: ForecastConfig,
+    frequency: str,
+    lookback: int,
+    horizon: int,
+    runtime: Any = None,
+    verbose: int = 0,
+) -> keras.Model:
+    """``ensemble_members`` networks (other seeds and lookbacks) averaged inside one model whose inputs
+    are the full request: each member reads the last part of the history it was trained on. Averaged
+    quantiles stay ordered."""
+    lookbacks = member_lookbacks(config, lookback, frequency)
+    members = [
+        fit_member(data, train_end, valid, config, frequency, span, horizon, config.seed + index, runtime, verbose, name=f"member_{index}")
+        for index, span in enumerate(lookbacks)
+    ]
+    if len(members) == 1:
+        return members[0]
+    inputs = {name: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=name) for name, tensor in members[0].input.items()}
+    outputs = []
+    for member, span in zip(members, lookbacks):
+        sliced = {name: (value[:, -span:] if name in HISTORY_INPUTS else value) for name, value in inputs.items()}
+        outputs.append(member(sliced))
+    return keras.Model(inputs, keras.layers.Average(name="ensemble")(outputs), name="global_forecaster_ensemble")
 
 
 # ---- serving ---------------------------------------------------------------------------------------
