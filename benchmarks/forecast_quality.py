@@ -1,7 +1,8 @@
 """The demand-forecasting pipeline end to end (rolling-origin backtest, global model vs seasonal naive,
 ETS and Theta trained in the same run), one row per data set and seed.
 
-    .venv/bin/python benchmarks/forecast_quality.py --data generator tourism:M --seeds 0 1 2
+    .venv/bin/python benchmarks/forecast_quality.py --data generator --seeds 0 1 2
+    .venv/bin/python benchmarks/forecast_quality.py --data tourism:M --seeds 0 1 2 --ensemble 3
 
 ``generator``: the embedded retail data (500 daily series, 28-day horizon, 3 test origins 14 days
 apart). ``tourism:M``: the Tourism competition's 366 monthly series with the official 24-month test
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["generator", "tourism:M"], help="generator, tourism:Y|Q|M, m1:Y|Q|M, or a folder")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--baselines", nargs="+", default=["seasonal_naive", "ets", "theta"])
+    parser.add_argument("--ensemble", type=int, default=None, help="ensemble_members (default: the app's, 1)")
     arguments = parser.parse_args()
 
     from solutions_core.registry import get_solution
@@ -36,6 +38,8 @@ def main() -> None:
     for source in arguments.data:
         for seed in arguments.seeds:
             overrides = {"seed": seed, "baselines": arguments.baselines}
+            if arguments.ensemble:
+                overrides["ensemble_members"] = arguments.ensemble
             if source != "generator":
                 overrides["source"] = source
             config = solution.make_config(overrides)

@@ -112,3 +112,34 @@ def test_the_backtest_never_trains_on_what_it_scores(trained):
 def test_the_median_is_required():
     with pytest.raises(ValueError, match="median"):
         forecaster.build_network(ForecastConfig(quantiles=[0.1, 0.9]), 8, 4, "D", {})
+
+
+def test_an_ensemble_averages_members_that_read_their_own_span_of_history(tables):
+    config = ForecastConfig(
+        horizon=HORIZON,
+        lookback=LOOKBACK,
+        ensemble_members=2,
+        windows_per_series=4,
+        network={"hidden_units": 16, "residual_blocks": 1},
+        training={"epochs": 1, "batch_size": 64, "early_stopping_patience": 0},
+    )
+    data = series_arrays(tables["demand_sales"], tables["demand_series"], config.static_columns)
+    layout = backtest_layout(data, HORIZON, config)
+    spans = forecaster.member_lookbacks(config, LOOKBACK, "D")
+    assert spans == [LOOKBACK, LOOKBACK // 2]
+    model = forecaster.fit(data, layout.train_end, layout.valid, config, "D", LOOKBACK, HORIZON)
+    inputs = forecaster.model_inputs(window_inputs(data, *layout.test, LOOKBACK, HORIZON))
+    combined = np.asarray(model(inputs, training=False))
+    members = [layer for layer in model.layers if layer.name.startswith("member_")]
+    assert len(members) == 2
+    expected = np.mean(
+        [
+            np.asarray(member({k: (v[:, -span:] if k.startswith("history") else v) for k, v in inputs.items()}, training=False))
+            for member, span in zip(members, spans)
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(combined, expected, rtol=1e-5, atol=1e-5)
+    assert np.all(np.diff(combined, axis=-1) >= -1e-5)
+    # Both members and the spans differ, so the average is not just one of them.
+    assert not np.allclose(combined, np.asarray(members[0]({k: v for k, v in inputs.items()}, training=False)))

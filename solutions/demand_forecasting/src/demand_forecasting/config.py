@@ -37,15 +37,7 @@ class ForecastConfig(SolutionConfig):
     baseline_history: int | None = Field(default=None, ge=8, description="Steps of history the statistical baselines fit on; default: 365 days, 156 weeks, 120 months, 60 quarters or years (at least 4 horizons).")
     quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
     windows_per_series: int = Field(default=64, ge=1, description="Training windows drawn per series (random forecast origins).")
-    error_scale: str = Field(
-        default="seasonal",
-        pattern="^(seasonal|level)$",
-        description="Training errors are divided by each window's seasonal-naive MAE (seasonal, as MASE does) or its mean level.",
-    )
     ensemble_members: int = Field(default=1, ge=1, le=10, description="Networks averaged in the exported model (other seeds and lookbacks).")
-    refit_epochs: int = Field(
-        default=0, ge=0, description="After early stopping, epochs more on windows that include the validation period (its score is then in-sample)."
-    )
     static_columns: list[str] = Field(default_factory=lambda: ["category", "region"], description="demand_series columns embedded as static features.")
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     training: TrainingConfig = Field(

