@@ -41,6 +41,33 @@ def error(status_code: int, message: str) -> Response:
     return json_response({"error": message}, status_code)
 
 
+def invalid_request(route: str, problem: Any) -> str:
+    """A pydantic ValidationError as one line that names every bad field (for a 400)."""
+    details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in problem.errors())
+    return f"Invalid {route} request: {details}"
+
+
+def json_post_route(routes: APIRouter, path: str, handler: Any, manager: Any, example: str, **route_options: Any) -> Any:
+    """Mount ``POST path`` on an app's router: the body must be a JSON object, which goes to
+    ``handler(manager, payload) -> (status, body)`` in a worker thread (models run outside the event
+    loop). Unparseable or non-object bodies are a 400 naming ``example``."""
+    from starlette.concurrency import run_in_threadpool
+
+    @routes.post(path, **route_options)
+    async def post(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            payload = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError as problem:
+            return error(400, f"Request body is not valid JSON: {problem}")
+        if not isinstance(payload, dict):
+            return error(400, f"Send a JSON object, e.g. {example}.")
+        status, body = await run_in_threadpool(handler, manager, payload)
+        return json_response(body, status)
+
+    return post
+
+
 def _jsonable(array: np.ndarray) -> Any:
     """Numpy outputs -> JSON; bytes that are not UTF-8 text become {"b64": ...} as in TF Serving."""
     import base64

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 APP = "demand_forecasting"
@@ -71,14 +71,13 @@ def forecast(manager: Any, payload: Any) -> tuple[int, dict[str, Any]]:
     from demand_forecasting.config import ForecastConfig
     from demand_forecasting.online import model_shape, request_from_rows
     from demand_forecasting.windows import future_dates
-    from solutions_core.serving.app import RequestError, run_predict
+    from solutions_core.serving.app import RequestError, invalid_request, run_predict
     from solutions_core.serving.models import ModelNotFound
 
     try:
         request = ForecastRequest.model_validate(payload)
     except ValidationError as problem:
-        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in problem.errors())
-        return 400, {"error": f"Invalid /forecast request: {details}"}
+        return 400, {"error": invalid_request("/forecast", problem)}
     try:
         served = manager.get(APP, request.version)
     except ModelNotFound as problem:
@@ -124,29 +123,21 @@ def forecast(manager: Any, payload: Any) -> tuple[int, dict[str, Any]]:
 def router(manager: Any) -> Any:
     from starlette.concurrency import run_in_threadpool
 
-    from solutions_core.serving.app import error, json_response
+    from solutions_core.serving.app import json_post_route, json_response
 
     routes = APIRouter(tags=["demand_forecasting"])
 
-    @routes.post(
+    json_post_route(
+        routes,
         "/forecast",
+        forecast,
+        manager,
+        '{"series_id": "s000_p0001"}',
         summary="P10/P50/P90 per date for one series (stored, or with the history and plan you send)",
         response_model=ForecastResponse,
         responses={400: {"description": "Invalid request ({\"error\": ...})"}, 404: {"description": "No such model, version or series"}},
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": ForecastRequest.model_json_schema()}}}},
     )
-    async def forecast_post(request: Request) -> Any:
-        import orjson
-
-        raw = await request.body()
-        try:
-            payload = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError as problem:
-            return error(400, f"Request body is not valid JSON: {problem}")
-        if not isinstance(payload, dict):
-            return error(400, "Send a JSON object, e.g. {\"series_id\": \"s000_p0001\"}.")
-        status, body = await run_in_threadpool(forecast, manager, payload)
-        return json_response(body, status)
 
     @routes.get("/forecast/{series_id}", summary="Forecast a stored series from its stored history", response_model=ForecastResponse)
     async def forecast_get(series_id: str, version: int | None = None) -> Any:

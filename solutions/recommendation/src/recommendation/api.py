@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 APP = "recommendation"
@@ -54,14 +54,13 @@ class RecommendResponse(BaseModel):
 
 def recommend(manager: Any, payload: Any) -> tuple[int, dict[str, Any]]:
     """(status, JSON body) for a /recommend request body."""
-    from solutions_core.serving.app import RequestError, run_predict
+    from solutions_core.serving.app import RequestError, invalid_request, run_predict
     from solutions_core.serving.models import ModelNotFound
 
     try:
         request = RecommendRequest.model_validate(payload)
     except ValidationError as problem:
-        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in problem.errors())
-        return 400, {"error": f"Invalid /recommend request: {details}"}
+        return 400, {"error": invalid_request("/recommend", problem)}
     try:
         served = manager.get(APP, request.version)
     except ModelNotFound as problem:
@@ -105,29 +104,21 @@ def recommend(manager: Any, payload: Any) -> tuple[int, dict[str, Any]]:
 def router(manager: Any) -> Any:
     from starlette.concurrency import run_in_threadpool
 
-    from solutions_core.serving.app import error, json_response
+    from solutions_core.serving.app import json_post_route, json_response
 
     routes = APIRouter(tags=["recommendation"])
 
-    @routes.post(
+    json_post_route(
+        routes,
         "/recommend",
+        recommend,
+        manager,
+        '{"user_id": "u42", "k": 10}',
         summary="Top-k items for a user (known, new, or described by features)",
         response_model=RecommendResponse,
         responses={400: {"description": "Invalid request ({\"error\": ...})"}, 404: {"description": "No such model or version"}},
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": RecommendRequest.model_json_schema()}}}},
     )
-    async def recommend_post(request: Request) -> Any:
-        import orjson
-
-        raw = await request.body()
-        try:
-            payload = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError as problem:
-            return error(400, f"Request body is not valid JSON: {problem}")
-        if not isinstance(payload, dict):
-            return error(400, "Send a JSON object, e.g. {\"user_id\": \"u42\", \"k\": 10}.")
-        status, body = await run_in_threadpool(recommend, manager, payload)
-        return json_response(body, status)
 
     @routes.get("/recommend", summary="Top-k items for a user id (query-string form)", response_model=RecommendResponse)
     async def recommend_get(user_id: str = "", k: int = 10, exclude_seen: bool = True) -> Any:
