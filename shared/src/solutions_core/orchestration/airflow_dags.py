@@ -26,7 +26,7 @@ from solutions_core.orchestration.config import OrchestrationConfig, load_orches
 from solutions_core.orchestration.kubernetes import executor_config
 
 logger = logging.getLogger("solutions_core.orchestration")
-START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)  # fixed: a moving start date confuses the scheduler
+START_DATE = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)  # fixed (a moving one confuses the scheduler) and early: a run for a logical date before it would run no task at all
 TRAINING_STAGES = ("validate", "train", "evaluate", "gate", "export", "publish", "report")
 
 
