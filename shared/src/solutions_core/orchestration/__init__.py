@@ -12,10 +12,12 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from solutions_core.settings import Settings
-from solutions_core.solution import Solution, SolutionConfig, deep_merge
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; solution.py imports pandas, which DAG parsing avoids
+    from solutions_core.solution import Solution, SolutionConfig
 
 logger = logging.getLogger("solutions_core.orchestration")
 PRESETS = ("default", "demo", "tiny")
@@ -31,10 +33,12 @@ def run_id_for(logical_date: dt.datetime | None, fallback: str) -> str:
 
 
 def make_config(
-    solution: Solution, preset: str = "default", overrides: Mapping[str, Any] | None = None, source: str | None = None
-) -> SolutionConfig:
+    solution: "Solution", preset: str = "default", overrides: Mapping[str, Any] | None = None, source: str | None = None
+) -> "SolutionConfig":
     """The app's config: a preset (``default``, ``demo`` or ``tiny``, the seconds-long one tests use)
     with ``overrides`` deep-merged in, and ``source`` (data to load instead of generating) if given."""
+    from solutions_core.solution import deep_merge
+
     if preset not in PRESETS:
         raise ValueError(f"Unknown config preset {preset!r}; choose one of {PRESETS}.")
     base = {"default": solution.make_config, "demo": solution.demo_config, "tiny": solution.tiny_config}[preset]()
