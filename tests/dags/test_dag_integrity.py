@@ -14,7 +14,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 STAGES = ["validate", "train", "evaluate", "gate", "export", "publish", "report"]
-PARSE_SECONDS_LIMIT = 10.0  # measured ≈ 0.2–3 s per file on a busy 2-core machine; Airflow's own timeout is 30 s
+# Seconds per file (Airflow's own import timeout is 30 s). training.py imports neither TensorFlow nor
+# pandas (≈ 0.3–1 s on a busy 2-core machine); batch.py imports each app to ask whether it has batch
+# work, which pulls in pandas (≈ 1–7 s there, depending on load).
+PARSE_SECONDS_LIMIT = {"training.py": 5.0, "batch.py": 15.0}
 
 
 def registered() -> list[str]:
@@ -42,7 +45,7 @@ def test_dag_files_parse_fast_and_never_import_tensorflow(loaded):
     print("parse seconds per file:", loaded["parse_seconds"], "(airflow import", round(loaded["airflow_import_seconds"], 1), "s)")
     assert not loaded["tensorflow_imported"]
     for file, seconds in loaded["parse_seconds"].items():
-        assert seconds < PARSE_SECONDS_LIMIT, f"{file} took {seconds:.1f} s to parse"
+        assert seconds < PARSE_SECONDS_LIMIT[file], f"{file} took {seconds:.1f} s to parse"
 
 
 def test_one_training_dag_per_app_and_batch_dags_for_apps_with_batch_work(loaded):
