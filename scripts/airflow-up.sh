@@ -17,6 +17,9 @@ export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$PORT/execution/"
 # A laptop instance: everyone who can reach 127.0.0.1 is admin, no login page.
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS:-True}"
+# No schedules locally (dags/orchestration.local.yaml): DAGs run when triggered, so they can start unpaused.
+export SOLUTIONS_ORCHESTRATION_CONFIG="${SOLUTIONS_ORCHESTRATION_CONFIG:-$REPO/dags/orchestration.local.yaml}"
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-False}"
 export SOLUTIONS_HOME="${SOLUTIONS_HOME:-$REPO/artifacts}"
 export SOLUTIONS_CONTRACTS_DIR="${SOLUTIONS_CONTRACTS_DIR:-$REPO/data_contracts}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
@@ -64,7 +67,7 @@ sys.exit(0 if health["metadatabase"]["status"] == "healthy" else 1)
 PY
   then
     echo "Airflow is up in $(( $(date +%s) - started )) s: http://127.0.0.1:$PORT (DAGs from $REPO/dags; they appear within a minute)"
-    echo "  trigger: AIRFLOW_HOME=$AIRFLOW_HOME .venv/bin/airflow dags trigger train_fraud_detection --conf '{\"preset\": \"tiny\"}'"
+    echo "  trigger: ▶ in the UI, or AIRFLOW_HOME=$AIRFLOW_HOME .venv/bin/airflow dags trigger train_fraud_detection --conf '{\"preset\": \"tiny\"}'"
     echo "  stop:    make airflow-down      logs: $LOGS/"
     exit 0
   fi
