@@ -7,13 +7,14 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-slow test-all install lock serve clean help
+.PHONY: demo test test-slow test-all install lock serve airflow-up airflow-down clean help
 
 help:
 	@echo "make demo       all apps end to end (train, gate, publish, serve, request)"
 	@echo "make test       the fast test suite (what CI runs first)"
 	@echo "make test-slow  the slow tests (end-to-end demo, bigger data)"
 	@echo "make serve      serve published models on http://127.0.0.1:8501"
+	@echo "make airflow-up Airflow on http://127.0.0.1:8080 with the DAGs of dags/ (make airflow-down stops it)"
 	@echo "make lock       re-resolve uv.lock after changing a pyproject.toml"
 
 $(UV):
@@ -43,6 +44,12 @@ test-all: install
 
 serve: install
 	.venv/bin/solutions serve
+
+airflow-up: install
+	scripts/airflow-up.sh
+
+airflow-down:
+	scripts/airflow-down.sh
 
 clean:
 	rm -rf artifacts .pytest_cache

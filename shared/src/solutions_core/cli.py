@@ -1,4 +1,4 @@
-"""One CLI for every app: ``solutions list | validate | train | evaluate | export | serve | demo``.
+"""One CLI for every app: ``solutions list | validate | train | evaluate | export | batch | serve | demo``.
 
 Orchestrators (Airflow, cron, CI) call these same commands or the functions behind them.
 """
@@ -257,6 +257,45 @@ def export(
         console.print(f"TFLite v{chosen.version} → {path}")
     else:
         raise typer.BadParameter("--format must be saved_model or tflite.")
+
+
+@app.command()
+def batch(
+    name: Annotated[str, typer.Argument(help="App name, e.g. fraud_detection.")],
+    date: Annotated[Optional[str], typer.Option(help="Logical date YYYY-MM-DD (default: today).")] = None,
+    config_file: ConfigOption = None,
+    assignments: SetOption = None,
+    source: Annotated[Optional[str], typer.Option(help="Input data (default: the tables the last training stored).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """The app's batch work with the champion for one date (what the batch DAG runs): e.g. score that
+    day's transactions. Outputs replace <home>/batch/<app>/date=<date>/ (re-running a date is safe)."""
+    import datetime as dt
+
+    from solutions_core.batch import run_batch
+    from solutions_core.contracts import ContractViolation
+
+    _quiet_tensorflow()
+    solution, config = _solution_and_config(name, config_file, assignments)
+    if not solution.has_batch:
+        console.print(f"[yellow]{solution.name} has no batch work (its Solution does not override `batch`).[/yellow]")
+        raise typer.Exit(2)
+    if source:
+        config = config.model_copy(update={"source": source})
+    try:
+        logical_date = dt.date.fromisoformat(date) if date else dt.date.today()
+    except ValueError:
+        raise typer.BadParameter(f"--date must be YYYY-MM-DD, got {date!r}.") from None
+    try:
+        result = run_batch(solution, config, _settings(home), logical_date=logical_date,
+                           report=lambda m: console.print(f"[cyan]▸[/cyan] {m}"))
+    except ContractViolation as violation:
+        console.print(f"[red]Data contract violated — no batch output was written.[/red]\n{violation}")
+        raise typer.Exit(1) from None
+    except FileNotFoundError as problem:
+        console.print(f"[red]{problem}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"{solution.name} {result.logical_date}: champion v{result.champion_version} → {result.folder}")
 
 
 @app.command()

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
-from solutions_core.solution import Solution
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from solutions_core.solution import Solution
 
 ENTRY_POINT_GROUP = "solutions_core.solutions"
 
@@ -35,8 +37,11 @@ def list_solutions() -> list[SolutionEntry]:
 
 
 @cache
-def get_solution(name: str) -> Solution:
+def get_solution(name: str) -> "Solution":
     """Load one solution by name (accepts ``fraud-detection`` and ``fraud_detection``)."""
+    # Imported here so listing stays free of numpy/pandas (DAG files list apps at parse time).
+    from solutions_core.solution import Solution
+
     wanted = name.replace("-", "_")
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == wanted:

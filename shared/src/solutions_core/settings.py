@@ -26,6 +26,9 @@ class Settings(BaseSettings):
         default=None, description="Serving model base: <models_dir>/<app>/<version>/ (default: <home>/models)."
     )
     runs_dir: Path | None = Field(default=None, description="Run reports, plots, logs (default: <home>/runs).")
+    batch_dir: Path | None = Field(
+        default=None, description="Batch outputs: <batch_dir>/<app>/date=<YYYY-MM-DD>/ (default: <home>/batch)."
+    )
     contracts_dir: Path | None = Field(default=None, description="Data contracts (default: ./data_contracts).")
     host: str = Field(default="127.0.0.1", description="API bind address; loopback unless you mean it.")
     port: int = Field(default=8501, description="API port (TF Serving's REST default).")
@@ -39,3 +42,6 @@ class Settings(BaseSettings):
 
     def resolved_runs_dir(self) -> Path:
         return Path(self.runs_dir or self.home / "runs")
+
+    def resolved_batch_dir(self) -> Path:
+        return Path(self.batch_dir or self.home / "batch")

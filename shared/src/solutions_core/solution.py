@@ -11,6 +11,7 @@ This module must stay importable without TensorFlow (the registry imports it to 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import keras
     import tensorflow as tf
 
+    from solutions_core.model_registry import ModelVersion
+    from solutions_core.settings import Settings
     from solutions_core.strategy import Runtime
 
 
@@ -144,6 +147,41 @@ class Evaluation:
         return self.gate_value < other - min_delta
 
 
+@dataclass
+class BatchContext:
+    """Everything ``Solution.batch`` gets for one logical date (built by ``solutions_core.batch``).
+
+    ``tables`` are validated against the app's contracts (from ``--source`` or the data store, keyed by
+    contract name, as ``generate``/``load`` return them). ``output_dir`` is an empty staging folder: write
+    the files there; the core then swaps it in as ``<batch_dir>/<app>/date=<logical_date>/`` in one
+    rename, so a re-run of a date replaces that date's outputs and readers never see half of them.
+    """
+
+    app: str
+    settings: "Settings"
+    config: SolutionConfig
+    champion: "ModelVersion"
+    tables: Mapping[str, pd.DataFrame]
+    logical_date: dt.date
+    output_dir: Path
+    _signature: Any = field(default=None, repr=False)
+
+    def signature(self) -> Any:
+        """The champion's ``serving_default`` signature, loaded once (imports TensorFlow)."""
+        if self._signature is None:
+            from solutions_core.export import load_signature
+
+            custom_ops = self.champion.metadata().get("custom_ops", ())
+            self._signature = load_signature(self.champion.path, custom_ops)
+        return self._signature
+
+    def predict(self, frame: pd.DataFrame, batch_size: int = 8192) -> dict[str, np.ndarray]:
+        """The champion's outputs on ``frame`` (raw features by name, as a ``:predict`` request)."""
+        from solutions_core.export import predict_frame
+
+        return predict_frame(self.signature(), frame, batch_size)
+
+
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overrides.items():
@@ -251,6 +289,20 @@ class Solution:
         """Build edge models (e.g. TFLite int8) from the chosen module and check them against it on
         validation data (``valid_outputs`` are the module's). None when the app has no edge target."""
         return None
+
+    # ---- batch work ----------------------------------------------------------------------------
+    def batch(self, context: BatchContext) -> list[Path]:
+        """Scheduled batch work with the champion for ``context.logical_date`` (e.g. score that day's
+        transactions, refresh top-k candidates, publish a forecast): write Parquet files into
+        ``context.output_dir`` and return their paths. The core validates the input tables first and
+        publishes the folder atomically per date (plus DuckDB views over all dates), so this hook only
+        computes. Default: no batch work (the app gets no batch DAG and ``solutions batch`` says so)."""
+        return []
+
+    @property
+    def has_batch(self) -> bool:
+        """True when the app overrides ``batch`` (only then does it get a batch DAG)."""
+        return type(self).batch is not Solution.batch
 
     # ---- serving -------------------------------------------------------------------------------
     def golden_instances(self, examples: Any, config: SolutionConfig, count: int = 8) -> list[dict[str, Any]]:

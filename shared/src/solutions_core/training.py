@@ -4,8 +4,12 @@
     pick the best on validation → export and reload → test metrics vs baselines → gate against the
     champion → publish a new version (only if it wins) → run report.
 
-Each step is a plain function over plain values so orchestrators can call steps one by one; a failure
-at any step raises before anything is published, so the champion keeps serving.
+The pipeline is a sequence of stages (``STAGES``: validate → train → evaluate → gate → export → publish
+→ report). ``run_training`` runs them in one process, handing values over in memory; an orchestrator
+(Airflow, see ``solutions_core.orchestration``) runs each stage in its own process, and every stage
+persists what the next one needs in the run directory (``<runs>/<app>/<run_id>/``), so a retried or
+later stage picks up from disk. A failure at any stage raises before anything is published, so the
+champion keeps serving.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import logging
 import math
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -230,57 +235,145 @@ def write_json(path: Path, payload: Any) -> Path:
     return path
 
 
-# ---- the pipeline ------------------------------------------------------------------------------
+# ---- the pipeline, as stages -------------------------------------------------------------------
+
+STAGES = ("validate", "train", "evaluate", "gate", "export", "publish", "report")
 
 
-def run_training(
-    solution: Solution,
-    config: SolutionConfig,
-    settings: Settings | None = None,
-    *,
-    tables: Mapping[str, pd.DataFrame] | None = None,
-    verbose: int = 1,
-    report: Reporter | None = None,
-    min_delta: float = 0.0,
-) -> RunResult:
-    """Train, evaluate, gate and (maybe) publish one app. Raises before publishing on any failure."""
-    import tensorflow as tf
+class PipelineRun:
+    """One training run: where it lives and what its stages produced.
 
-    from solutions_core.export import load_signature, max_abs_difference, predict_frame, save_module
-    from solutions_core.strategy import make_runtime
+    Stages hand values over in ``memory`` when they share a process (``run_training``); each also
+    writes what later stages need under ``<run_dir>/state/``, so a stage running in a fresh process (an
+    Airflow task, a retry) reads it back instead.
+    """
 
-    settings = settings or Settings()
-    say = report or (lambda message: logger.info(message))
-    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    run_dir = settings.resolved_runs_dir() / solution.name / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    def __init__(
+        self,
+        solution: Solution,
+        config: SolutionConfig,
+        settings: Settings | None = None,
+        run_id: str | None = None,
+        *,
+        verbose: int = 1,
+        report: Reporter | None = None,
+    ):
+        self.solution = solution
+        self.config = config
+        self.settings = settings or Settings()
+        self.run_id = run_id or dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        if not self.run_id or "/" in self.run_id or self.run_id.startswith("."):
+            raise ValueError(f"run_id {self.run_id!r} must be a plain folder name (no '/', not hidden).")
+        self.run_dir = self.settings.resolved_runs_dir() / solution.name / self.run_id
+        self.verbose = verbose
+        self.say: Reporter = report or (lambda message: logger.info(message))
+        self.memory: dict[str, Any] = {}
 
+    # -- persisted state --
+    def state_path(self, stage: str) -> Path:
+        return self.run_dir / "state" / f"{stage}.json"
+
+    def save_state(self, stage: str, payload: dict[str, Any]) -> None:
+        write_json(self.state_path(stage), payload)
+
+    def state(self, stage: str) -> dict[str, Any]:
+        path = self.state_path(stage)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"Stage {stage!r} has not completed for run {self.run_id} of {self.solution.name} (no {path}); "
+                f"stages run in the order {' → '.join(STAGES)}."
+            )
+        return json.loads(path.read_text())
+
+    # -- values shared by stages, from memory or from the run directory --
+    def tables(self) -> dict[str, pd.DataFrame]:
+        if "tables" not in self.memory:
+            names = self.state("validate")["tables"]
+            self.memory["tables"] = {name: pd.read_parquet(self.run_dir / "data" / f"{name}.parquet") for name in names}
+        return self.memory["tables"]
+
+    def splits(self) -> Splits:
+        # prepare and split are deterministic for a given config, so a later process rebuilds the same splits.
+        if "splits" not in self.memory:
+            self.memory["splits"] = self.solution.split(self.solution.prepare(self.tables(), self.config), self.config)
+        return self.memory["splits"]
+
+    def primary_contract(self) -> Contract:
+        if "contracts" not in self.memory:
+            self.memory["contracts"] = contracts_for(self.solution, self.config, self.settings)
+        return self.memory["contracts"][self.solution.contracts[0]]
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        if name not in self.memory:
+            with np.load(self.run_dir / "state" / f"{name}.npz", allow_pickle=True) as stored:  # our own files
+                self.memory[name] = {key: stored[key] for key in stored.files}
+        return self.memory[name]
+
+
+def _evaluation_from(payload: Mapping[str, Any]) -> Evaluation:
+    return Evaluation(dict(payload["metrics"]), payload["gate_metric"], bool(payload["higher_is_better"]))
+
+
+def _evaluation_state(evaluation: Evaluation) -> dict[str, Any]:
+    return {"metrics": evaluation.metrics, "gate_metric": evaluation.gate_metric, "higher_is_better": evaluation.higher_is_better}
+
+
+def stage_validate(run: PipelineRun, tables: Mapping[str, pd.DataFrame] | None = None, *, fresh: bool = False, snapshot: bool = False) -> dict[str, ValidationReport]:
+    """Load (or take) the data and check it against the contracts before anything is trained.
+
+    ``fresh`` empties the run directory first (a re-run of the same run id replaces its outputs);
+    ``snapshot`` keeps the validated tables in the run directory for stages in other processes.
+    Raises ``ContractViolation`` (every failed rule listed, also in ``validation.json``)."""
+    solution, config, settings = run.solution, run.config, run.settings
+    if fresh and run.run_dir.exists():
+        shutil.rmtree(run.run_dir)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    started_at = time.time()
     contracts = contracts_for(solution, config, settings)
+    run.memory["contracts"] = contracts
     primary = contracts[solution.contracts[0]]
     tables = dict(tables) if tables is not None else acquire(solution, config, settings)
-    say(f"data: {', '.join(f'{name} {len(frame):,} rows' for name, frame in tables.items())}")
+    run.say(f"data: {', '.join(f'{name} {len(frame):,} rows' for name, frame in tables.items())}")
     try:
         reports = validate(tables, contracts)
     except Exception as error:
         report_obj = getattr(error, "report", None)
-        write_json(run_dir / "validation.json", report_obj.to_dict() if report_obj else {"error": str(error)})
+        write_json(run.run_dir / "validation.json", report_obj.to_dict() if report_obj else {"error": str(error)})
         raise
-    write_json(run_dir / "validation.json", {name: r.to_dict() for name, r in reports.items()})
-    say(f"contract: {primary.name} v{primary.version} ok")
+    write_json(run.run_dir / "validation.json", {name: r.to_dict() for name, r in reports.items()})
+    run.say(f"contract: {primary.name} v{primary.version} ok")
 
     store = DataStore(settings.resolved_data_dir())
     fingerprints = {}
     for name, frame in tables.items():
         store.write(solution.name, name, frame)
         fingerprints[name] = fingerprint(frame)
+        if snapshot:
+            _write_parquet(run.run_dir / "data" / f"{name}.parquet", frame)
+    run.memory["tables"] = tables
+    run.save_state("validate", {"tables": list(tables), "fingerprints": fingerprints, "started_at": started_at})
+    return reports
 
-    examples = solution.prepare(tables, config)
-    splits = solution.split(examples, config)
+
+def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+
+
+def stage_train(run: PipelineRun) -> str:
+    """Fit every candidate (and the app's ensembles), score each on validation, keep the best: its
+    module is saved as a SavedModel, with its outputs on probe and golden requests (what the exported
+    model must reproduce) and the app's edge models (built here because they need the live module)."""
+    from solutions_core.export import predict_frame, save_module
+    from solutions_core.strategy import make_runtime
+
+    solution, config = run.solution, run.config
+    say = run.say
+    splits = run.splits()
     say(f"split: {splits.sizes()}")
 
-    runtime = make_runtime(settings.target, seed=config.seed)
-    runtime.verbose = verbose
+    runtime = make_runtime(run.settings.target, seed=config.seed)
+    runtime.verbose = run.verbose
     say(f"runtime: {runtime.describe()}")
 
     candidates = solution.candidates(config)
@@ -311,7 +404,7 @@ def run_training(
         say(f"fit: {candidate.name} ({candidate.kind})")
         fit_start = time.perf_counter()
         try:
-            fitted_models[candidate.name] = fit_candidate(candidate, splits, config, runtime, run_dir, verbose)
+            fitted_models[candidate.name] = fit_candidate(candidate, splits, config, runtime, run.run_dir, run.verbose)
         except SkipCandidate as reason:
             say(f"  skipped: {reason}")
             continue
@@ -326,95 +419,266 @@ def run_training(
     best = max(results, key=lambda r: r.valid.gate_value if solution.higher_is_better else -r.valid.gate_value)
     module = modules[best.name]
 
-    export_dir = save_module(module, run_dir / "export" / best.name)
-    reloaded = load_signature(export_dir, solution.custom_ops)
-    probe = splits.test.head(256)
-    difference = max_abs_difference(predict_frame(module.serve, probe, batch), predict_frame(reloaded, probe, batch))
+    export_dir = save_module(module, run.run_dir / "export" / best.name)
+    probe_outputs = predict_frame(module.serve, splits.test.head(256), batch)
+    golden = solution.golden_instances(splits.test, config)
+    # The in-process model's answers on the golden requests: what the exported model, TF Serving and
+    # our API must reproduce (conformance tests compare against these).
+    golden_outputs = predict_frame(module.serve, pd.DataFrame(golden), batch)
+    write_json(run.run_dir / "golden_request.json", {"instances": golden})
+    write_json(run.run_dir / "golden_outputs.json", golden_outputs)
+    (run.run_dir / "state").mkdir(parents=True, exist_ok=True)
+    np.savez(run.run_dir / "state" / "probe_outputs.npz", **probe_outputs)
+    np.savez(run.run_dir / "state" / "golden_outputs.npz", **golden_outputs)
+
+    edge: EdgeExport | None = solution.export_edge(module, splits, valid_outputs_of[best.name], config, run.run_dir / "edge")
+    if edge is not None:
+        write_json(run.run_dir / "edge" / "edge_report.json", edge.report)
+        say(f"edge: {'passed' if edge.passed else 'FAILED'} its parity gate ({', '.join(sorted(edge.files))})"
+            + ("" if edge.passed else "; the edge models will not be published"))
+
+    run.memory.update(results=results, best=best, module=module, probe_outputs=probe_outputs, golden=golden,
+                      golden_outputs=golden_outputs, edge=edge)
+    run.save_state("train", {
+        "candidate": best.name,
+        "export_dir": str(export_dir),
+        "runtime": runtime.describe(),
+        "candidates": [
+            {"name": r.name, "kind": r.kind, "valid": _evaluation_state(r.valid), "calibration": r.calibration, "fit_seconds": r.fit_seconds}
+            for r in results
+        ],
+        "edge": {"files": {k: str(v) for k, v in edge.files.items()}, "report": edge.report, "passed": edge.passed} if edge else None,
+    })
+    return best.name
+
+
+def _train_results(run: PipelineRun) -> list[CandidateResult]:
+    if "results" not in run.memory:
+        run.memory["results"] = [
+            CandidateResult(c["name"], c["kind"], _evaluation_from(c["valid"]), c["calibration"], c["fit_seconds"])
+            for c in run.state("train")["candidates"]
+        ]
+    return run.memory["results"]
+
+
+def _edge(run: PipelineRun) -> EdgeExport | None:
+    if "edge" not in run.memory:
+        stored = run.state("train")["edge"]
+        run.memory["edge"] = EdgeExport({k: Path(v) for k, v in stored["files"].items()}, stored["report"], stored["passed"]) if stored else None
+    return run.memory["edge"]
+
+
+def stage_evaluate(run: PipelineRun) -> Evaluation:
+    """Reload the exported SavedModel (it must reproduce the in-process model), score it on the test
+    split next to the baselines trained in this run, and re-score the champion on the same split."""
+    from solutions_core.export import load_signature, max_abs_difference, predict_frame
+
+    solution, config, say = run.solution, run.config, run.say
+    trained = run.state("train")
+    splits = run.splits()
+    batch = solution.predict_batch_size
+    reloaded = load_signature(Path(trained["export_dir"]), solution.custom_ops)
+    difference = max_abs_difference(run.arrays("probe_outputs"), predict_frame(reloaded, splits.test.head(256), batch))
     if not difference <= 1e-4:
         raise RuntimeError(f"The exported SavedModel disagrees with the in-process model (max |Δ| = {difference}).")
 
     test_outputs = predict_frame(reloaded, splits.test, batch)
     test_evaluation = solution.evaluate(test_outputs, splits.test, config)
-    say(f"test: {best.name} {test_evaluation.gate_metric}={test_evaluation.gate_value:.4f}")
+    say(f"test: {trained['candidate']} {test_evaluation.gate_metric}={test_evaluation.gate_value:.4f}")
     baselines = solution.baselines(splits, config)
     for name, evaluation in baselines.items():
         say(f"baseline: {name} {evaluation.gate_metric}={evaluation.gate_value:.4f}")
-    plots = solution.report(test_outputs, splits.test, baselines, run_dir, config)
-    golden = solution.golden_instances(splits.test, config)
-    # The in-process model's answers on the golden requests: what the exported model, TF Serving and
-    # our API must reproduce (conformance tests compare against these).
-    golden_outputs = predict_frame(module.serve, pd.DataFrame(golden), batch)
-    golden_path = write_json(run_dir / "golden_request.json", {"instances": golden})
-    write_json(run_dir / "golden_outputs.json", golden_outputs)
+    plots = solution.report(test_outputs, splits.test, baselines, run.run_dir, config)
 
-    edge: EdgeExport | None = solution.export_edge(module, splits, valid_outputs_of[best.name], config, run_dir / "edge")
-    if edge is not None:
-        write_json(run_dir / "edge" / "edge_report.json", edge.report)
-        say(f"edge: {'passed' if edge.passed else 'FAILED'} its parity gate ({', '.join(sorted(edge.files))})"
-            + ("" if edge.passed else "; the edge models will not be published"))
+    champion = ModelRegistry(run.settings.resolved_models_dir()).champion(solution.name)
+    champion_before = evaluate_champion(solution, champion, splits.test, config, run.primary_contract()) if champion else None
+    run.memory.update(test=test_evaluation, baselines=baselines, plots=plots, champion_before=champion_before)
+    run.save_state("evaluate", {
+        "test": _evaluation_state(test_evaluation),
+        "baselines": {name: _evaluation_state(ev) for name, ev in baselines.items()},
+        "plots": [str(p) for p in plots],
+        "champion_before": champion_before,
+    })
+    return test_evaluation
 
-    registry = ModelRegistry(settings.resolved_models_dir())
-    champion = registry.champion(solution.name)
-    champion_before = evaluate_champion(solution, champion, splits.test, config, primary) if champion else None
+
+def _evaluated(run: PipelineRun) -> tuple[Evaluation, dict[str, Evaluation], list[Path], dict[str, Any] | None]:
+    if "test" not in run.memory:
+        stored = run.state("evaluate")
+        run.memory.update(
+            test=_evaluation_from(stored["test"]),
+            baselines={name: _evaluation_from(ev) for name, ev in stored["baselines"].items()},
+            plots=[Path(p) for p in stored["plots"]],
+            champion_before=stored["champion_before"],
+        )
+    return run.memory["test"], run.memory["baselines"], run.memory["plots"], run.memory["champion_before"]
+
+
+def stage_gate(run: PipelineRun, min_delta: float = 0.0) -> bool:
+    """True when the candidate beats the champion (re-scored on the same test split) by more than
+    ``min_delta``; a rejected run ends here and the champion keeps serving."""
+    solution = run.solution
+    test, _, _, champion_before = _evaluated(run)
     champion_value = champion_before["value"] if champion_before else None
-    wins = test_evaluation.beats(champion_value, min_delta) and math.isfinite(test_evaluation.gate_value)
-
-    version = None
-    if wins:
-        metadata = {
-            "run_id": run_id,
-            "candidate": best.name,
-            "gate_metric": solution.gate_metric,
-            "higher_is_better": solution.higher_is_better,
-            "test_metrics": test_evaluation.metrics,
-            "valid_metrics": best.valid.metrics,
-            "baselines": {name: ev.metrics for name, ev in baselines.items()},
-            "calibration": best.calibration,
-            "contract": {"name": primary.name, "version": primary.version},
-            "data_fingerprints": fingerprints,
-            "config": config.model_dump(mode="json"),
-            "code_version": code_version(),
-            "runtime": runtime.describe(),
-            "custom_ops": list(solution.custom_ops),
-            "tensorflow": tf.__version__,
-            "python": platform.python_version(),
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "champion_before": champion_before,
-            "edge": edge.report if edge is not None else None,
-        }
-        extra = {f"{primary.name}.yaml": primary.path} if primary.path else {}
-        extra[WARMUP_FILE] = golden_path  # the server warms a new version up with real requests
-        if edge is not None and edge.passed:
-            extra.update(edge.files)
-        version = registry.publish(solution.name, export_dir, metadata, extra_files=extra)
-        say(f"gate: promoted as version {version.version} ({solution.gate_metric} {test_evaluation.gate_value:.4f}"
-            f" vs champion {champion_value if champion_value is not None else 'none'})")
-    else:
+    wins = test.beats(champion_value, min_delta) and math.isfinite(test.gate_value)
+    if not wins:
         against = (
             f"champion v{champion_before['version']} at {champion_value:.4f}"
             if champion_before and champion_value is not None
             else "a finite value"
         )
-        say(f"gate: rejected ({solution.gate_metric} {test_evaluation.gate_value:.4f} does not beat {against}); "
-            "nothing published")
+        run.say(f"gate: rejected ({solution.gate_metric} {test.gate_value:.4f} does not beat {against}); nothing published")
+    run.memory["wins"] = wins
+    run.save_state("gate", {"wins": wins, "champion_value": champion_value, "min_delta": min_delta, "gate_value": test.gate_value})
+    return wins
 
+
+def _wins(run: PipelineRun) -> bool:
+    if "wins" not in run.memory:
+        run.memory["wins"] = bool(run.state("gate")["wins"])
+    return run.memory["wins"]
+
+
+def stage_export(run: PipelineRun) -> dict[str, Any] | None:
+    """What ``publish`` copies in, when the gate passed (else None): the SavedModel, its metadata, and
+    extra files (the contract, warm-up requests, edge models that passed their parity gate). With
+    ``target=edge`` and no edge model of the app's own, the SavedModel is converted to TFLite here."""
+    import tensorflow as tf
+
+    if not _wins(run):
+        return None
+    solution, config, settings = run.solution, run.config, run.settings
+    trained = run.state("train")
+    test, baselines, _, champion_before = _evaluated(run)
+    best = next(r for r in _train_results(run) if r.name == trained["candidate"])
+    primary = run.primary_contract()
+    edge = _edge(run)
+    extra = {f"{primary.name}.yaml": str(primary.path)} if primary.path else {}
+    extra[WARMUP_FILE] = str(run.run_dir / "golden_request.json")  # the server warms a new version up with real requests
+    if edge is not None and edge.passed:
+        extra.update({name: str(path) for name, path in edge.files.items()})
+    edge_report = edge.report if edge is not None else None
+    if settings.target == "edge" and edge is None:
+        edge_report = _convert_for_edge(run, Path(trained["export_dir"]), extra)
+    metadata = {
+        "run_id": run.run_id,
+        "candidate": best.name,
+        "gate_metric": solution.gate_metric,
+        "higher_is_better": solution.higher_is_better,
+        "test_metrics": test.metrics,
+        "valid_metrics": best.valid.metrics,
+        "baselines": {name: ev.metrics for name, ev in baselines.items()},
+        "calibration": best.calibration,
+        "contract": {"name": primary.name, "version": primary.version},
+        "data_fingerprints": run.state("validate")["fingerprints"],
+        "config": config.model_dump(mode="json"),
+        "code_version": code_version(),
+        "runtime": trained["runtime"],
+        "custom_ops": list(solution.custom_ops),
+        "tensorflow": tf.__version__,
+        "python": platform.python_version(),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "champion_before": champion_before,
+        "edge": edge_report,
+    }
+    bundle = {"saved_model": trained["export_dir"], "metadata": metadata, "extra_files": extra}
+    run.save_state("export", bundle)
+    return bundle
+
+
+def _convert_for_edge(run: PipelineRun, saved_model: Path, extra: dict[str, str]) -> dict[str, Any]:
+    """The core's generic TFLite conversion (dynamic-range int8) for apps without an edge export of
+    their own. Models with ops TFLite lacks (e.g. YDF trees) cannot convert: the report says why and
+    the SavedModel is still published."""
+    from solutions_core.export import convert_to_tflite
+
+    target = run.run_dir / "edge" / "model.tflite"
+    try:
+        convert_to_tflite(saved_model, target)
+    except Exception as problem:  # the converter raises many types; the reason is what matters
+        run.say(f"edge: the SavedModel does not convert to TFLite ({type(problem).__name__}); publishing the SavedModel only")
+        return {"passed": False, "why": f"TFLite conversion failed: {str(problem)[:500]}"}
+    extra["model.tflite"] = str(target)
+    run.say(f"edge: converted to TFLite ({target.stat().st_size / 1024:.0f} KB)")
+    return {"passed": True, "files": ["model.tflite"], "how": "generic dynamic-range conversion"}
+
+
+def stage_publish(run: PipelineRun) -> ModelVersion | None:
+    """Copy the export in as the next version, atomically (``ModelRegistry.publish``); None when the
+    gate rejected. A run id publishes at most once: a retried or re-run publish finds its version."""
+    if not _wins(run):
+        run.memory["version"] = None
+        return None
+    solution = run.solution
+    registry = ModelRegistry(run.settings.resolved_models_dir())
+    already = [v for v in registry.versions(solution.name) if v.metadata().get("run_id") == run.run_id]
+    if already:
+        version = already[-1]
+        run.say(f"publish: run {run.run_id} already published version {version.version}; nothing more published")
+    else:
+        bundle = run.state("export")
+        extra = {name: Path(path) for name, path in bundle["extra_files"].items()}
+        version = registry.publish(solution.name, Path(bundle["saved_model"]), bundle["metadata"], extra_files=extra)
+        test, _, _, champion_before = _evaluated(run)
+        champion_value = champion_before["value"] if champion_before else None
+        run.say(f"gate: promoted as version {version.version} ({solution.gate_metric} {test.gate_value:.4f}"
+                f" vs champion {champion_value if champion_value is not None else 'none'})")
+    run.memory["version"] = version
+    run.save_state("publish", {"version": version.version, "path": str(version.path)})
+    return version
+
+
+def stage_report(run: PipelineRun) -> RunResult:
+    """The run's result and ``report.json``: the candidate's test metrics next to the champion's and the
+    baselines', the gate verdict and the published version (if any)."""
+    if "version" not in run.memory:
+        published = run.state_path("publish")
+        stored = json.loads(published.read_text()) if published.exists() else None
+        run.memory["version"] = ModelVersion(run.solution.name, stored["version"], Path(stored["path"])) if stored else None
+    version = run.memory["version"]
+    test, baselines, plots, champion_before = _evaluated(run)
+    if "golden" not in run.memory:
+        run.memory["golden"] = json.loads((run.run_dir / "golden_request.json").read_text())["instances"]
     result = RunResult(
-        app=solution.name,
-        run_id=run_id,
-        run_dir=run_dir,
+        app=run.solution.name,
+        run_id=run.run_id,
+        run_dir=run.run_dir,
         status="promoted" if version else "rejected",
-        candidate=best.name,
-        test=test_evaluation,
+        candidate=run.state("train")["candidate"],
+        test=test,
         baselines=baselines,
         champion_before=champion_before,
         version=version,
-        candidates=results,
+        candidates=_train_results(run),
         plots=plots,
-        golden_instances=golden,
-        golden_outputs=golden_outputs,
-        edge=edge,
+        golden_instances=run.memory["golden"],
+        golden_outputs=run.arrays("golden_outputs") if "golden_outputs" not in run.memory else run.memory["golden_outputs"],
+        edge=_edge(run),
     )
     summary = result.summary()
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    write_json(run_dir / "report.json", summary)
+    summary["seconds"] = round(time.time() - run.state("validate")["started_at"], 1)
+    write_json(run.run_dir / "report.json", summary)
     return result
+
+
+def run_training(
+    solution: Solution,
+    config: SolutionConfig,
+    settings: Settings | None = None,
+    *,
+    tables: Mapping[str, pd.DataFrame] | None = None,
+    verbose: int = 1,
+    report: Reporter | None = None,
+    min_delta: float = 0.0,
+    run_id: str | None = None,
+) -> RunResult:
+    """Train, evaluate, gate and (maybe) publish one app: every stage in turn, in this process.
+    Raises before publishing on any failure."""
+    run = PipelineRun(solution, config, settings, run_id, verbose=verbose, report=report)
+    stage_validate(run, tables)
+    stage_train(run)
+    stage_evaluate(run)
+    if stage_gate(run, min_delta):
+        stage_export(run)
+        stage_publish(run)
+    return stage_report(run)

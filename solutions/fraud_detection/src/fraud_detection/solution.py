@@ -12,7 +12,7 @@ import pandas as pd
 
 from fraud_detection.config import FraudConfig
 from fraud_detection.history import HISTORY_FEATURES
-from solutions_core.solution import CustomCandidate, Evaluation, KerasCandidate, Solution, Splits
+from solutions_core.solution import BatchContext, CustomCandidate, Evaluation, KerasCandidate, Solution, Splits
 
 CANONICAL = {  # history.py's column names -> the config role that supplies them
     "transaction_id": "transaction_id",
@@ -211,6 +211,32 @@ class FraudDetection(Solution):
         return [plot_precision_recall(curves, Path(out_dir) / "pr_curve.png", "Fraud: precision-recall on the test split")]
 
     # ---- serving ---------------------------------------------------------------------------------
+    # ---- batch work ------------------------------------------------------------------------------
+    def batch(self, context: BatchContext) -> list[Path]:
+        """Daily batch scoring: every transaction of the logical date, scored by the champion with card
+        history features computed over all earlier transactions (as at serving time). A date with no
+        transactions writes an empty table, so the day's folder still says it was scored."""
+        config = context.config
+        examples = self.prepare(context.tables, config)
+        timestamp = config.columns.timestamp
+        day = examples[examples[timestamp].dt.date == context.logical_date].reset_index(drop=True)
+        scores = pd.DataFrame({
+            column: day[column]
+            for column in (config.columns.transaction_id, timestamp, config.columns.card, config.columns.amount)
+            if column is not None and column in day.columns
+        })
+        if len(day):
+            outputs = context.predict(day, self.predict_batch_size)
+            scores["fraud_probability"] = np.asarray(outputs["fraud_probability"], dtype=np.float32).reshape(-1)
+            scores["decision"] = np.asarray(outputs["decision"], dtype=np.int64).reshape(-1)
+        else:
+            scores["fraud_probability"] = pd.Series(dtype=np.float32)
+            scores["decision"] = pd.Series(dtype=np.int64)
+        scores["model_version"] = context.champion.version
+        path = context.output_dir / "scores.parquet"
+        scores.to_parquet(path, index=False)
+        return [path]
+
     def golden_instances(self, examples: pd.DataFrame, config: FraudConfig, count: int = 8) -> list[dict[str, Any]]:
         spec = self.feature_spec(config)
         # Mix frauds in so golden outputs exercise both decisions.

@@ -13,7 +13,7 @@ import pandas as pd
 
 from recommendation.config import RecommendationConfig
 from recommendation.data import INTERACTIONS, ITEMS, USERS
-from solutions_core.solution import CustomCandidate, Evaluation, Solution, Splits
+from solutions_core.solution import BatchContext, CustomCandidate, Evaluation, Solution, Splits
 
 GATE_K = 10
 
@@ -138,6 +138,48 @@ class Recommendation(Solution):
         return plots
 
     # ---- serving ---------------------------------------------------------------------------------
+    # ---- batch work ------------------------------------------------------------------------------
+    def batch(self, context: BatchContext) -> list[Path]:
+        """Candidate refresh: the champion's top-k items for every known user, from their history up to
+        the end of the logical date (seen items excluded), one row per (user, rank) — what a
+        low-latency store or an email job reads instead of calling the model per user."""
+        from recommendation.data import prepare
+
+        config = context.config
+        prepared = prepare(context.tables, config)
+        interactions = prepared.interactions
+        end_of_day = pd.Timestamp(context.logical_date) + pd.Timedelta(days=1)
+        times = pd.to_datetime(interactions["timestamp"])
+        if times.dt.tz is not None:
+            end_of_day = end_of_day.tz_localize(times.dt.tz)
+        known = interactions[times < end_of_day]
+        users = prepared.users
+        seen = known.groupby("user_id", sort=False)["item_id"].agg(list)
+        length = config.towers.history_length
+        requests = pd.DataFrame({"user_id": users["user_id"].astype(str).to_numpy()})
+        for column in config.columns.user_categorical:
+            requests[column] = users[column].astype(str).to_numpy()
+        history = seen.reindex(requests["user_id"])
+        requests["history"] = [" ".join(items[-length:]) if isinstance(items, list) else "" for items in history]
+        requests["exclude"] = [" ".join(items) if isinstance(items, list) else "" for items in history]
+        outputs = context.predict(requests, self.predict_batch_size)
+        item_ids = np.asarray(outputs["item_ids"])
+        scores = np.asarray(outputs["scores"], dtype=np.float32)
+        strategy = np.asarray(outputs["strategy"]).astype(str)
+        k = item_ids.shape[1]
+        rows = pd.DataFrame({
+            "user_id": np.repeat(requests["user_id"].to_numpy(), k),
+            "rank": np.tile(np.arange(1, k + 1), len(requests)),
+            "item_id": [value.decode() if isinstance(value, bytes) else str(value) for value in item_ids.reshape(-1)],
+            "score": scores.reshape(-1),
+            "strategy": np.repeat(strategy, k),
+        })
+        rows = rows[rows["item_id"] != ""].reset_index(drop=True)  # a catalog smaller than k pads with ""
+        rows["model_version"] = context.champion.version
+        path = context.output_dir / "candidates.parquet"
+        rows.to_parquet(path, index=False)
+        return [path]
+
     def golden_instances(self, examples: pd.DataFrame, config: RecommendationConfig, count: int = 8) -> list[dict[str, Any]]:
         """Known users from the examples, plus a new user with features and one with nothing known."""
         features = list(config.columns.user_categorical)

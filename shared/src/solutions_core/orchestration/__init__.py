@@ -1,0 +1,143 @@
+"""What an orchestrator's tasks call: one function per pipeline stage and one for batch work, each
+taking plain JSON-able arguments (task params) and returning a small JSON-able summary (an XCom).
+
+Nothing here imports Airflow or TensorFlow at import time; ``airflow_dags`` builds the DAGs over these
+functions and ``kubernetes`` renders pod specs per target. A stage called for a run id reads what
+earlier stages left in ``<runs>/<app>/<run_id>/``, so any stage can run in its own process or pod.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from solutions_core.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; solution.py imports pandas, which DAG parsing avoids
+    from solutions_core.solution import Solution, SolutionConfig
+
+logger = logging.getLogger("solutions_core.orchestration")
+PRESETS = ("default", "demo", "tiny")
+TARGETS = ("cpu", "gpu", "tpu", "edge")
+
+
+def run_id_for(logical_date: dt.datetime | None, fallback: str) -> str:
+    """The run folder name for a DAG run: its logical date (so re-running a date replaces that date's
+    run instead of adding one), else the DAG run id, made safe as a folder name."""
+    if logical_date is not None:
+        return "scheduled-" + logical_date.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", fallback).lstrip(".") or "run"
+
+
+def make_config(
+    solution: "Solution", preset: str = "default", overrides: Mapping[str, Any] | None = None, source: str | None = None
+) -> "SolutionConfig":
+    """The app's config: a preset (``default``, ``demo`` or ``tiny``, the seconds-long one tests use)
+    with ``overrides`` deep-merged in, and ``source`` (data to load instead of generating) if given."""
+    from solutions_core.solution import deep_merge
+
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown config preset {preset!r}; choose one of {PRESETS}.")
+    base = {"default": solution.make_config, "demo": solution.demo_config, "tiny": solution.tiny_config}[preset]()
+    merged = deep_merge(base.model_dump(), dict(overrides or {}))
+    if source:
+        merged["source"] = source
+    return solution.make_config(merged)
+
+
+def settings_for(target: str, home: str | None = None) -> Settings:
+    if target not in TARGETS:
+        raise ValueError(f"Unknown target {target!r}; choose one of {TARGETS}.")
+    values: dict[str, Any] = {"target": target}
+    if home:
+        values["home"] = home
+    return Settings(**values)
+
+
+def run_stage(
+    stage: str,
+    app: str,
+    run_id: str,
+    *,
+    target: str = "cpu",
+    source: str | None = None,
+    preset: str = "default",
+    overrides: Mapping[str, Any] | None = None,
+    min_delta: float = 0.0,
+    home: str | None = None,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run one pipeline stage of ``app`` for ``run_id``; returns a JSON-able summary.
+
+    ``validate`` starts the run afresh (a re-run of the run id replaces its folder) and keeps the
+    validated tables in it for the later stages. The target selects strategy and precision in the
+    core (``solutions_core.strategy``)."""
+    from solutions_core import training
+    from solutions_core.registry import get_solution
+
+    if stage not in training.STAGES:
+        raise ValueError(f"Unknown stage {stage!r}; the stages are {training.STAGES}.")
+    solution = get_solution(app)
+    config = make_config(solution, preset, overrides, source)
+    run = training.PipelineRun(solution, config, settings_for(target, home), run_id, verbose=2, report=report)
+    if stage == "validate":
+        reports = training.stage_validate(run, fresh=True, snapshot=True)
+        return {"run_dir": str(run.run_dir), "tables": {name: r.rows for name, r in reports.items()}}
+    if stage == "train":
+        return {"candidate": training.stage_train(run)}
+    if stage == "evaluate":
+        evaluation = training.stage_evaluate(run)
+        return {"gate_metric": evaluation.gate_metric, "test": evaluation.metrics, "champion_before": run.memory["champion_before"]}
+    if stage == "gate":
+        return {"wins": training.stage_gate(run, min_delta)}
+    if stage == "export":
+        bundle = training.stage_export(run)
+        return {"exported": bundle is not None, "files": sorted(bundle["extra_files"]) if bundle else []}
+    if stage == "publish":
+        version = training.stage_publish(run)
+        return {"version": version.version if version else None, "path": str(version.path) if version else None}
+    result = training.stage_report(run)
+    return {**result.summary(), "report": str(run.run_dir / "report.json")}
+
+
+def report_lines(summary: Mapping[str, Any]) -> list[str]:
+    """A run report as text: the candidate's test metrics next to the champion's and the baselines'."""
+    metric = summary["gate_metric"]
+    lines = [f"{summary['app']} run {summary['run_id']}: {summary['status']}"
+             + (f" as version {summary['version']}" if summary.get("version") else " (nothing published)")]
+    lines.append(f"  candidate {summary['candidate']}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary["test"].items()))
+    champion = summary.get("champion_before")
+    if champion and champion.get("value") is not None:
+        lines.append(f"  champion v{champion['version']}: {metric}={champion['value']:.4f} ({champion['how']})")
+    else:
+        lines.append("  champion: none before this run")
+    for name, metrics in summary.get("baselines", {}).items():
+        lines.append(f"  baseline {name}: {metric}={metrics.get(metric, float('nan')):.4f}")
+    return lines
+
+
+def run_app_batch(
+    app: str,
+    logical_date: dt.date | str,
+    *,
+    target: str = "cpu",
+    source: str | None = None,
+    preset: str = "default",
+    overrides: Mapping[str, Any] | None = None,
+    home: str | None = None,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """``Solution.batch`` for one logical date through ``solutions_core.batch.run_batch``."""
+    from solutions_core.batch import run_batch
+    from solutions_core.registry import get_solution
+
+    if isinstance(logical_date, str):
+        logical_date = dt.date.fromisoformat(logical_date[:10])
+    solution = get_solution(app)
+    config = make_config(solution, preset, overrides, source)
+    result = run_batch(solution, config, settings_for(target, home), logical_date=logical_date, report=report)
+    return {"app": app, "date": result.logical_date.isoformat(), "champion_version": result.champion_version,
+            "folder": str(result.folder), "files": [str(f) for f in result.files]}

@@ -1,0 +1,172 @@
+"""The DAG factory: one training DAG per installed app, one batch DAG per app with batch work.
+
+Thin wiring only: every task calls ``solutions_core.orchestration.run_stage`` / ``run_app_batch``, the
+functions the CLI's pipeline runs too. Apps are found through entry points, so a fork's new app gets its
+DAG without editing anything here. Importing this module imports Airflow but neither TensorFlow nor the
+apps (tasks import them when they run), so DAG files parse fast.
+
+    validate → train → evaluate → gate ⇢ export → publish → report
+                                  (gate skips export and publish when the candidate does not win;
+                                   report runs either way)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
+from airflow.sdk import DAG, Param, TriggerRule, chain, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from solutions_core.orchestration import PRESETS, TARGETS, report_lines, run_app_batch, run_id_for, run_stage
+from solutions_core.orchestration.config import OrchestrationConfig, load_orchestration_config
+from solutions_core.orchestration.kubernetes import executor_config
+
+logger = logging.getLogger("solutions_core.orchestration")
+START_DATE = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)  # fixed (a moving one confuses the scheduler) and early: a run for a logical date before it would run no task at all
+TRAINING_STAGES = ("validate", "train", "evaluate", "gate", "export", "publish", "report")
+
+
+def _params(app: str, config: OrchestrationConfig) -> dict[str, Param]:
+    defaults = config.app(app)
+    return {
+        "target": Param(defaults.target, enum=list(TARGETS), description="cpu | gpu | tpu | edge: strategy and precision (and TFLite for edge)."),
+        "source": Param(defaults.source, type=["null", "string"], description="Data to load (a path the app's `load` reads); empty: the app's generator."),
+        "preset": Param(defaults.preset, enum=list(PRESETS), description="Config to start from: default, demo, or tiny (seconds; smoke tests)."),
+        "config": Param({}, type="object", description="Config overrides, deep-merged, e.g. {\"training\": {\"epochs\": 2}}."),
+        "min_delta": Param(0.0, type="number", minimum=0, description="How much the candidate must beat the champion by."),
+    }
+
+
+def _task_arguments() -> tuple[dict[str, Any], str, Any]:
+    """This task's params, run id (keyed by logical date) and logical date."""
+    context = get_current_context()
+    logical_date = context.get("logical_date")
+    return dict(context["params"]), run_id_for(logical_date, context["run_id"]), logical_date or context["dag_run"].run_after
+
+
+def _run_training_stage(stage: str, app: str) -> Any:
+    from solutions_core.contracts import ContractViolation
+
+    params, run_id, _ = _task_arguments()
+    try:
+        summary = run_stage(
+            stage, app, run_id, target=params["target"], source=params.get("source") or None, preset=params["preset"],
+            overrides=params.get("config") or {}, min_delta=float(params.get("min_delta") or 0.0), report=logger.info,
+        )
+    except ContractViolation as violation:
+        # The violation report goes to the task log; failing (not retrying) stops the run before training.
+        logger.error("Data contract violated: nothing was trained or published.\n%s", violation)
+        raise AirflowFailException(f"{app}: the data violates its contract; see the validation report in this log.") from None
+    if stage == "gate":
+        return bool(summary["wins"])  # ShortCircuitOperator: False skips export and publish
+    if stage == "report":
+        for line in report_lines(summary):
+            logger.info(line)
+        summary = {key: summary[key] for key in ("app", "run_id", "status", "version", "gate_metric", "test", "report")}
+    return summary
+
+
+def _run_batch(app: str) -> dict[str, Any]:
+    from solutions_core.contracts import ContractViolation
+
+    params, _, logical_date = _task_arguments()
+    try:
+        return run_app_batch(
+            app, logical_date.date().isoformat(), target=params["target"], source=params.get("source") or None,
+            preset=params["preset"], overrides=params.get("config") or {}, report=logger.info,
+        )
+    except ContractViolation as violation:
+        logger.error("Data contract violated: no batch output was written.\n%s", violation)
+        raise AirflowFailException(f"{app}: the batch input violates its contract; see the validation report in this log.") from None
+
+
+def _default_args(config: OrchestrationConfig) -> dict[str, Any]:
+    return {"retries": config.retries, "retry_delay": dt.timedelta(minutes=config.retry_delay_minutes), "owner": "solutions"}
+
+
+def training_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
+    """``train_<app>``: the core's pipeline, one task per stage; a run's folder is keyed by its logical
+    date, so re-running a date replaces that run and publishes at most one version."""
+    config = config or OrchestrationConfig()
+    schedule = config.app(app)
+    with DAG(
+        dag_id=f"train_{app}",
+        description=f"Retrain {app}: validate → train → evaluate → gate → export → publish → report",
+        schedule=schedule.train_schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,  # two runs gating against one champion at once could both publish
+        default_args=_default_args(config),
+        params=_params(app, config),
+        tags=["solutions", app, "training"],
+        doc_md=__doc__,
+    ) as dag:
+        tasks = []
+        for stage in TRAINING_STAGES:
+            operator = ShortCircuitOperator if stage == "gate" else PythonOperator
+            extra: dict[str, Any] = {}
+            if stage == "gate":
+                extra["ignore_downstream_trigger_rules"] = False  # skip export/publish, still report
+            if stage == "report":
+                extra["trigger_rule"] = TriggerRule.NONE_FAILED
+            if stage == "train":
+                extra["execution_timeout"] = dt.timedelta(minutes=config.training_timeout_minutes)
+            tasks.append(
+                operator(
+                    task_id=stage,
+                    python_callable=_run_training_stage,
+                    op_kwargs={"stage": stage, "app": app},
+                    executor_config=executor_config(config.kubernetes, app=app, stage=stage, target=schedule.target),
+                    **extra,
+                )
+            )
+        chain(*tasks)
+    return dag
+
+
+def batch_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
+    """``batch_<app>``: the app's batch work with the champion for each logical date (outputs under
+    ``<batch_dir>/<app>/date=<day>/``, replaced on a re-run)."""
+    config = config or OrchestrationConfig()
+    schedule = config.app(app)
+    params = _params(app, config)
+    params.pop("min_delta")
+    with DAG(
+        dag_id=f"batch_{app}",
+        description=f"{app}: daily batch work with the champion model",
+        schedule=schedule.batch_schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(config),
+        params=params,
+        tags=["solutions", app, "batch"],
+    ) as dag:
+        PythonOperator(
+            task_id="batch",
+            python_callable=_run_batch,
+            op_kwargs={"app": app},
+            executor_config=executor_config(config.kubernetes, app=app, stage="batch", target=schedule.target),
+        )
+    return dag
+
+
+def training_dags(config_path: str | Path | None = None) -> dict[str, DAG]:
+    """``train_<app>`` for every installed app (entry points only: no app is imported)."""
+    from solutions_core.registry import list_solutions
+
+    config = load_orchestration_config(config_path)
+    return {f"train_{entry.name}": training_dag(entry.name, config) for entry in list_solutions()}
+
+
+def batch_dags(config_path: str | Path | None = None) -> dict[str, DAG]:
+    """``batch_<app>`` for every installed app whose Solution overrides ``batch``. This imports each
+    app's package (pandas, not TensorFlow) to ask, which is why it lives in its own DAG file."""
+    from solutions_core.registry import get_solution, list_solutions
+
+    config = load_orchestration_config(config_path)
+    return {f"batch_{entry.name}": batch_dag(entry.name, config) for entry in list_solutions() if get_solution(entry.name).has_batch}

@@ -1,0 +1,143 @@
+"""The DAG files: they load with no import errors, parse fast without TensorFlow, and wire the
+core's stages as expected (the Airflow-free parts are tested directly)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+STAGES = ["validate", "train", "evaluate", "gate", "export", "publish", "report"]
+# Seconds per file (Airflow's own import timeout is 30 s). training.py imports neither TensorFlow nor
+# pandas (≈ 0.3–1 s on a busy 2-core machine); batch.py imports each app to ask whether it has batch
+# work, which pulls in pandas (≈ 1–7 s there, depending on load).
+PARSE_SECONDS_LIMIT = {"training.py": 5.0, "batch.py": 15.0}
+
+
+def registered() -> list[str]:
+    from solutions_core.registry import list_solutions
+
+    return [entry.name for entry in list_solutions()]
+
+
+@pytest.fixture(scope="module")
+def loaded(airflow_env) -> dict:
+    finished = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("inspect_dags.py")), str(REPO / "dags")],
+        env=airflow_env, capture_output=True, text=True, timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def test_every_dag_file_loads_without_import_errors(loaded):
+    assert loaded["import_errors"] == {}
+    assert set(loaded["parse_seconds"]) == {"training.py", "batch.py"}
+
+
+def test_dag_files_parse_fast_and_never_import_tensorflow(loaded):
+    print("parse seconds per file:", loaded["parse_seconds"], "(airflow import", round(loaded["airflow_import_seconds"], 1), "s)")
+    assert not loaded["tensorflow_imported"]
+    for file, seconds in loaded["parse_seconds"].items():
+        assert seconds < PARSE_SECONDS_LIMIT[file], f"{file} took {seconds:.1f} s to parse"
+
+
+def test_one_training_dag_per_app_and_batch_dags_for_apps_with_batch_work(loaded):
+    from solutions_core.registry import get_solution
+
+    apps = registered()
+    with_batch = [app for app in apps if get_solution(app).has_batch]
+    assert {"fraud_detection", "recommendation"} <= set(with_batch)
+    assert set(loaded["dags"]) == {f"train_{app}" for app in apps} | {f"batch_{app}" for app in with_batch}
+
+
+def test_training_dags_chain_the_core_stages(loaded):
+    for app in registered():
+        dag = loaded["dags"][f"train_{app}"]
+        tasks = dag["tasks"]
+        assert sorted(tasks) == sorted(STAGES)
+        for before, after in zip(STAGES, STAGES[1:]):
+            assert tasks[before]["downstream"] == [after], (app, before)
+        assert tasks["report"]["downstream"] == []
+        # The gate skips export and publish when the candidate loses; the report runs either way.
+        assert tasks["gate"]["operator"] == "ShortCircuitOperator"
+        assert tasks["report"]["trigger_rule"] == "none_failed"
+        assert all(task["retries"] >= 1 for task in tasks.values())
+        assert {"target", "source", "preset", "config"} <= set(dag["params"])
+        assert dag["catchup"] is False and dag["max_active_runs"] == 1
+        assert all(task["executor_config"] == {} for task in tasks.values())  # Kubernetes is off by default
+
+
+def test_batch_dags_run_one_task_on_a_daily_schedule(loaded):
+    for dag_id in (d for d in loaded["dags"] if d.startswith("batch_")):
+        dag = loaded["dags"][dag_id]
+        assert list(dag["tasks"]) == ["batch"]
+        assert "0 0 * * *" in dag["schedule"], dag["schedule"]  # @daily
+
+
+def test_on_a_cluster_the_train_task_requests_the_targets_accelerator(loaded):
+    pods = loaded["cluster_executor_config"]
+    train = pods["train"]["pod_spec"]  # no kubernetes client here: the rendered manifest is attached as is
+    resources = train["spec"]["containers"][0]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == "1" and resources["requests"]["nvidia.com/gpu"] == "1"
+    assert train["spec"]["nodeSelector"] and train["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    publish = pods["publish"]["pod_spec"]
+    assert "nvidia.com/gpu" not in publish["spec"]["containers"][0]["resources"]["limits"]  # copying files needs no GPU
+
+
+# ---- the Airflow-free parts ------------------------------------------------------------------
+
+
+def test_pod_specs_per_target():
+    from solutions_core.orchestration.config import KubernetesConfig
+    from solutions_core.orchestration.kubernetes import executor_config, render_pod
+
+    config = KubernetesConfig(enabled=True, image="registry.example.com/solutions:1.2", namespace="ml")
+    tpu = render_pod(config, app="recommendation", stage="train", target="tpu")
+    container = tpu["spec"]["containers"][0]
+    assert tpu["kind"] == "Pod" and tpu["metadata"]["namespace"] == "ml"
+    assert container["name"] == "base" and container["image"] == "registry.example.com/solutions:1.2"
+    assert container["resources"]["limits"]["google.com/tpu"] == "4"
+    assert tpu["spec"]["nodeSelector"]["cloud.google.com/gke-tpu-topology"] == "2x2"
+    assert {"name": "SOLUTIONS_TARGET", "value": "tpu"} in container["env"]
+    assert tpu["metadata"]["labels"]["solutions/app"] == "recommendation"
+    cpu = render_pod(config, app="fraud_detection", stage="validate", target="gpu")
+    assert cpu["metadata"]["labels"]["solutions/target"] == "cpu" and "nodeSelector" not in cpu["spec"]
+    assert executor_config(KubernetesConfig(), app="fraud_detection", stage="train", target="gpu") == {}
+    with pytest.raises(ValueError, match="No pod resources"):
+        render_pod(KubernetesConfig(targets={"cpu": {}}), app="x", stage="train", target="gpu")
+
+
+def test_orchestration_config_file_and_errors(tmp_path):
+    from solutions_core.orchestration.config import load_orchestration_config
+
+    shipped = load_orchestration_config(REPO / "dags" / "orchestration.yaml")
+    assert shipped.app("vision_qc").target == "edge" and shipped.app("fraud_detection").target == "cpu"
+    with pytest.raises(ValueError, match="does not exist"):
+        load_orchestration_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("defaults:\n  target: quantum\n")
+    with pytest.raises(ValueError):
+        load_orchestration_config(bad)
+
+
+def test_run_folders_are_keyed_by_logical_date_and_presets_merge():
+    from solutions_core.orchestration import make_config, run_id_for
+    from solutions_core.registry import get_solution
+
+    date = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+    assert run_id_for(date, "manual__anything") == run_id_for(date, "scheduled__other") == "scheduled-20261120T000000"
+    assert run_id_for(None, "manual__2026-11-20T10:00:00+00:00") == "manual__2026-11-20T10_00_00_00_00"
+    solution = get_solution("fraud_detection")
+    config = make_config(solution, "tiny", {"training": {"epochs": 2}}, source="/data/day.parquet")
+    assert config.size == solution.tiny_config().size and config.training.epochs == 2
+    assert config.training.steps_per_epoch == solution.tiny_config().training.steps_per_epoch
+    assert config.source == "/data/day.parquet"
+    with pytest.raises(ValueError, match="preset"):
+        make_config(solution, "huge")
