@@ -97,7 +97,7 @@ def test_no_champion_or_no_batch_work_is_a_clear_error(batch_home, tmp_path):
     with pytest.raises(FileNotFoundError, match="train one first"):
         run_batch(CountingFraud(), CountingFraud().make_config(), empty, logical_date=DAY)
     vision = get_solution("vision_qc")
-    assert not vision.has_batch and get_solution("fraud_detection").has_batch and get_solution("recommendation").has_batch
+    assert not vision.has_batch and get_solution("fraud_detection").has_batch and get_solution("recommendation").has_batch and get_solution("demand_forecasting").has_batch
     with pytest.raises(ValueError, match="no batch work"):
         run_batch(vision, vision.make_config(), batch_home, logical_date=DAY)
 

@@ -2,7 +2,8 @@
 does), so Airflow and TensorFlow are imported once for all of them; prints one JSON line per run.
 
 Usage: run_dags.py DAGS_FOLDER RUNS_JSON, where each run is {"dag_id", "date", "conf", "touch"}: "date" is
-YYYY-MM-DD or "last-day-of:<app>/<table>" (the last day in the stored table), "touch" a file to create
+YYYY-MM-DD or "last-day-of:<app>/<table>[/<column>]" (the last day of the column, default "timestamp",
+in the stored table), "touch" a file to create
 first (the tests use it to see that a re-run replaced its folder).
 """
 
@@ -22,9 +23,10 @@ for run in json.loads(sys.argv[2]):
     if date.startswith("last-day-of:"):
         import pandas as pd
 
-        app, table = date.split(":", 1)[1].split("/")
-        stored = pd.read_parquet(Path(os.environ["SOLUTIONS_HOME"]) / "data" / app / f"{table}.parquet", columns=["timestamp"])
-        date = pd.to_datetime(stored["timestamp"]).max().date().isoformat()
+        app, table, *column = date.split(":", 1)[1].split("/")
+        column = column[0] if column else "timestamp"
+        stored = pd.read_parquet(Path(os.environ["SOLUTIONS_HOME"]) / "data" / app / f"{table}.parquet", columns=[column])
+        date = pd.to_datetime(stored[column]).max().date().isoformat()
     if run.get("touch"):
         Path(run["touch"]).write_text("")
     started = time.perf_counter()

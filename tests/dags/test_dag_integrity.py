@@ -53,7 +53,7 @@ def test_one_training_dag_per_app_and_batch_dags_for_apps_with_batch_work(loaded
 
     apps = registered()
     with_batch = [app for app in apps if get_solution(app).has_batch]
-    assert {"fraud_detection", "recommendation"} <= set(with_batch)
+    assert {"fraud_detection", "recommendation", "demand_forecasting"} <= set(with_batch)
     assert set(loaded["dags"]) == {f"train_{app}" for app in apps} | {f"batch_{app}" for app in with_batch}
 
 

@@ -20,7 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 DATE = "2026-11-20"
 RUN_ID = "scheduled-20261120T000000"  # runs are keyed by logical date
 MARKER = "left-by-the-first-run"
-BATCH = {"fraud_detection": ("fraud_transactions", "scores.parquet"), "recommendation": ("rec_interactions", "candidates.parquet")}
+BATCH = {  # app: (stored table[/date column], the file its batch writes)
+    "fraud_detection": ("fraud_transactions", "scores.parquet"),
+    "recommendation": ("rec_interactions", "candidates.parquet"),
+    "demand_forecasting": ("demand_sales/date", "forecasts.parquet"),
+}
 
 
 def registered() -> list[str]:
@@ -56,6 +60,8 @@ def test_training_dag_publishes_a_version(app, runs):
     assert len(versions) == 1, f"{app}: expected one version from {RUN_ID}"
     assert (versions[0].path / "saved_model.pb").exists()
     assert versions[0].metadata()["test_metrics"] and versions[0].metadata()["baselines"]
+    if app == "demand_forecasting":  # export ran in its own process: the config is still the trained one's
+        assert versions[0].metadata()["config"]["frequency"] == "D"
     report = json.loads((settings.resolved_runs_dir() / app / RUN_ID / "report.json").read_text())
     if app == "fraud_detection":  # its date was re-run since (see below): the report is the re-run's
         assert report["champion_before"]["version"] == versions[0].version
@@ -88,5 +94,10 @@ def test_batch_dag_writes_the_dates_outputs(app, runs):
     if app == "fraud_detection":
         assert table["fraud_probability"].between(0, 1).all()
         assert (pd.to_datetime(table["timestamp"]).dt.date.astype(str) == result["date"]).all()
-    else:
+    elif app == "recommendation":
         assert table.groupby("user_id")["rank"].min().eq(1).all()
+    else:  # forecasts for the periods after the logical date, quantiles in order
+        assert (pd.to_datetime(table["forecast_date"]).dt.date.astype(str) == result["date"]).all()
+        assert (pd.to_datetime(table["date"]) > pd.to_datetime(table["forecast_date"])).all()
+        assert (table["p10"] <= table["p50"]).all() and (table["p50"] <= table["p90"]).all()
+        assert table.groupby("series_id")["step"].agg(["min", "nunique"]).eq([1, table["step"].max()]).all().all()

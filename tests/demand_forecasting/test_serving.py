@@ -119,3 +119,22 @@ def test_batch_forecast_sees_only_history_up_to_its_date(trained, settings):
     pd.testing.assert_frame_equal(run({**tables, "demand_sales": changed_sales}), table)
     changed_plan = sales.assign(promotion=np.where(later, 1, sales["promotion"]))
     assert not np.allclose(run({**tables, "demand_sales": changed_plan})["p50"], table["p50"])
+
+
+def test_batch_command_forecasts_with_the_champions_shape(trained, settings):
+    # A scheduled batch run gets a fresh config whose lookback and horizon are unset (no training ran in
+    # its process): the champion's metadata must supply them.
+    from demand_forecasting import SOLUTION
+    from solutions_core.batch import run_batch
+
+    fresh = SOLUTION.tiny_config()
+    assert fresh.lookback is None or fresh.horizon is None or fresh.frequency is None
+    published = trained[APP].version.metadata()["config"]
+    sales = pd.read_parquet(settings.resolved_data_dir() / APP / "demand_sales.parquet")
+    last_day = pd.Timestamp(sales["date"].max()).date()
+    result = run_batch(SOLUTION, fresh, settings, logical_date=last_day)
+    table = pd.read_parquet(result.folder / "forecasts.parquet")
+    assert result.folder.name == f"date={last_day.isoformat()}"
+    assert table["step"].max() == published["horizon"]
+    assert len(table) == sales["series_id"].nunique() * published["horizon"]
+    assert (table["model_version"] == trained[APP].version.version).all()

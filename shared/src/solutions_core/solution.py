@@ -238,7 +238,10 @@ class Solution:
         raise NotImplementedError(f"{self.name} cannot load external data yet.")
 
     def prepare(self, tables: Mapping[str, pd.DataFrame], config: SolutionConfig) -> Any:
-        """Validated tables -> modeling examples (feature work that cannot live in the graph)."""
+        """Validated tables -> modeling examples (feature work that cannot live in the graph).
+
+        It may fill config fields that depend on the data (left unset by the user, e.g. a series'
+        frequency); the published metadata records the config as it stood after training."""
         return tables[self.contracts[0]]
 
     def split(self, examples: Any, config: SolutionConfig) -> Splits:

@@ -443,6 +443,9 @@ def stage_train(run: PipelineRun) -> str:
         "candidate": best.name,
         "export_dir": str(export_dir),
         "runtime": runtime.describe(),
+        # prepare() may resolve data-dependent config fields (a forecaster's frequency and horizon); a
+        # DAG runs export in another process, where prepare never ran, so the model's config travels here.
+        "config": config.model_dump(mode="json"),
         "candidates": [
             {"name": r.name, "kind": r.kind, "valid": _evaluation_state(r.valid), "calibration": r.calibration, "fit_seconds": r.fit_seconds}
             for r in results
@@ -571,7 +574,7 @@ def stage_export(run: PipelineRun) -> dict[str, Any] | None:
         "calibration": best.calibration,
         "contract": {"name": primary.name, "version": primary.version},
         "data_fingerprints": run.state("validate")["fingerprints"],
-        "config": config.model_dump(mode="json"),
+        "config": trained["config"],
         "code_version": code_version(),
         "runtime": trained["runtime"],
         "custom_ops": list(solution.custom_ops),

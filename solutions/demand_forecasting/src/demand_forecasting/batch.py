@@ -78,7 +78,8 @@ def _next_period_start(cutoff: pd.Timestamp, frequency: str) -> pd.Timestamp:
 
 def batch_hook(context: Any) -> list:
     """``Solution.batch``: the champion's forecast for the context's logical date, to Parquet."""
-    config = context.config
+    # The champion's own config (as its training resolved it) sets the request shape, not today's config.
+    config = ForecastConfig.model_validate(context.champion.metadata().get("config") or {})
     table = forecast_table(
         context.tables, config, lambda frame: context.predict(frame, 2048), context.logical_date, model_version=context.champion.version
     )
