@@ -55,3 +55,20 @@ def test_ranker_was_trained_and_corrects_retrieval(fitted):
     correction = recommender.ranker.get_layer("rank_correction").get_weights()[0]
     assert np.abs(correction).max() > 0, "the correction layer never moved from its zero start"
     assert {layer.name for layer in recommender.ranker.layers} >= {"feature_cross_0", "retrieval_logit"}
+
+
+def test_a_batch_of_only_new_users_without_history_gets_popular_items(fitted):
+    # With the ranker in the graph, a batch where nobody has any history once failed in a gather
+    # (a 500 from /recommend for a new user); every user here must get the popular list.
+    import tensorflow as tf
+
+    from recommendation.model import serving_module
+
+    recommender, _, config = fitted
+    module = serving_module(recommender, config)
+    names = ["user_id", "history", "exclude", *config.columns.user_categorical]
+    request = {name: tf.constant(["", ""]) for name in names}
+    request["user_id"] = tf.constant(["new-1", "new-2"])
+    outputs = module.serve(request)
+    assert [s.decode() for s in outputs["strategy"].numpy()] == ["popular", "popular"]
+    assert all(row[0] for row in outputs["item_ids"].numpy())

@@ -582,6 +582,9 @@ class RecommenderModule(tf.Module):
         history_rows = tf.ragged.boolean_mask(history_rows, history_rows >= 0)[:, -self.history_length :]
         count = history_rows.row_lengths()
         history_rows = history_rows.to_tensor(default_value=0)
+        # At least one column: a batch of only new users has no history at all, and the gather of
+        # the last item below needs an index to point at (masked out by has_history).
+        history_rows = tf.pad(history_rows, [[0, 0], [0, tf.maximum(1 - tf.shape(history_rows)[1], 0)]])
         present = tf.sequence_mask(count, tf.shape(history_rows)[1])
         history_vectors = tf.gather(self.item_vectors, history_rows)  # [batch, history, dim]
         candidate_vectors = tf.gather(self.item_vectors, rows)  # [batch, candidates, dim]
