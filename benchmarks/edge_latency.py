@@ -63,6 +63,8 @@ def vision_qc_network(size: int, backbone: bool):
     pixels = np.random.default_rng(0).uniform(0, 255, (16, size, size, 3)).astype("float32")
     model.adapt_features(extractor, pixels, config)
     network = model.build_network(config, extractor)
+    if model.quantization_aware(config):  # as the app ships it: computing on its int8 grids
+        model.calibrate_quantization(network, pixels)
     return keras.Model(network.input, network.output[model.SCORE])
 
 
@@ -99,10 +101,14 @@ def head_from_backbone(backbone):
     return keras.Model(backbone.input, output)
 
 
-def convert(saved_model: str, mode: str, calibration) -> bytes:
+def convert(saved_model: str, mode: str, calibration, quantization_aware: bool = False) -> bytes:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    if mode == "int8" and quantization_aware:  # the ranges are in the graph (vision_qc.edge.convert)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.inference_input_type = tf.uint8
+        return converter.convert()
     if mode in ("float16", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
@@ -145,6 +151,8 @@ def main() -> None:
 
     import numpy as np
 
+    from vision_qc.model import is_quantization_aware, quantization_off
+
     calibration = np.random.default_rng(0).uniform(0, 1, (32, arguments.size, arguments.size, 3)).astype("float32")
     print("| backbone | format | median ms | × float32 | KB | partitions |\n|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
@@ -155,10 +163,19 @@ def main() -> None:
             model(calibration, training=True)  # re-estimate batch-norm statistics (random init)
             saved = os.path.join(folder, "saved")
             model.export(saved, verbose=False)
+            # A quantization-aware network (vision_qc's default) converts to int8 from the ranges in its
+            # graph; its float32/float16 models are the same network off the int8 grids.
+            aware = name.startswith("vision_qc") and is_quantization_aware(model)
+            float_saved = saved
+            if aware:
+                float_saved = os.path.join(folder, "saved_float")
+                with quantization_off(model):
+                    model.export(float_saved, verbose=False)
             baseline = None
             for mode in ("float32", "float16", "int8"):
                 path = Path(folder) / f"model-{mode}.tflite"
-                path.write_bytes(convert(saved, mode, calibration))
+                source = saved if mode == "int8" else float_saved
+                path.write_bytes(convert(source, mode, calibration, quantization_aware=aware))
                 milliseconds, partitions = measure(path, arguments.runs)
                 baseline = baseline or milliseconds
                 print(f"| {name} | {mode} | {milliseconds:.2f} | {milliseconds / baseline:.2f} | "

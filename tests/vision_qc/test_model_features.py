@@ -73,3 +73,27 @@ def test_network_saves_and_loads_with_its_layers(extractor, config, tmp_path):
     loaded = keras.saving.load_model(path, compile=False)
     for name in (model.SCORE, model.ANOMALY_MAP):
         np.testing.assert_allclose(np.asarray(loaded(pixels)[name]), np.asarray(network(pixels)[name]), atol=1e-5)
+
+
+def test_calibrated_network_computes_on_8_bit_grids(config):
+    import keras
+
+    network = model.build_network(config, model.feature_extractor(config))
+    model.adapt_features(network, textures(8), config)
+    pixels = textures(8, seed=3)
+    before = np.asarray(network(pixels, training=False)[model.SCORE])
+    model.calibrate_quantization(network, pixels)
+    assert model.is_quantization_aware(network)
+    statistics = network.get_layer("patch_statistics")
+    bounds = np.asarray(statistics.bounds.numpy())
+    assert tuple(bounds[statistics.GRID_POINTS.index("pixels")]) == (0.0, 255.0)
+    assert (bounds[:, 0] <= 0).all() and (bounds[:, 1] >= 0).all() and (bounds[:, 1] > bounds[:, 0]).all()
+    # the head's hidden activations take at most 256 distinct values
+    hidden = keras.Model(network.input, network.get_layer("head_grid").output)(pixels)
+    assert len(np.unique(np.asarray(hidden))) <= 256
+    after = np.asarray(network(pixels, training=False)[model.SCORE])
+    with model.quantization_off(network):
+        assert not model.is_quantization_aware(network)
+        np.testing.assert_allclose(np.asarray(network(pixels, training=False)[model.SCORE]), before, rtol=1e-5)
+    assert model.is_quantization_aware(network)
+    assert np.abs(after - before).max() < 0.1  # the grids round, they do not change what the network says

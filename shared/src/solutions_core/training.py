@@ -178,6 +178,9 @@ def fit_candidate(
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself
     )
+    if candidate.finish_training is not None:
+        with runtime.strategy.scope():
+            model = candidate.finish_training(model, splits, runtime)
     return model
 
 

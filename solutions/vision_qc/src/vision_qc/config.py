@@ -58,6 +58,10 @@ class EdgeConfig(BaseModel):
     calibration_images: int = Field(default=200, ge=1, description="Representative training images for int8.")
     min_decision_agreement: float = Field(default=0.99, gt=0, le=1)
     max_auroc_drop: float = Field(default=0.01, ge=0, le=1)
+    quantization_aware: bool = Field(
+        default=True, description="Compute the float network on the int8 grids (the edge model then decides alike)."
+    )
+    quantization_aware_epochs: int = Field(default=3, ge=0, description="Supervised fine-tuning epochs on the int8 grids.")
     latency_runs: int = Field(default=50, ge=1, description="Timed single-image runs (1 thread) for the report.")
 
 
@@ -72,7 +76,7 @@ class VisionQCConfig(SolutionConfig):
     map_stride: Literal[8, 16] = Field(default=16, description="Anomaly-map cell size in pixels (8: finer maps, 4x the cells).")
     photometric_augmentation: bool = Field(default=True, description="Random brightness and contrast (Keras layers) in training.")
     map_loss_weight: float = Field(default=1.0, ge=0, description="Weight of the per-location (mask) loss beside the image loss.")
-    quantization_noise: float = Field(default=0.01, ge=0, description="Training noise on the head's inputs (int8 robustness).")
+    quantization_noise: float = Field(default=0.01, ge=0, description="Training noise on the head's inputs (a mild regularizer).")
     min_defects_for_supervised: int = Field(default=4, ge=1, description="Fewer defective training images skip the supervised candidate.")
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     synthetic_defects: SyntheticDefectConfig = Field(default_factory=SyntheticDefectConfig)

@@ -65,14 +65,21 @@ def export_network(network: Any, config: VisionQCConfig, out_dir: Path) -> Path:
     return Path(out_dir)
 
 
-def convert(saved_model: Path, quantization: str, calibration: np.ndarray | None = None) -> bytes:
-    """float16 (weights), or full-integer int8 calibrated on ``calibration`` pixels [N, S, S, C]."""
+def convert(
+    saved_model: Path, quantization: str, calibration: np.ndarray | None = None, quantization_aware: bool = False
+) -> bytes:
+    """float16 (weights), or full-integer int8: from the ranges in a quantization-aware graph, else
+    calibrated on ``calibration`` pixels [N, S, S, C]."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8" and quantization_aware:
+        # Every tensor's range is in the graph; a representative dataset would make the converter
+        # calibrate again (and it refuses graphs that already carry ranges).
+        converter.inference_input_type = tf.uint8
     elif quantization == "int8":
         if calibration is None or not len(calibration):
             raise ValueError("Full-integer int8 conversion needs representative training images.")
@@ -115,7 +122,8 @@ class EdgeModel:
             scale, zero_point = self.input_detail["quantization"]
             values = np.asarray(image, dtype=np.float32) / (scale or 1.0) + zero_point
             info = np.iinfo(dtype)
-            return np.clip(np.round(values), info.min, info.max).astype(dtype)[None]
+            # Halves round up, as the float model's pixel grid does (np.round would round them to even).
+            return np.clip(np.floor(values + 0.5), info.min, info.max).astype(dtype)[None]
         return np.asarray(image, dtype=dtype)[None]
 
     def predict(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -183,11 +191,19 @@ def export_edge_models(module: Any, splits: Any, valid_outputs: Mapping[str, np.
     """float16 + int8 TFLite with metadata, the parity gate on validation images, and a report."""
     from solutions_core.solution import EdgeExport
     from vision_qc.edge_metadata import embed_metadata
+    from vision_qc.model import is_quantization_aware, quantization_off
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     threshold = float(module.threshold.numpy())
     saved_model = export_network(module.network, config, out_dir / "network_saved_model")
+    aware = is_quantization_aware(module.network)
+    # float16 is for float hardware (GPU delegates): the network off its int8 grids, or the converter
+    # would read the grids and write an int8 model under the float16 name.
+    float_model = saved_model
+    if aware:
+        with quantization_off(module.network):
+            float_model = export_network(module.network, config, out_dir / "float_network_saved_model")
 
     rng = np.random.default_rng(config.seed)
     train_images = splits.train["image"].tolist()
@@ -198,8 +214,12 @@ def export_edge_models(module: Any, splits: Any, valid_outputs: Mapping[str, np.
 
     files: dict[str, Path] = {}
     report: dict[str, Any] = {"threshold": threshold, "gate": config.edge.model_dump()}
+    report["quantization"] = "quantization-aware" if aware else "post-training"
     for quantization, file_name in (("float16", FLOAT16_FILE), ("int8", INT8_FILE)):
-        flatbuffer = convert(saved_model, quantization, calibration if quantization == "int8" else None)
+        if quantization == "float16":
+            flatbuffer = convert(float_model, quantization)
+        else:
+            flatbuffer = convert(saved_model, quantization, calibration, quantization_aware=aware)
         flatbuffer = embed_metadata(flatbuffer, edge_metadata(config, threshold, quantization))
         path = out_dir / file_name
         path.write_bytes(flatbuffer)

@@ -14,7 +14,10 @@
      masks, plus synthetic defects pasted on good images (CutPaste-style);
    * ``one_class``: good images only (for lines with few or no defect images): one Gaussian over the
      features of all locations, its Mahalanobis distance written into the graph as the map.
-4. ``VisionServingModule``: bytes in; ``defect_score``, ``decision`` and ``anomaly_map`` out, with the
+4. ``calibrate_quantization`` / ``finish_training``: after training, the network computes on the int8
+   model's grids (fake quantization at every tensor int8 stores, ranges observed on training images)
+   and the supervised one is fine-tuned there, so the int8 edge model decides as the served model does.
+5. ``VisionServingModule``: bytes in; ``defect_score``, ``decision`` and ``anomaly_map`` out, with the
    threshold held in a variable the calibration step sets.
 
 The edge model (edge.py) is the network alone: pixels in, no decoding (TFLite has no image decoder).
@@ -22,7 +25,9 @@ The edge model (edge.py) is the network alone: pixels in, no decoding (TFLite ha
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -128,30 +133,37 @@ def build_network(config: VisionQCConfig, extractor: Any = None) -> Any:
     import keras
 
     extractor = extractor or feature_extractor(config)
+    layers = custom_objects()
     features = extractor.output
-    # Training-only noise of about an int8 step: the head learns not to hinge on differences that
-    # int8 rounding would erase, so the edge model decides like this one (a cheap stand-in for
-    # quantization-aware training, which has no Keras 3 tooling).
+    # Training-only noise on the head's inputs: a mild regularizer (the int8 grid itself is simulated
+    # by the fake-quantization points once calibrated, see ``calibrate_quantization``).
     features = keras.layers.GaussianNoise(config.quantization_noise, name="feature_noise")(features)
-    hidden = keras.layers.Conv2D(config.backbone.head_filters, 1, use_bias=False, name="head_conv")(features)
-    hidden = keras.layers.BatchNormalization(name="head_bn")(hidden)
-    hidden = keras.layers.ReLU(name="head_relu")(hidden)
-    hidden = keras.layers.GaussianNoise(config.quantization_noise * 5, name="hidden_noise")(hidden)
+    # No batch norm: the features are standardized already, and a norm folded into the convolution
+    # after its int8 rounding would move the edge model off the grid the float model was tuned on.
+    hidden = layers["QuantizedConv2D"](config.backbone.head_filters, 1, activation="relu", name="head_conv")(features)
+    hidden = layers["FakeQuant"](name="head_grid")(hidden)
     hidden = keras.layers.Dropout(config.backbone.dropout_rate, name="dropout")(hidden)
-    hidden = keras.layers.Conv2D(max(config.backbone.head_filters // 2, 4), 1, activation="relu", name="head_conv_2")(hidden)
+    narrower = max(config.backbone.head_filters // 2, 4)
+    hidden = layers["QuantizedConv2D"](narrower, 1, activation="relu", name="head_conv_2")(hidden)
+    hidden = layers["FakeQuant"](name="head_grid_2")(hidden)
     # A small penalty on the logits' size keeps their range narrow: confident locations otherwise
     # reach -20 or less, and that range makes int8 steps coarse near the decision threshold.
-    logits = keras.layers.Conv2D(
-        1, 1, name="location_logits", dtype="float32", activity_regularizer=custom_objects()["MeanSquare"](LOGIT_PENALTY)
+    logits = layers["QuantizedConv2D"](
+        1, 1, name="location_logits", dtype="float32", activity_regularizer=layers["MeanSquare"](LOGIT_PENALTY)
     )(hidden)
+    logit_grid = layers["FakeQuant"](name="logit_grid")  # shared: the max and the mean are concatenated on one grid
+    logits = logit_grid(logits)
     anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(logits)
     # The image is as defective as its worst location (max) and as its overall state (mean). Measured:
     # global reductions stay in one int8 XNNPACK partition; a 14x14 AveragePooling2D window does not.
     worst = keras.layers.GlobalMaxPooling2D(name="worst_location")(logits)
-    overall = keras.layers.GlobalAveragePooling2D(name="mean_location")(logits)
+    overall = logit_grid(keras.layers.GlobalAveragePooling2D(name="mean_location")(logits))
     pooled = keras.layers.Concatenate(name="pooled")([worst, overall])
     # Non-negative weights keep the map's meaning: a hotter location can only raise the image score.
-    image_logit = keras.layers.Dense(1, kernel_constraint=keras.constraints.NonNeg(), name="image_logit", dtype="float32")(pooled)
+    image_logit = layers["QuantizedDense"](
+        1, kernel_constraint=keras.constraints.NonNeg(), name="image_logit", dtype="float32"
+    )(pooled)
+    image_logit = layers["FakeQuant"](name="image_logit_grid")(image_logit)
     score = keras.layers.Activation("sigmoid", name=SCORE, dtype="float32")(image_logit)
     return keras.Model(extractor.input, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_network")
 
@@ -232,6 +244,62 @@ def _define_layers() -> dict[str, Any]:
             return {"weight": self.weight}
 
     @keras.saving.register_keras_serializable(package="vision_qc")
+    class FakeQuant(keras.layers.Layer):
+        """One point where the int8 edge model stores a tensor: once ``quantized``, values are rounded
+        to the same 256-level grid (its range observed on training images by
+        ``calibrate_quantization``), so the float model computes what the int8 model will, and the
+        TFLite converter takes the ranges from here instead of guessing them."""
+
+        def __init__(self, quantized: bool = False, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.quantized, self.observing = bool(quantized), False
+
+        def build(self, input_shape: Any) -> None:
+            self.bounds = self.add_weight(shape=(1, 2), initializer="zeros", trainable=False, name="bounds")
+
+        def call(self, values: Any) -> Any:
+            return _grid_point(self, values, 0)
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return input_shape
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "quantized": self.quantized}
+
+    @keras.saving.register_keras_serializable(package="vision_qc")
+    class QuantizedConv2D(keras.layers.Conv2D):
+        """Conv2D whose kernel, once ``quantized``, is rounded to int8 (symmetric, one scale per
+        tensor) in the float graph too, as the converter will store it."""
+
+        def __init__(self, *args: Any, quantized: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.quantized, self.observing = bool(quantized), False
+
+        def convolution_op(self, inputs: Any, kernel: Any) -> Any:
+            return super().convolution_op(inputs, _int8_weights(kernel) if self.quantized else kernel)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "quantized": self.quantized}
+
+    @keras.saving.register_keras_serializable(package="vision_qc")
+    class QuantizedDense(keras.layers.Dense):
+        """Dense with the same int8 kernel rounding as ``QuantizedConv2D``."""
+
+        def __init__(self, *args: Any, quantized: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.quantized, self.observing = bool(quantized), False
+
+        def call(self, inputs: Any, training: Any = None) -> Any:
+            kernel = _int8_weights(self.kernel) if self.quantized else self.kernel
+            outputs = ops.matmul(inputs, kernel)
+            if self.bias is not None:
+                outputs = ops.add(outputs, self.bias)
+            return self.activation(outputs) if self.activation is not None else outputs
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "quantized": self.quantized}
+
+    @keras.saving.register_keras_serializable(package="vision_qc")
     class PatchStatistics(keras.layers.Layer):
         """pixels [N, S, S, C] (0..255) -> [N, S/P, S/P, 2 * (3C + 2)] descriptors of each P x P patch:
         per-channel mean, fine contrast (|pixel - its 3x3 mean| at half resolution) and coarse contrast
@@ -250,24 +318,44 @@ def _define_layers() -> dict[str, Any]:
         small ones (contrasts) as precise as the large ones (means).
         """
 
-        def __init__(self, patch_size: int, channels: int, **kwargs: Any) -> None:
+        # Where the int8 model stores a tensor: each gets a grid once ``quantized`` (see FakeQuant).
+        # Tensors that are concatenated share one grid (standardized parts; features and centered).
+        GRID_POINTS = ("pixels", "half", "fine_rectified", "fine", "quarter", "coarse_rectified", "coarse",
+                       "standardized", "scaled", "clipped", "third", "features", "image_mean")
+
+        def __init__(self, patch_size: int, channels: int, quantized: bool = False, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.patch_size, self.channels = int(patch_size), int(channels)
             self.depth = 3 * self.channels + 2
+            self.quantized, self.observing = bool(quantized), False
 
         def build(self, input_shape: Any) -> None:
             self.feature_mean = self.add_weight(shape=(self.depth,), initializer="zeros", trainable=False, name="feature_mean")
             self.feature_scale = self.add_weight(shape=(self.depth,), initializer="ones", trainable=False, name="feature_scale")
+            self.bounds = self.add_weight(shape=(len(self.GRID_POINTS), 2), initializer="zeros", trainable=False, name="bounds")
+
+        def grid(self, values: Any, point: str) -> Any:
+            return _grid_point(self, values, self.GRID_POINTS.index(point))
 
         def raw(self, pixels: Any) -> Any:
             """The descriptors before standardization: [mean (C), fine contrast (C), gradient,
             Laplacian, coarse contrast (C)], computed at half resolution (a quarter of the int8 cost)."""
-            channels, patch = self.channels, self.patch_size // 2
-            half = _block_mean(ops.cast(pixels, "float32") / 255.0, 2)
-            fine = _filter_energies(half, channels, edges=True)  # [contrast (C), |dx| + |dy|, |laplacian|]
+            channels, patch, grid = self.channels, self.patch_size // 2, self.grid
+            # The edge model takes whole uint8 pixels; resized images are fractional, so round here too.
+            pixels = grid(ops.cast(pixels, "float32"), "pixels")
+            # The mean of 4 whole pixels often ends in exactly .5 of a grid step, where float and int8
+            # round differently; an eighth of a step up keeps every value off the ties.
+            half = grid(_block_mean(pixels / 255.0, 2) + 1.0 / (8 * 255.0), "half")
+            # [contrast (C), |dx| + |dy|, |laplacian|]
+            fine = _filter_energies(
+                half, channels, edges=True, grid=lambda values, step: grid(values, f"fine{step}"), quantized=self.quantized
+            )
             # Contrast at the scale of a few pixels (stains, holes) from a 4x smaller image: the same
             # 3x3 filter, so no large kernel (a 7x7 depthwise one cost 30 ms in int8 on this CPU).
-            coarse = _filter_energies(_block_mean(half, 4), channels, edges=False)
+            quarter = grid(_block_mean(half, 4), "quarter")
+            coarse = _filter_energies(
+                quarter, channels, edges=False, grid=lambda values, step: grid(values, f"coarse{step}"), quantized=self.quantized
+            )
             return [
                 _block_mean(half, patch),
                 _block_mean(fine[..., :channels], patch),
@@ -282,14 +370,18 @@ def _define_layers() -> dict[str, Any]:
                 width = part.shape[-1]
                 mean, scale = self.feature_mean[start : start + width], self.feature_scale[start : start + width]
                 # x * a + b, the form the TFLite converter folds into the convolution before it.
-                parts.append(part * (1.0 / (CLIP_SIGMAS * scale)) - mean / (CLIP_SIGMAS * scale))
+                standardized = part * (1.0 / (CLIP_SIGMAS * scale)) - mean / (CLIP_SIGMAS * scale)
+                parts.append(self.grid(standardized, "standardized"))
                 start += width
             # In units of CLIP_SIGMAS standard deviations, clipped to +-1: a patch that far out is
             # anomalous whatever its exact value, and bounded ranges keep int8 steps fine (heavy tails
             # would set a coarse scale for all). Written with relu6: MINIMUM/MAXIMUM (ops.clip) would
             # leave the int8 XNNPACK partition.
-            features = ops.relu6(ops.concatenate(parts, axis=-1) * 3.0 + 3.0) * (1.0 / 3.0) - 1.0
-            centered = features - ops.mean(features, axis=(1, 2), keepdims=True)
+            scaled = self.grid(ops.concatenate(parts, axis=-1) * 3.0, "scaled")
+            clipped = self.grid(ops.relu6(scaled + 3.0), "clipped")
+            features = self.grid(self.grid(clipped * (1.0 / 3.0), "third") - 1.0, "features")
+            image_mean = self.grid(ops.mean(features, axis=(1, 2), keepdims=True), "image_mean")
+            centered = self.grid(features - image_mean, "features")
             return ops.concatenate([features, centered], axis=-1)
 
         def adapt(self, pixels: np.ndarray, batch_size: int = 32) -> None:
@@ -308,9 +400,95 @@ def _define_layers() -> dict[str, Any]:
             return (input_shape[0], cells, cells, 2 * self.depth)
 
         def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "patch_size": self.patch_size, "channels": self.channels}
+            return {
+                **super().get_config(), "patch_size": self.patch_size, "channels": self.channels, "quantized": self.quantized
+            }
 
-    return {"MeanSquare": MeanSquare, "PatchStatistics": PatchStatistics}
+    return {
+        "MeanSquare": MeanSquare,
+        "PatchStatistics": PatchStatistics,
+        "FakeQuant": FakeQuant,
+        "QuantizedConv2D": QuantizedConv2D,
+        "QuantizedDense": QuantizedDense,
+    }
+
+
+# ---- quantization-aware network: the float graph computes on the int8 model's grids ----------------------
+#
+# Post-training int8 rounding moved this network's scores by ~0.1 (RMS), and with many images close to the
+# threshold that changed 6-25 % of decisions (the parity gate needs < 1 %). So the network carries the
+# int8 model inside: every tensor the edge model stores is rounded in the float graph too, on ranges
+# observed on training images, and every kernel as int8 stores it. The TFLite converter reads those
+# ranges (fake-quantization ops) instead of calibrating its own, and the int8 model then reproduces the
+# float model's scores to about its output's last bit. The supervised network is fine-tuned on the grids
+# for a few epochs (quantization-aware training) to win back what the rounding costs.
+
+
+def _grid_point(layer: Any, values: Any, index: int) -> Any:
+    """``values`` unchanged, or (``layer.quantized``) rounded to the 8-bit grid of bounds[index];
+    while ``layer.observing`` (eager calls only) the bounds grow to cover ``values`` (and 0, which
+    int8 must represent exactly)."""
+    import keras
+    from keras import ops
+
+    if layer.observing:
+        bounds = np.asarray(layer.bounds.numpy())
+        bounds[index] = (min(bounds[index, 0], float(ops.min(values))), max(bounds[index, 1], float(ops.max(values))))
+        layer.bounds.assign(bounds)
+        return values
+    if not layer.quantized:
+        return values
+    return keras.quantizers.fake_quant_with_min_max_vars(values, layer.bounds[index, 0], layer.bounds[index, 1], num_bits=8)
+
+
+def _int8_weights(kernel: Any) -> Any:
+    """A kernel rounded as the converter stores it in int8 here: symmetric, one scale per tensor."""
+    import keras
+    from keras import ops
+
+    limit = ops.stop_gradient(ops.maximum(ops.max(ops.abs(kernel)), 1e-8))
+    return keras.quantizers.fake_quant_with_min_max_vars(kernel, -limit, limit, num_bits=8, narrow_range=True)
+
+
+def quantization_layers(network: Any) -> list[Any]:
+    return [layer for layer in network._flatten_layers(include_self=False, recursive=True) if hasattr(layer, "quantized")]
+
+
+def calibrate_quantization(network: Any, pixels: np.ndarray, batch_size: int = 32) -> None:
+    """Observe every grid's range on these (training) pixels, then switch the grids on. The pixel grid
+    is fixed to 0..255, the whole uint8 values the edge model takes."""
+    layers = quantization_layers(network)
+    for layer in layers:
+        layer.quantized = False
+        if hasattr(layer, "bounds"):
+            layer.bounds.assign(np.zeros(tuple(layer.bounds.shape), np.float32))
+            layer.observing = True
+    for start in range(0, len(pixels), batch_size):
+        network(pixels[start : start + batch_size], training=False)
+    for layer in layers:
+        layer.observing, layer.quantized = False, True
+        if hasattr(layer, "GRID_POINTS"):
+            bounds = np.asarray(layer.bounds.numpy())
+            bounds[layer.GRID_POINTS.index("pixels")] = (0.0, 255.0)
+            layer.bounds.assign(bounds)
+
+
+@contextlib.contextmanager
+def quantization_off(network: Any) -> Iterator[None]:
+    """The network computes in plain float inside the block (e.g. to export a float16 model)."""
+    layers = [layer for layer in quantization_layers(network) if layer.quantized]
+    for layer in layers:
+        layer.quantized = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.quantized = True
+
+
+def is_quantization_aware(network: Any) -> bool:
+    layers = quantization_layers(network)
+    return bool(layers) and all(layer.quantized for layer in layers)
 
 
 def _replicate_pad(values: Any, width: int) -> Any:
@@ -335,7 +513,9 @@ def _block_mean(values: Any, size: int) -> Any:
     return ops.depthwise_conv(values, np.full((size, size, depth, 1), 1.0 / size**2, np.float32), strides=size, padding="valid")
 
 
-def _filter_energies(image: Any, channels: int, edges: bool) -> Any:
+def _filter_energies(
+    image: Any, channels: int, edges: bool, grid: Callable[[Any, str], Any] | None = None, quantized: bool = False
+) -> Any:
     """Per-pixel |3x3 filter| responses of [N, H, W, C] in 0..1: each channel's distance from its 3x3
     mean (contrast), then, with ``edges``, |dx| + |dy| and |Laplacian| of the luminance. One convolution
     computes every filter twice, with both signs, because relu(k*x) + relu(-k*x) = |k*x| with ops int8
@@ -358,11 +538,14 @@ def _filter_energies(image: Any, channels: int, edges: bool) -> Any:
         filters += [half[:, :, None] * luminance, half.T[:, :, None] * luminance, laplacian[:, :, None] * luminance]
         targets += [channels, channels, channels + 1]  # |dx| + |dy|, then |laplacian|
     signed = np.stack([sign * kernel for kernel in filters for sign in (1.0, -1.0)], axis=-1)
-    rectified = ops.relu(ops.conv(_replicate_pad(image, 1), signed))
     sums = np.zeros((1, 1, signed.shape[-1], max(targets) + 1), np.float32)
     for index, target in enumerate(targets):
         sums[0, 0, 2 * index : 2 * index + 2, target] = 1.0
-    return ops.conv(rectified, sums)
+    grid = grid or (lambda values, step: values)
+    if quantized:  # the kernels as int8 stores them
+        signed, sums = _int8_weights(signed), _int8_weights(sums)
+    rectified = grid(ops.relu(ops.conv(_replicate_pad(image, 1), signed)), "_rectified")
+    return grid(ops.conv(rectified, sums), "")
 
 
 def feature_extractor(config: VisionQCConfig) -> Any:
@@ -450,13 +633,14 @@ def fit_feature_gaussian(train: pd.DataFrame, config: VisionQCConfig, max_vector
 
     inputs = extractor.input
     feature_map = extractor.output
-    whiten = keras.layers.Conv2D(depth, 1, name="whiten")
-    centered = whiten(feature_map)
-    squares = keras.layers.Multiply(name="square")([centered, centered])
-    total = keras.layers.Conv2D(1, 1, use_bias=False, name="sum_squares")
-    distance = total(squares)
-    standardize = keras.layers.Conv2D(1, 1, name="location_logits", dtype="float32")
-    logits = standardize(distance)
+    layers = custom_objects()
+    whiten = layers["QuantizedConv2D"](depth, 1, name="whiten")
+    centered = layers["FakeQuant"](name="whitened_grid")(whiten(feature_map))
+    squares = layers["FakeQuant"](name="squares_grid")(keras.layers.Multiply(name="square")([centered, centered]))
+    total = layers["QuantizedConv2D"](1, 1, use_bias=False, name="sum_squares")
+    distance = layers["FakeQuant"](name="distance_grid")(total(squares))
+    standardize = layers["QuantizedConv2D"](1, 1, name="location_logits", dtype="float32")
+    logits = layers["FakeQuant"](name="logit_grid")(standardize(distance))
     anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(logits)
     worst = keras.layers.GlobalMaxPooling2D(name="worst_location")(logits)
     score = keras.layers.Activation("sigmoid", name=SCORE, dtype="float32")(worst)
@@ -464,7 +648,42 @@ def fit_feature_gaussian(train: pd.DataFrame, config: VisionQCConfig, max_vector
     whiten.set_weights([whitening.astype(np.float32)[None, None], (-gaussian.location_ @ whitening).astype(np.float32)])
     total.set_weights([np.ones((1, 1, depth, 1), np.float32)])
     standardize.set_weights([np.full((1, 1, 1, 1), 1.0 / spread, np.float32), np.asarray([-center / spread], np.float32)])
+    if quantization_aware(config):
+        calibrate_quantization(network, pixels[: config.edge.calibration_images])
     return network
+
+
+def quantization_aware(config: VisionQCConfig) -> bool:
+    """Whether the network computes on the int8 grids (see ``calibrate_quantization``). Not with the
+    keras-hub backbone, whose layers have no grids: that network is quantized after training."""
+    return config.edge.enabled and config.edge.quantization_aware and not config.backbone.enabled
+
+
+def finish_training(config: VisionQCConfig) -> Callable[[Any, Any, Any], Any]:
+    """After ``fit``: switch the supervised network onto its int8 grids and fine-tune it there for
+    ``edge.quantization_aware_epochs`` (the core calls this inside the distribution strategy)."""
+
+    def finish(network: Any, splits: Any, runtime: Any) -> Any:
+        if not quantization_aware(config):
+            return network
+        rng = np.random.default_rng(config.seed)
+        count = min(config.edge.calibration_images, len(splits.train))
+        chosen = np.sort(rng.choice(len(splits.train), size=count, replace=False))
+        calibrate_quantization(network, training_pixels(splits.train.iloc[chosen], config, limit=len(chosen)))
+        epochs = config.edge.quantization_aware_epochs
+        batch_size = config.training.batch_size * int(getattr(runtime.strategy, "num_replicas_in_sync", 1))
+        if epochs:
+            training = config.training.model_copy(update={"learning_rate": config.training.learning_rate * 0.3})
+            network.compile(**compile_options(config)(training), jit_compile=runtime.jit_compile)
+            network.fit(
+                make_dataset(splits.train, config, True, batch_size),
+                validation_data=make_dataset(splits.valid, config, False, batch_size),
+                epochs=epochs,
+                verbose=0,
+            )
+        return network
+
+    return finish
 
 
 # ---- data --------------------------------------------------------------------------------------------------

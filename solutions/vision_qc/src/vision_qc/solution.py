@@ -161,6 +161,7 @@ class VisionQC(Solution):
                 build_model=build_supervised,
                 compile_options=model.compile_options(config),
                 make_dataset=lambda frame, training, batch: model.make_dataset(frame, config, training, batch),
+                finish_training=model.finish_training(config),
             ),
             CustomCandidate("one_class", fit=lambda splits, runtime: model.fit_feature_gaussian(splits.train, config)),
         ]
