@@ -64,6 +64,7 @@ def vision_qc_network(size: int, backbone: bool):
     model.adapt_features(extractor, pixels, config)
     network = model.build_network(config, extractor)
     if model.quantization_aware(config):  # as the app ships it: computing on its int8 grids
+        model.fold_batch_norm(network.get_layer("head_conv"), network.get_layer("head_bn"))
         model.calibrate_quantization(network, pixels)
     return keras.Model(network.input, network.output[model.SCORE])
 

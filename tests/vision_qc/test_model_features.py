@@ -97,3 +97,18 @@ def test_calibrated_network_computes_on_8_bit_grids(config):
         np.testing.assert_allclose(np.asarray(network(pixels, training=False)[model.SCORE]), before, rtol=1e-5)
     assert model.is_quantization_aware(network)
     assert np.abs(after - before).max() < 0.1  # the grids round, they do not change what the network says
+
+
+def test_folding_the_heads_batch_norm_keeps_the_outputs(config):
+    network = model.build_network(config, model.feature_extractor(config))
+    model.adapt_features(network, textures(8), config)
+    norm = network.get_layer("head_bn")
+    rng = np.random.default_rng(0)
+    for weight in (norm.gamma, norm.beta, norm.moving_mean):
+        weight.assign(rng.normal(0.5, 0.3, tuple(weight.shape)).astype(np.float32))
+    norm.moving_variance.assign(rng.uniform(0.5, 2.0, tuple(norm.moving_variance.shape)).astype(np.float32))
+    pixels = textures(4, seed=5)
+    before = np.asarray(network(pixels, training=False)[model.SCORE])
+    model.fold_batch_norm(network.get_layer("head_conv"), norm)
+    assert norm.folded
+    np.testing.assert_allclose(np.asarray(network(pixels, training=False)[model.SCORE]), before, rtol=1e-4, atol=1e-6)

@@ -138,9 +138,10 @@ def build_network(config: VisionQCConfig, extractor: Any = None) -> Any:
     # Training-only noise on the head's inputs: a mild regularizer (the int8 grid itself is simulated
     # by the fake-quantization points once calibrated, see ``calibrate_quantization``).
     features = keras.layers.GaussianNoise(config.quantization_noise, name="feature_noise")(features)
-    # No batch norm: the features are standardized already, and a norm folded into the convolution
-    # after its int8 rounding would move the edge model off the grid the float model was tuned on.
-    hidden = layers["QuantizedConv2D"](config.backbone.head_filters, 1, activation="relu", name="head_conv")(features)
+    hidden = layers["QuantizedConv2D"](config.backbone.head_filters, 1, name="head_conv")(features)
+    # Folded into head_conv before the network goes onto its int8 grids (see ``finish_training``).
+    hidden = layers["FoldableBatchNormalization"](name="head_bn")(hidden)
+    hidden = keras.layers.ReLU(name="head_relu")(hidden)
     hidden = layers["FakeQuant"](name="head_grid")(hidden)
     hidden = keras.layers.Dropout(config.backbone.dropout_rate, name="dropout")(hidden)
     narrower = max(config.backbone.head_filters // 2, 4)
@@ -265,6 +266,23 @@ def _define_layers() -> dict[str, Any]:
 
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "quantized": self.quantized}
+
+    @keras.saving.register_keras_serializable(package="vision_qc")
+    class FoldableBatchNormalization(keras.layers.BatchNormalization):
+        """Batch norm that ``fold_batch_norm`` can fold into the convolution before it, after which it
+        passes values through: the int8 grids must round the folded kernel, as the converter stores it."""
+
+        def __init__(self, *args: Any, folded: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.folded = bool(folded)
+
+        def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+            if self.folded:
+                return inputs
+            return super().call(inputs, training=training, mask=mask)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "folded": self.folded}
 
     @keras.saving.register_keras_serializable(package="vision_qc")
     class QuantizedConv2D(keras.layers.Conv2D):
@@ -410,6 +428,7 @@ def _define_layers() -> dict[str, Any]:
         "FakeQuant": FakeQuant,
         "QuantizedConv2D": QuantizedConv2D,
         "QuantizedDense": QuantizedDense,
+        "FoldableBatchNormalization": FoldableBatchNormalization,
     }
 
 
@@ -484,6 +503,17 @@ def quantization_off(network: Any) -> Iterator[None]:
     finally:
         for layer in layers:
             layer.quantized = True
+
+
+def fold_batch_norm(convolution: Any, norm: Any) -> None:
+    """Fold a (trained) batch norm into the convolution before it; the norm then passes values through."""
+    if norm.folded:
+        return
+    scale = np.asarray(norm.gamma.numpy()) / np.sqrt(np.asarray(norm.moving_variance.numpy()) + norm.epsilon)
+    kernel, bias = (np.asarray(weight.numpy()) for weight in (convolution.kernel, convolution.bias))
+    convolution.kernel.assign(kernel * scale)
+    convolution.bias.assign(np.asarray(norm.beta.numpy()) + (bias - np.asarray(norm.moving_mean.numpy())) * scale)
+    norm.folded = True
 
 
 def is_quantization_aware(network: Any) -> bool:
@@ -666,6 +696,7 @@ def finish_training(config: VisionQCConfig) -> Callable[[Any, Any, Any], Any]:
     def finish(network: Any, splits: Any, runtime: Any) -> Any:
         if not quantization_aware(config):
             return network
+        fold_batch_norm(network.get_layer("head_conv"), network.get_layer("head_bn"))
         rng = np.random.default_rng(config.seed)
         count = min(config.edge.calibration_images, len(splits.train))
         chosen = np.sort(rng.choice(len(splits.train), size=count, replace=False))
