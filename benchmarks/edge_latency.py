@@ -105,11 +105,11 @@ def head_from_backbone(backbone):
 def convert(saved_model: str, mode: str, calibration, quantization_aware: bool = False) -> bytes:
     import tensorflow as tf
 
+    if mode == "int8" and quantization_aware:  # the ranges are in the graph: the app's own conversion
+        from vision_qc.edge import convert as convert_for_edge
+
+        return convert_for_edge(Path(saved_model), "int8", quantization_aware=True)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-    if mode == "int8" and quantization_aware:  # the ranges are in the graph (vision_qc.edge.convert)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.inference_input_type = tf.uint8
-        return converter.convert()
     if mode in ("float16", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":

@@ -205,10 +205,12 @@ def export_edge_models(module: Any, splits: Any, valid_outputs: Mapping[str, np.
         with quantization_off(module.network):
             float_model = export_network(module.network, config, out_dir / "float_network_saved_model")
 
-    rng = np.random.default_rng(config.seed)
-    train_images = splits.train["image"].tolist()
-    chosen = rng.choice(len(train_images), size=min(config.edge.calibration_images, len(train_images)), replace=False)
-    calibration = pixels_of(module, [train_images[i] for i in sorted(chosen)])
+    calibration = None  # a quantization-aware graph carries its ranges; otherwise the converter measures them
+    if not aware:
+        rng = np.random.default_rng(config.seed)
+        train_images = splits.train["image"].tolist()
+        chosen = rng.choice(len(train_images), size=min(config.edge.calibration_images, len(train_images)), replace=False)
+        calibration = pixels_of(module, [train_images[i] for i in sorted(chosen)])
     valid_pixels = pixels_of(module, splits.valid["image"].tolist())
     labels = splits.valid["label_id"].to_numpy()
 
