@@ -88,15 +88,16 @@ class KerasCandidate:
     Functional model whose inputs are raw features (preprocessing layers inside, adapted on the
     training examples). ``make_dataset(examples, training, batch_size)`` returns a finite ``tf.data.Dataset``
     of ``(features, labels)`` or ``(features, labels, sample_weights)``. ``finish_training(model,
-    splits, runtime)``, when given, runs after ``fit`` inside the strategy scope and returns the model
-    to serve (e.g. quantization-aware fine-tuning, or distillation into a smaller model).
+    splits, runtime, train_data, valid_data)``, when given, runs after ``fit`` inside the strategy scope
+    with the datasets ``fit`` used and returns the model to serve (e.g. quantization-aware fine-tuning,
+    or distillation into a smaller model).
     """
 
     name: str
     build_model: Callable[[Any], "keras.Model"]
     compile_options: Callable[[TrainingConfig], dict[str, Any]]
     make_dataset: Callable[[Any, bool, int], "tf.data.Dataset"]
-    finish_training: Callable[["keras.Model", "Splits", Any], "keras.Model"] | None = None
+    finish_training: Callable[["keras.Model", "Splits", Any, Any, Any], "keras.Model"] | None = None
     kind: ClassVar[str] = "keras"
 
 

@@ -180,7 +180,7 @@ def fit_candidate(
     )
     if candidate.finish_training is not None:
         with runtime.strategy.scope():
-            model = candidate.finish_training(model, splits, runtime)
+            model = candidate.finish_training(model, splits, runtime, train_data, valid_data)
     return model
 
 

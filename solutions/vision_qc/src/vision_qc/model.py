@@ -291,7 +291,7 @@ def _define_layers() -> dict[str, Any]:
 
         def __init__(self, *args: Any, quantized: bool = False, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.quantized, self.observing = bool(quantized), False
+            self.quantized = bool(quantized)
 
         def convolution_op(self, inputs: Any, kernel: Any) -> Any:
             return super().convolution_op(inputs, _int8_weights(kernel) if self.quantized else kernel)
@@ -305,7 +305,7 @@ def _define_layers() -> dict[str, Any]:
 
         def __init__(self, *args: Any, quantized: bool = False, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.quantized, self.observing = bool(quantized), False
+            self.quantized = bool(quantized)
 
         def call(self, inputs: Any, training: Any = None) -> Any:
             kernel = _int8_weights(self.kernel) if self.quantized else self.kernel
@@ -485,7 +485,9 @@ def calibrate_quantization(network: Any, pixels: np.ndarray, batch_size: int = 3
     for start in range(0, len(pixels), batch_size):
         network(pixels[start : start + batch_size], training=False)
     for layer in layers:
-        layer.observing, layer.quantized = False, True
+        layer.quantized = True
+        if hasattr(layer, "bounds"):
+            layer.observing = False
         if hasattr(layer, "GRID_POINTS"):
             bounds = np.asarray(layer.bounds.numpy())
             bounds[layer.GRID_POINTS.index("pixels")] = (0.0, 255.0)
@@ -689,11 +691,11 @@ def quantization_aware(config: VisionQCConfig) -> bool:
     return config.edge.enabled and config.edge.quantization_aware and not config.backbone.enabled
 
 
-def finish_training(config: VisionQCConfig) -> Callable[[Any, Any, Any], Any]:
+def finish_training(config: VisionQCConfig) -> Callable[..., Any]:
     """After ``fit``: switch the supervised network onto its int8 grids and fine-tune it there for
     ``edge.quantization_aware_epochs`` (the core calls this inside the distribution strategy)."""
 
-    def finish(network: Any, splits: Any, runtime: Any) -> Any:
+    def finish(network: Any, splits: Any, runtime: Any, train_data: Any, valid_data: Any) -> Any:
         if not quantization_aware(config):
             return network
         fold_batch_norm(network.get_layer("head_conv"), network.get_layer("head_bn"))
@@ -702,15 +704,11 @@ def finish_training(config: VisionQCConfig) -> Callable[[Any, Any, Any], Any]:
         chosen = np.sort(rng.choice(len(splits.train), size=count, replace=False))
         calibrate_quantization(network, training_pixels(splits.train.iloc[chosen], config, limit=len(chosen)))
         epochs = config.edge.quantization_aware_epochs
-        batch_size = config.training.batch_size * int(getattr(runtime.strategy, "num_replicas_in_sync", 1))
-        if epochs:
+        if epochs:  # the datasets fit used (decoded once), a lower learning rate
             training = config.training.model_copy(update={"learning_rate": config.training.learning_rate * 0.3})
             network.compile(**compile_options(config)(training), jit_compile=runtime.jit_compile)
             network.fit(
-                make_dataset(splits.train, config, True, batch_size),
-                validation_data=make_dataset(splits.valid, config, False, batch_size),
-                epochs=epochs,
-                verbose=0,
+                train_data, validation_data=valid_data, epochs=epochs, steps_per_epoch=training.steps_per_epoch, verbose=0
             )
         return network
 
