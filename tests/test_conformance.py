@@ -10,9 +10,9 @@ import pytest
 from solutions_core.demo import http_json
 from solutions_core.export import load_signature, max_abs_difference, predict_frame
 from solutions_core.model_registry import ModelRegistry
-from solutions_core.registry import list_solutions
+from conftest import registered_apps
 
-APPS = [entry.name for entry in list_solutions()]
+APPS = registered_apps()
 TOLERANCE = 1e-5
 
 

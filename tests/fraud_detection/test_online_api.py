@@ -11,19 +11,21 @@ from solutions_core.demo import ServerProcess, http_json
 from solutions_core.export import load_signature, predict_frame
 from solutions_core.model_registry import ModelRegistry
 from solutions_core.registry import get_solution
+from solutions_core.training import context_for
 
 APP = "fraud_detection"
 
 
-def test_online_features_through_the_api_match_offline(trained, home, tmp_path):
+def test_online_features_through_the_api_match_offline(trained, home, settings, tmp_path):
     solution = get_solution(APP)
     config = solution.tiny_config()
+    context = context_for(solution, config.model_copy(update={"seed": 123, "size": 400}), settings)
     # New cards the server has never seen, so the online table starts empty for them.
-    fresh = solution.generate(config.model_copy(update={"seed": 123, "size": 400}))["fraud_transactions"]
+    fresh = solution.data.generate(context, tmp_path)["fraud_transactions"]
     fresh["card_id"] = "new_" + fresh["card_id"]
     cards = fresh["card_id"].value_counts().index[:3]
     replay = fresh[fresh["card_id"].isin(cards)].sort_values(["timestamp", "transaction_id"]).head(40)
-    offline = solution.prepare({"fraud_transactions": replay}, config)
+    offline = solution.data.prepare(context, {"fraud_transactions": replay})
 
     version = ModelRegistry(home / "models").champion(APP)
     expected = predict_frame(load_signature(version.path, ("ydf_tf",)), offline)["fraud_probability"]

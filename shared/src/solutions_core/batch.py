@@ -1,4 +1,4 @@
-"""Scheduled batch work with the champion (``Solution.batch``), the same from the CLI and from Airflow.
+"""Scheduled batch work with the champion (the app's ``Batch`` part), the same from the CLI and from Airflow.
 
     input tables (``--source`` or the data store) → validate against the contracts → the app's ``batch``
     hook writes files into a staging folder → the folder replaces ``<batch_dir>/<app>/date=<day>/`` →
@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -43,14 +44,16 @@ def date_folder(settings: Settings, app: str, logical_date: dt.date) -> Path:
     return settings.resolved_batch_dir() / app / f"date={logical_date.isoformat()}"
 
 
-def input_tables(solution: Solution, config: SolutionConfig, settings: Settings) -> dict[str, pd.DataFrame]:
+def input_tables(solution: Solution, config: SolutionConfig, settings: Settings) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """``config.source`` when given (e.g. the day's new transactions), else what the last training run
-    stored; every table is checked against its contract before any work is done."""
+    stored; every table is checked against its contract before any work is done. Returns the tables and
+    the contracts they were checked against."""
+    from solutions_core.solution import Context
     from solutions_core.training import contracts_for, validate
 
     contracts = contracts_for(solution, config, settings)
     if config.source:
-        tables = solution.load(config.source, config)
+        tables = solution.data.load(Context(solution.name, config, contracts), config.source)
     else:
         store = DataStore(settings.resolved_data_dir())
         missing = [name for name in contracts if not store.exists(solution.name, name)]
@@ -61,7 +64,7 @@ def input_tables(solution: Solution, config: SolutionConfig, settings: Settings)
             )
         tables = {name: store.read(solution.name, name) for name in contracts}
     validate(tables, contracts)  # raises ContractViolation listing every failed rule
-    return tables
+    return tables, contracts
 
 
 def publish_folder(staging: Path, destination: Path) -> None:
@@ -102,19 +105,23 @@ def run_batch(
     logical_date: dt.date | None = None,
     report: Callable[[str], None] | None = None,
 ) -> BatchResult:
-    """Run the app's batch work for one logical date with the champion; replaces that date's outputs."""
+    """Run the app's batch work for one logical date with the champion; replaces that date's outputs.
+    ``config`` says where the input comes from (``source``); the work itself runs with the champion's
+    config as it was published (the shape its requests need)."""
     settings = settings or Settings()
     say = report or (lambda message: logger.info(message))
     logical_date = logical_date or dt.date.today()
-    if not solution.has_batch:
-        raise ValueError(f"{solution.name} has no batch work (its Solution does not override `batch`).")
+    if solution.batch is None:
+        raise ValueError(f"{solution.name} has no batch work (its Solution sets no `batch` part).")
     champion = ModelRegistry(settings.resolved_models_dir()).champion(solution.name)
     if champion is None:
         raise FileNotFoundError(
             f"No published version of {solution.name} in {settings.resolved_models_dir()}: batch work needs a champion; "
             f"train one first (`solutions train {solution.name}`)."
         )
-    tables = input_tables(solution, config, settings)
+    tables, contracts = input_tables(solution, config, settings)
+    published = champion.metadata().get("config")
+    champion_config = solution.make_config(published) if published else config
     say(f"batch {solution.name} {logical_date}: champion v{champion.version}; "
         + ", ".join(f"{name} {len(frame):,} rows" for name, frame in tables.items()))
     app_folder = settings.resolved_batch_dir() / solution.name
@@ -122,8 +129,11 @@ def run_batch(
     staging = app_folder / f".staging-{logical_date.isoformat()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        context = BatchContext(solution.name, settings, config, champion, tables, logical_date, staging)
-        written = [Path(path) for path in solution.batch(context)]
+        context = BatchContext(
+            solution.name, champion_config, contracts, settings=settings, champion=champion, tables=tables,
+            logical_date=logical_date, output_dir=staging, predict_batch_size=solution.predict_batch_size,
+        )
+        written = [Path(path) for path in solution.batch.run(context)]
         outside = [path for path in written if staging.resolve() not in path.resolve().parents]
         if outside:
             raise ValueError(f"{solution.name}.batch wrote outside its output folder: {outside}; write into context.output_dir.")

@@ -134,14 +134,16 @@ def validate(
     home: HomeOption = None,
 ) -> None:
     """Check data against the app's data contract; exit 1 and list every violated rule if it fails."""
-    from solutions_core.training import acquire, contracts_for
+    from solutions_core.training import acquire, context_for
 
     solution, config = _solution_and_config(name, config_file, assignments)
     updates = {k: v for k, v in {"source": source, "contract": contract}.items() if v}
     config = config.model_copy(update=updates)
-    tables = acquire(solution, config)
+    settings = _settings(home)
+    context = context_for(solution, config, settings)
+    tables = acquire(solution, context, settings)
     failed = False
-    for table_name, table_contract in contracts_for(solution, config, _settings(home)).items():
+    for table_name, table_contract in context.contracts.items():
         report = table_contract.validate(tables[table_name])
         console.print(report.format())
         failed |= not report.ok
@@ -156,7 +158,7 @@ def print_run(result: Any) -> None:
     console.print(metrics_table(f"{result.app}: test split (candidate vs champion and baselines)", rows, highlight=result.candidate))
     verdict = "[green]promoted[/green]" if result.promoted else "[yellow]rejected[/yellow]"
     version = f" as version {result.version.version} → {result.version.path}" if result.version else ""
-    console.print(f"gate ({result.test.gate_metric}): {verdict}{version}")
+    console.print(f"gate ({result.test.gate_metric}): {verdict}{version} — {result.reason}")
     console.print(f"report: {result.run_dir / 'report.json'}")
     for plot in result.plots:
         console.print(f"plot: {plot}")
@@ -199,19 +201,23 @@ def evaluate(
     """Score a published version on the test split of the configured data (generated or --set source=...)."""
     from solutions_core.export import load_signature, predict_frame
     from solutions_core.model_registry import ModelRegistry
-    from solutions_core.training import acquire, contracts_for, validate as validate_tables
+    from solutions_core.training import acquire, context_for, scores_of, validate as validate_tables
 
     _quiet_tensorflow()
     solution, config = _solution_and_config(name, config_file, assignments)
     settings = _settings(home)
     registry = ModelRegistry(settings.resolved_models_dir())
     chosen = pick_version(registry, solution.name, version)
-    tables = acquire(solution, config)
-    validate_tables(tables, contracts_for(solution, config, settings))
-    splits = solution.split(solution.prepare(tables, config), config)
+    context = context_for(solution, config, settings)
+    tables = acquire(solution, context, settings)
+    validate_tables(tables, context.contracts)
+    examples = solution.data.prepare(context, tables)
+    context = context_for(solution, solution.data.resolve_config(context, examples), settings)
+    splits = solution.data.split(context, examples)
     signature = load_signature(chosen.path, chosen.metadata().get("custom_ops", solution.custom_ops))
-    evaluation = solution.evaluate(predict_frame(signature, splits.test), splits.test, config)
-    console.print(metrics_table(f"{solution.name} v{chosen.version}: test split", {f"v{chosen.version}": evaluation.metrics}))
+    outputs = predict_frame(signature, splits.test, solution.predict_batch_size)
+    scores = scores_of(solution, solution.evaluation.evaluate(context, splits.test, outputs))
+    console.print(metrics_table(f"{solution.name} v{chosen.version}: test split", {f"v{chosen.version}": scores.metrics}))
 
 
 @app.command()
@@ -277,8 +283,8 @@ def batch(
 
     _quiet_tensorflow()
     solution, config = _solution_and_config(name, config_file, assignments)
-    if not solution.has_batch:
-        console.print(f"[yellow]{solution.name} has no batch work (its Solution does not override `batch`).[/yellow]")
+    if solution.batch is None:
+        console.print(f"[yellow]{solution.name} has no batch work (its Solution sets no `batch` part).[/yellow]")
         raise typer.Exit(2)
     if source:
         config = config.model_copy(update={"source": source})

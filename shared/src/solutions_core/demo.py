@@ -94,7 +94,7 @@ def run_demo(
     from solutions_core.cli import print_run
     from solutions_core.registry import get_solution, list_solutions
     from solutions_core.settings import Settings
-    from solutions_core.training import run_training
+    from solutions_core.training import context_for, run_training
 
     console = console or Console()
     settings = Settings(home=home) if home else Settings()
@@ -113,9 +113,9 @@ def run_demo(
         print_run(result)
         # Send what a client would: the contract's fields only. Fields a request may add on top (e.g.
         # precomputed history) are dropped, so the server's online features fill them in.
-        optional, _ = solution.request_fields(config)
+        added = solution.serving.request(context_for(solution, config, settings)).extra
         golden[solution.name] = [
-            {key: value for key, value in instance.items() if key not in optional}
+            {key: value for key, value in instance.items() if key not in added}
             for instance in result.golden_instances[:3]
         ]
 

@@ -1,5 +1,6 @@
 """Finds solutions by convention: every installed package that declares an entry point in the group
-``solutions_core.solutions`` is an app. Nothing is registered by hand.
+``solutions_core.solutions`` is an app. Nothing is registered by hand; an app that is not an installed
+package (a test's, a notebook's) is named in ``Settings.apps`` (``SOLUTIONS_APPS``) instead.
 
 Listing reads only the entry-point metadata, so ``solutions list`` never imports TensorFlow; loading a
 solution imports its package's ``__init__``, which by convention is light as well.
@@ -7,6 +8,7 @@ solution imports its package's ``__init__``, which by convention is light as wel
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -26,31 +28,45 @@ class SolutionEntry:
     version: str
 
 
+def _configured_apps() -> list[str]:
+    from solutions_core.settings import Settings
+
+    return list(Settings().apps)
+
+
 def list_solutions() -> list[SolutionEntry]:
-    """Installed solutions, sorted by name, without importing them."""
-    entries = []
+    """Installed solutions (and those ``Settings.apps`` names), sorted by name, without importing them."""
+    entries = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         distribution = entry.dist.name if entry.dist else "?"
         version = entry.dist.version if entry.dist else "?"
-        entries.append(SolutionEntry(entry.name, entry.value, distribution, version))
-    return sorted(entries, key=lambda e: e.name)
+        entries[entry.name] = SolutionEntry(entry.name, entry.value, distribution, version)
+    for target in _configured_apps():  # not packages: imported to learn their names (keep them light)
+        name = _load(target).name
+        entries.setdefault(name, SolutionEntry(name, target, "(Settings.apps)", "-"))
+    return sorted(entries.values(), key=lambda e: e.name)
+
+
+def _load(target: str) -> "Solution":
+    from solutions_core.solution import Solution
+
+    module, _, attribute = target.partition(":")
+    solution = getattr(importlib.import_module(module), attribute or "SOLUTION")
+    if not isinstance(solution, Solution):
+        raise TypeError(f"{target} is a {type(solution).__name__}, not a solutions_core.Solution instance.")
+    return solution
 
 
 @cache
 def get_solution(name: str) -> "Solution":
     """Load one solution by name (accepts ``fraud-detection`` and ``fraud_detection``)."""
-    # Imported here so listing stays free of numpy/pandas (DAG files list apps at parse time).
-    from solutions_core.solution import Solution
-
     wanted = name.replace("-", "_")
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == wanted:
-            solution = entry.load()
-            if not isinstance(solution, Solution):
-                raise TypeError(
-                    f"Entry point {entry.name!r} -> {entry.value} is a {type(solution).__name__}, "
-                    "not a solutions_core.Solution instance."
-                )
+            return _load(entry.value)
+    for target in _configured_apps():
+        solution = _load(target)
+        if solution.name == wanted:
             return solution
     known = ", ".join(e.name for e in list_solutions()) or "none installed"
     raise KeyError(f"No solution named {name!r}. Installed solutions: {known}.")

@@ -29,7 +29,12 @@ class Settings(BaseSettings):
     batch_dir: Path | None = Field(
         default=None, description="Batch outputs: <batch_dir>/<app>/date=<YYYY-MM-DD>/ (default: <home>/batch)."
     )
-    contracts_dir: Path | None = Field(default=None, description="Data contracts (default: ./data_contracts).")
+    contracts_dir: Path = Field(default=Path("data_contracts"), description="Where contracts are looked up by name.")
+    apps: list[str] = Field(
+        default_factory=list,
+        description="Apps that are not installed packages, as 'module:attribute' (a test's or a notebook's); "
+        'installed apps are found through entry points. From the environment: SOLUTIONS_APPS=\'["pkg.mod:APP"]\'.',
+    )
     host: str = Field(default="127.0.0.1", description="API bind address; loopback unless you mean it.")
     port: int = Field(default=8501, description="API port (TF Serving's REST default).")
     target: str = Field(default="cpu", description="cpu | gpu | tpu | edge: picks strategy and precision.")
@@ -45,3 +50,6 @@ class Settings(BaseSettings):
 
     def resolved_batch_dir(self) -> Path:
         return Path(self.batch_dir or self.home / "batch")
+
+    def resolved_contracts_dir(self) -> Path:
+        return Path(self.contracts_dir)

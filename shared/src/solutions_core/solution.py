@@ -1,10 +1,22 @@
-"""The seam between the core and an app.
+"""The seam between an app and the core — all of it, on one screen.
 
-A solution supplies domain knowledge only: its data (a generator and loaders), its contracts, how raw
-tables become modeling examples, which candidate models to train, how to wrap a trained model for
-serving, and how to score it. The core owns the loop around that: validation, storage, splits, fitting
-Keras models under the right distribution strategy, evaluation against baselines, the champion gate,
-export, registration, serving and orchestration.
+    class MyApp(Solution):                   # registered by an entry point (group ``solutions_core.solutions``)
+        name = title = description = ...     # what `solutions list`, the API and the DAGs show
+        config_class = MyConfig              # a SolutionConfig subclass: typed, defaults in code
+        contracts = ("my_table", ...)        # data_contracts/<name>.yaml per table; the first is the primary one
+        gate = Gate("auprc", higher_is_better=True)
+        data = MyData()                      # generate*, load, prepare, resolve_config, split*
+        models = MyModels()                  # candidates*, ensembles
+        evaluation = MyEvaluation()          # evaluate*, calibrate, baselines, report
+        serving = MyServing()                # module*, golden_instances, request, check, features, routers
+        edge = None                          # Edge: export — edge models (TFLite) checked against the SavedModel
+        batch = None                         # Batch: run — scheduled work with the champion
+        def tiny_config(self): ...           # * and this one: the rest have defaults
+
+Every hook takes the ``Context`` first (the run's config and the contracts its data is checked against),
+then what it works on. The core owns everything else: validation, storage, splits, the one Keras fit loop
+(``Trainer``: strategy, precision, XLA, TensorBoard, early stopping, replica batch scaling), calibration,
+baselines in the same run, the gate, export, versions, serving, batch and orchestration.
 
 This module must stay importable without TensorFlow (the registry imports it to type-check entries).
 """
@@ -15,7 +27,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,18 +37,26 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import keras
     import tensorflow as tf
 
+    from solutions_core.contracts import Contract
     from solutions_core.model_registry import ModelVersion
     from solutions_core.settings import Settings
-    from solutions_core.strategy import Runtime
+    from solutions_core.training import Trainer
+
+Tables = dict[str, pd.DataFrame]  # contract (table) name -> rows
+Outputs = Mapping[str, np.ndarray]  # a model's outputs by name, one row per example
+Metrics = dict[str, float]
+
+
+# ---- configuration ---------------------------------------------------------------------------------------
 
 
 class TrainingConfig(BaseModel):
-    """Knobs of the core's Keras fit loop, shared by every app."""
+    """Knobs of the core's Keras fit loop (``Trainer.fit``), shared by every app."""
 
     model_config = ConfigDict(extra="forbid")
 
     epochs: int = Field(default=5, ge=1)
-    batch_size: int = Field(default=512, ge=1)
+    batch_size: int = Field(default=512, ge=1, description="Per replica: the global batch is this × replicas.")
     learning_rate: float = Field(default=1e-3, gt=0)
     early_stopping_patience: int = Field(default=2, ge=0, description="0 disables early stopping.")
     early_stopping_monitor: str = Field(default="val_loss", description="Keras log key to watch, e.g. val_auprc.")
@@ -67,10 +87,31 @@ class SolutionConfig(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
 
+ConfigT = TypeVar("ConfigT", bound=SolutionConfig)
+
+
+@dataclass(frozen=True)
+class Context(Generic[ConfigT]):
+    """What every hook gets first: the config of this run (or of the served version) and the contracts
+    of its tables, exactly the ones the pipeline validated with (or the ones the version ships)."""
+
+    app: str
+    config: ConfigT
+    contracts: Mapping[str, "Contract"]
+
+    @property
+    def contract(self) -> "Contract":
+        """The primary table's contract."""
+        return next(iter(self.contracts.values()))
+
+
+# ---- what the parts exchange ------------------------------------------------------------------------------
+
+
 @dataclass
 class Splits:
-    """Time-ordered train / validation / test examples (validation picks the candidate and any
-    threshold; test is touched once, for the report and the champion gate)."""
+    """Train / validation / test examples (validation picks the candidate and any threshold; test is
+    touched once, for the report and the gate)."""
 
     train: Any
     valid: Any
@@ -81,48 +122,102 @@ class Splits:
 
 
 @dataclass
-class KerasCandidate:
-    """A Keras model the core fits with ``model.fit`` under the runtime's distribution strategy.
+class KerasFit:
+    """One Keras model for the core's fit loop (``Trainer.fit``), the only way an app trains one.
 
-    ``build_model(train_examples)`` runs inside the strategy scope and returns an uncompiled
-    Functional model whose inputs are raw features (preprocessing layers inside, adapted on the
-    training examples). ``make_dataset(examples, training, batch_size)`` returns a finite ``tf.data.Dataset``
-    of ``(features, labels)`` or ``(features, labels, sample_weights)``. ``finish_training(model,
-    splits, runtime, train_data, valid_data)``, when given, runs after ``fit`` inside the strategy scope
-    with the datasets ``fit`` used and returns the model to serve (e.g. quantization-aware fine-tuning,
-    or distillation into a smaller model).
-    """
+    ``build()`` runs inside the strategy scope and returns an uncompiled model (or one to train further);
+    ``compile(training)`` gives ``model.compile``'s optimizer, loss and metrics; ``data(training,
+    global_batch)`` returns a finite ``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, sample_weight)``, for
+    validation too unless ``validation`` is False. ``training`` overrides the config's loop settings for this
+    model (e.g. a second model with fewer epochs)."""
+
+    name: str
+    build: Callable[[], "keras.Model"]
+    compile: Callable[[TrainingConfig], dict[str, Any]]
+    data: Callable[[bool, int], "tf.data.Dataset"]
+    validation: bool = True
+    training: TrainingConfig | None = None
+
+
+@dataclass
+class Candidate:
+    """A model to train: ``fit(splits, trainer)`` returns what ``Serving.module`` wraps. Keras models are
+    fitted through ``trainer.fit`` (one or several, e.g. two towers then a ranker); learners of their own
+    (YDF trees, a Gaussian) fit themselves and may read ``trainer.runtime``. Raise ``SkipCandidate`` when
+    this data cannot train it."""
+
+    name: str
+    fit: Callable[[Splits, "Trainer"], Any]
+    kind: str = "custom"
+
+
+@dataclass
+class KerasCandidate:
+    """The common case, declared: one Keras model fitted on the train split, validated on the valid split.
+
+    ``build_model(train_examples)`` returns an uncompiled Functional model whose inputs are raw features
+    (preprocessing layers inside, adapted on the training examples); ``make_dataset(examples, training,
+    global_batch)`` its data; ``finish(model, splits, trainer)``, when given, runs after ``fit`` and returns
+    the model to serve (e.g. quantization-aware fine-tuning through ``trainer.fit`` again)."""
 
     name: str
     build_model: Callable[[Any], "keras.Model"]
     compile_options: Callable[[TrainingConfig], dict[str, Any]]
     make_dataset: Callable[[Any, bool, int], "tf.data.Dataset"]
-    finish_training: Callable[["keras.Model", "Splits", Any, Any, Any], "keras.Model"] | None = None
-    kind: ClassVar[str] = "keras"
+    finish: Callable[["keras.Model", Splits, "Trainer"], "keras.Model"] | None = None
+    kind: str = "keras"
+
+    def fit(self, splits: Splits, trainer: "Trainer") -> "keras.Model":
+        model = trainer.fit(
+            KerasFit(
+                self.name,
+                build=lambda: self.build_model(splits.train),
+                compile=self.compile_options,
+                data=lambda training, batch: self.make_dataset(splits.train if training else splits.valid, training, batch),
+            )
+        )
+        return self.finish(model, splits, trainer) if self.finish is not None else model
 
 
 @dataclass
-class CustomCandidate:
-    """A model with its own learner (e.g. YDF gradient boosted trees): ``fit(splits, runtime)``
-    returns the fitted model, which ``Solution.serving_module`` then wraps."""
+class Ensemble:
+    """A model made of already fitted candidates (an average, a part of one), scored on validation like
+    any candidate and never fitted again. ``combine`` gets the fitted members in ``members`` order and
+    returns what ``Serving.module`` wraps (default: the list). Skipped when a member was not fitted."""
 
     name: str
-    fit: Callable[[Splits, "Runtime"], Any]
-    kind: ClassVar[str] = "custom"
-
-
-Candidate = KerasCandidate | CustomCandidate
+    members: tuple[str, ...]
+    combine: Callable[[list[Any]], Any] = list
 
 
 class SkipCandidate(Exception):
-    """Raised by a candidate's ``build_model`` or ``fit`` when this data cannot train it (e.g. a
-    supervised model on a line with no defect images): the core logs the reason and goes on with the
-    other candidates instead of failing the run."""
+    """Raised by a candidate's ``fit`` (or ``build_model``) when this data cannot train it (e.g. a
+    supervised model on a line with no defect images): the core logs the reason and goes on."""
+
+
+@dataclass
+class Baseline:
+    """A simple model trained in the same run, scored on the test split; ``outputs`` (optional) are its
+    test outputs for the report's plots (scores, lists, forecasts)."""
+
+    metrics: Metrics
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Chosen:
+    """The candidate that won validation, as the edge export sees it: its live module (with the
+    calibrated parameters written in), those parameters, and its outputs on the validation split."""
+
+    name: str
+    module: Any
+    parameters: dict[str, float]
+    valid_outputs: Outputs
 
 
 @dataclass
 class EdgeExport:
-    """What ``Solution.export_edge`` made: edge model files (published inside the version, under
+    """What ``Edge.export`` made: edge model files (published inside the version, under
     ``assets.extra/``, only when ``passed``) and a JSON-ready report (parity, size, latency)."""
 
     files: dict[str, Path]
@@ -130,93 +225,204 @@ class EdgeExport:
     passed: bool
 
 
-@dataclass
-class Evaluation:
-    """Metrics of one model on one split; ``gate_value`` is the number the champion gate compares."""
+@dataclass(frozen=True)
+class Gate:
+    """The metric the champion gate compares (it must be one ``Evaluation.evaluate`` reports)."""
 
-    metrics: dict[str, float]
-    gate_metric: str
+    metric: str
     higher_is_better: bool = True
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def gate_value(self) -> float:
-        return float(self.metrics[self.gate_metric])
-
-    def beats(self, other: float | None, min_delta: float = 0.0) -> bool:
-        if other is None or not np.isfinite(other):
-            return True
-        if self.higher_is_better:
-            return self.gate_value > other + min_delta
-        return self.gate_value < other - min_delta
 
 
-@dataclass
-class BatchContext:
-    """Everything ``Solution.batch`` gets for one logical date (built by ``solutions_core.batch``).
+@dataclass(frozen=True)
+class RequestSchema:
+    """What a ``:predict`` instance may carry beyond the primary contract's serving columns (``extra``,
+    e.g. precomputed features or lookup keys) and which contract fields it may leave out (``optional``,
+    e.g. ones the feature store fills in)."""
 
-    ``tables`` are validated against the app's contracts (from ``--source`` or the data store, keyed by
-    contract name, as ``generate``/``load`` return them). ``output_dir`` is an empty staging folder: write
-    the files there; the core then swaps it in as ``<batch_dir>/<app>/date=<logical_date>/`` in one
-    rename, so a re-run of a date replaces that date's outputs and readers never see half of them.
-    """
+    extra: frozenset[str] = frozenset()
+    optional: frozenset[str] = frozenset()
 
-    app: str
-    settings: "Settings"
-    config: SolutionConfig
-    champion: "ModelVersion"
-    tables: Mapping[str, pd.DataFrame]
-    logical_date: dt.date
-    output_dir: Path
-    _signature: Any = field(default=None, repr=False)
+
+class FeatureStore:
+    """Online features: what the server knows between requests (a card's history, a user's items, a
+    series' sales). The server calls ``lookup`` after a request is validated, then the model, then
+    ``record`` once the answer is ready, and ``save`` on shutdown. Subclasses lock their own state:
+    several requests run at once."""
+
+    def lookup(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The instances with the model inputs they left out filled in; changes no state."""
+        return instances
+
+    def record(self, instances: list[dict[str, Any]]) -> None:
+        """Remember answered requests (the instances as the client sent them)."""
+
+    def save(self) -> None:
+        """Persist what was recorded (called when the server stops)."""
+
+
+@dataclass(frozen=True)
+class BatchContext(Context[ConfigT]):
+    """Everything ``Batch.run`` gets for one logical date (built by ``solutions_core.batch``).
+
+    ``config`` is the champion's, as it was published; ``tables`` are validated against the contracts
+    (from ``--source`` or the data store). ``output_dir`` is an empty staging folder: write the files
+    there; the core swaps it in as ``<batch_dir>/<app>/date=<logical_date>/`` in one rename."""
+
+    settings: "Settings" = None  # type: ignore[assignment]
+    champion: "ModelVersion" = None  # type: ignore[assignment]
+    tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    logical_date: dt.date = dt.date.min
+    output_dir: Path = Path()
+    predict_batch_size: int = 8192
+    _signature: Any = field(default=None, repr=False, compare=False)
 
     def signature(self) -> Any:
         """The champion's ``serving_default`` signature, loaded once (imports TensorFlow)."""
         if self._signature is None:
             from solutions_core.export import load_signature
 
-            custom_ops = self.champion.metadata().get("custom_ops", ())
-            self._signature = load_signature(self.champion.path, custom_ops)
+            object.__setattr__(self, "_signature", load_signature(self.champion.path, self.champion.metadata().get("custom_ops", ())))
         return self._signature
 
-    def predict(self, frame: pd.DataFrame, batch_size: int = 8192) -> dict[str, np.ndarray]:
+    def predict(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """The champion's outputs on ``frame`` (raw features by name, as a ``:predict`` request)."""
         from solutions_core.export import predict_frame
 
-        return predict_frame(self.signature(), frame, batch_size)
+        return predict_frame(self.signature(), frame, self.predict_batch_size)
 
 
-def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+# ---- the parts --------------------------------------------------------------------------------------------
+
+
+class Data:
+    """Where examples come from and how they are split."""
+
+    def generate(self, context: Context, workdir: Path) -> Tables:
+        """The embedded default: seeded synthetic tables keyed by contract name. ``workdir`` is a
+        folder the core owns, for apps whose tables point at files (images)."""
+        raise NotImplementedError
+
+    def load(self, context: Context, source: str) -> Tables:
+        """Real data from ``source`` (a file, a folder, or a named public set), keyed by contract name."""
+        raise NotImplementedError("This app cannot load external data yet.")
+
+    def prepare(self, context: Context, tables: Tables) -> Any:
+        """Validated tables -> modeling examples (feature work that cannot live in the graph)."""
+        return next(iter(tables.values()))
+
+    def resolve_config(self, context: Context, examples: Any) -> SolutionConfig:
+        """The config with fields that depend on the data filled in (those the user left unset, e.g. a
+        series' frequency): the rest of the run, and the published version, use what this returns."""
+        return context.config
+
+    def split(self, context: Context, examples: Any) -> Splits:
+        raise NotImplementedError
+
+
+class Models:
+    """What to train."""
+
+    def candidates(self, context: Context) -> list[Candidate | KerasCandidate]:
+        raise NotImplementedError
+
+    def ensembles(self, context: Context) -> list[Ensemble]:
+        return []
+
+
+class Evaluation:
+    """How a model's outputs are judged. Everything here sees outputs as the served model answers."""
+
+    def evaluate(self, context: Context, examples: Any, outputs: Outputs) -> Metrics:
+        """Domain metrics of ``outputs`` on ``examples``; must include the gate's metric."""
+        raise NotImplementedError
+
+    def calibrate(self, context: Context, examples: Any, outputs: Outputs) -> dict[str, float]:
+        """Serving-time parameters tuned on validation outputs (e.g. ``{"threshold": 0.31}``); the core
+        writes each into the module's ``tf.Variable`` of that name and records them in the version."""
+        return {}
+
+    def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
+        """Simple models trained in the same run and scored on the test split."""
+        return {}
+
+    def report(self, context: Context, examples: Any, outputs: Outputs, baselines: Mapping[str, Baseline], out_dir: Path) -> list[Path]:
+        """Plots (PNG) of the test split, for people who would rather look than read."""
+        return []
+
+
+class Serving:
+    """What is exported and how requests reach it."""
+
+    def module(self, context: Context, fitted: Any) -> "tf.Module":
+        """Wrap a fitted model as a ``tf.Module`` whose ``serve`` tf.function takes raw features by name:
+        exactly what is exported and served. Calibrated parameters are ``tf.Variable`` attributes."""
+        raise NotImplementedError
+
+    def golden_instances(self, context: Context, examples: Any, count: int = 8) -> list[dict[str, Any]]:
+        """JSON-ready ``:predict`` instances (used to warm new versions up, by the demo and by tests).
+        Default: the first rows of a table of examples, their request fields (the contract's serving
+        columns and ``request().extra``) as JSON values."""
+        if not isinstance(examples, pd.DataFrame):
+            raise NotImplementedError("Examples that are not a DataFrame need their own golden_instances.")
+        wanted = [c.name for c in context.contract.request_columns()] + sorted(self.request(context).extra)
+        fields = [name for name in dict.fromkeys(wanted) if name in examples.columns]
+        return [{name: json_value(row[name]) for name in fields} for row in examples.head(count).to_dict("records")]
+
+    def request(self, context: Context) -> RequestSchema:
+        return RequestSchema()
+
+    def check(self, context: Context, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Checks beyond the contract (e.g. an image's header), before the model runs: raise ValueError
+        naming the instance and field for a 400; return the instances (possibly converted)."""
+        return instances
+
+    def features(self, context: Context, data_dir: Path) -> FeatureStore | None:
+        """The online feature store, opened over what training stored under ``data_dir``."""
+        return None
+
+    def routers(self, manager: Any) -> list[Any]:
+        """Extra FastAPI routers beside the TF-Serving API (e.g. ``/recommend``); ``manager.get(name,
+        version)`` gives a served version, ``served.features`` its store."""
+        return []
+
+
+class Edge:
+    """Edge models (TFLite) built from the chosen module and checked against it on validation data."""
+
+    def export(self, context: Context, chosen: Chosen, splits: Splits, out_dir: Path) -> EdgeExport | None:
+        raise NotImplementedError
+
+
+class Batch:
+    """Scheduled batch work with the champion (score a day, refresh candidates, publish a forecast)."""
+
+    def run(self, context: BatchContext) -> list[Path]:
+        """Write Parquet files into ``context.output_dir`` and return their paths. The core validated
+        the inputs and publishes the folder atomically per date (plus DuckDB views over all dates)."""
+        raise NotImplementedError
 
 
 class Solution:
-    """Base class of an app. Subclasses set the class attributes and override the hooks.
-
-    Hooks that may import TensorFlow do it inside the method, never at module import.
-    """
+    """An app: the class attributes and parts of the module docstring. Register an instance."""
 
     name: ClassVar[str]
     title: ClassVar[str]
     description: ClassVar[str]
-    contracts: ClassVar[tuple[str, ...]]  # data_contracts/<name>.yaml, the first is the primary table
-    gate_metric: ClassVar[str]
-    higher_is_better: ClassVar[bool] = True
+    contracts: ClassVar[tuple[str, ...]]
+    gate: ClassVar[Gate]
     config_class: ClassVar[type[SolutionConfig]] = SolutionConfig
+    data: ClassVar[Data]
+    models: ClassVar[Models]
+    evaluation: ClassVar[Evaluation]
+    serving: ClassVar[Serving]
+    edge: ClassVar[Edge | None] = None
+    batch: ClassVar[Batch | None] = None
     # Python modules that register custom TF ops the exported SavedModel needs (imported by the server
     # before loading, and recorded in the model metadata so a plain loader knows too).
     custom_ops: ClassVar[tuple[str, ...]] = ()
-    # Rows per call when the core runs a model over a table: images need far smaller batches than
-    # tabular rows to stay inside memory.
+    # Rows per call when the core runs a model over a table: images need far smaller batches.
     predict_batch_size: ClassVar[int] = 8192
 
-    # ---- configuration -------------------------------------------------------------------------
     def make_config(self, overrides: Mapping[str, Any] | None = None) -> SolutionConfig:
         """The app's defaults with ``overrides`` deep-merged in: overriding ``training.epochs`` keeps
         the app's other training defaults instead of resetting them to the generic ones."""
@@ -231,101 +437,32 @@ class Solution:
         """A seconds-long configuration (tiny data, few steps) for conformance tests and DAG tests."""
         raise NotImplementedError
 
-    # ---- data ----------------------------------------------------------------------------------
-    def generate(self, config: SolutionConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
-        """The embedded default: seeded synthetic tables keyed by contract name. ``workdir`` is a
-        folder the core owns (under the data dir) for apps whose tables point at files (images)."""
-        raise NotImplementedError
 
-    def load(self, source: str, config: SolutionConfig) -> dict[str, pd.DataFrame]:
-        """Real data from ``source`` (a file or folder), keyed by contract name."""
-        raise NotImplementedError(f"{self.name} cannot load external data yet.")
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
-    def prepare(self, tables: Mapping[str, pd.DataFrame], config: SolutionConfig) -> Any:
-        """Validated tables -> modeling examples (feature work that cannot live in the graph).
 
-        It may fill config fields that depend on the data (left unset by the user, e.g. a series'
-        frequency); the published metadata records the config as it stood after training."""
-        return tables[self.contracts[0]]
+def json_value(value: Any) -> Any:
+    """One value of a table as a TF-Serving JSON value: timestamps as ISO strings, bytes as
+    ``{"b64": ...}``, arrays as lists (NaN as null), numpy scalars as Python numbers, NaN/None as null."""
+    import base64
 
-    def split(self, examples: Any, config: SolutionConfig) -> Splits:
-        raise NotImplementedError
-
-    # ---- models --------------------------------------------------------------------------------
-    def candidates(self, config: SolutionConfig) -> list[Candidate]:
-        raise NotImplementedError
-
-    def serving_module(self, candidate: Candidate, fitted: Any, config: SolutionConfig) -> "tf.Module":
-        """Wrap a fitted model as a ``tf.Module`` with a ``serve`` tf.function whose input signature
-        names raw features: this is exactly what is exported and served."""
-        raise NotImplementedError
-
-    def ensembles(self, fitted: Mapping[str, Any], config: SolutionConfig) -> list[tuple[Candidate, Any]]:
-        """Extra candidates built from already fitted ones (e.g. an average of their scores), as
-        ``(candidate, fitted)`` pairs that ``serving_module`` can wrap. They are scored on validation
-        like any other candidate. Default: none."""
-        return []
-
-    def calibrate(
-        self, module: "tf.Module", examples: Any, outputs: Mapping[str, np.ndarray], config: SolutionConfig
-    ) -> dict[str, Any]:
-        """Tune serving-time parameters (e.g. a decision threshold) on validation outputs."""
-        return {}
-
-    def evaluate(self, outputs: Mapping[str, np.ndarray], examples: Any, config: SolutionConfig) -> Evaluation:
-        raise NotImplementedError
-
-    def baselines(self, splits: Splits, config: SolutionConfig) -> dict[str, Evaluation]:
-        """Simple models trained in the same run and scored on the test split."""
-        return {}
-
-    def report(
-        self,
-        outputs: Mapping[str, np.ndarray],
-        examples: Any,
-        baselines: Mapping[str, Evaluation],
-        out_dir: Path,
-        config: SolutionConfig,
-    ) -> list[Path]:
-        """Write plots (PNG) for people who would rather look than read."""
-        return []
-
-    def export_edge(
-        self, module: "tf.Module", splits: Splits, valid_outputs: Mapping[str, np.ndarray], config: SolutionConfig, out_dir: Path
-    ) -> EdgeExport | None:
-        """Build edge models (e.g. TFLite int8) from the chosen module and check them against it on
-        validation data (``valid_outputs`` are the module's). None when the app has no edge target."""
+    if isinstance(value, (bytes, bytearray)):
+        return {"b64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, np.ndarray):
+        return [json_value(item) for item in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [json_value(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return None
-
-    # ---- batch work ----------------------------------------------------------------------------
-    def batch(self, context: BatchContext) -> list[Path]:
-        """Scheduled batch work with the champion for ``context.logical_date`` (e.g. score that day's
-        transactions, refresh top-k candidates, publish a forecast): write Parquet files into
-        ``context.output_dir`` and return their paths. The core validates the input tables first and
-        publishes the folder atomically per date (plus DuckDB views over all dates), so this hook only
-        computes. Default: no batch work (the app gets no batch DAG and ``solutions batch`` says so)."""
-        return []
-
-    @property
-    def has_batch(self) -> bool:
-        """True when the app overrides ``batch`` (only then does it get a batch DAG)."""
-        return type(self).batch is not Solution.batch
-
-    # ---- serving -------------------------------------------------------------------------------
-    def golden_instances(self, examples: Any, config: SolutionConfig, count: int = 8) -> list[dict[str, Any]]:
-        """JSON-ready request instances drawn from examples (used by conformance tests and the demo)."""
-        raise NotImplementedError
-
-    def request_fields(self, config: SolutionConfig) -> tuple[set[str], set[str]]:
-        """(extra fields accepted beyond the contract, contract fields a request may omit)."""
-        return set(), set()
-
-    def online_enricher(self, data_dir: Path, config: SolutionConfig) -> Callable[[list[dict]], list[dict]] | None:
-        """Turn request instances into model inputs at serving time (e.g. add history features kept in
-        an online table under ``data_dir``). Returns a callable over a list of instances, or None."""
-        return None
-
-    def routers(self, manager: Any) -> list[Any]:
-        """Extra FastAPI routers mounted beside the TF-Serving API (e.g. ``/recommend``). ``manager``
-        (``serving.models.ModelManager``) gives the served versions: ``manager.get(name, version)``."""
-        return []
+    return value

@@ -1,15 +1,17 @@
 """The one pipeline every app runs, whichever orchestrator calls it (CLI, Airflow, a notebook):
 
-    data → validate against the contract → store → prepare + time split → fit each candidate →
-    pick the best on validation → export and reload → test metrics vs baselines → gate against the
-    champion → publish a new version (only if it wins) → run report.
+    validate_data → split_data → train_candidates → score_on_test → gate ⇢ publish → write_report
 
-The pipeline is a sequence of stages (``STAGES``: validate → train → evaluate → gate → export → publish
-→ report). ``run_training`` runs them in one process, handing values over in memory; an orchestrator
-(Airflow, see ``solutions_core.orchestration``) runs each stage in its own process, and every stage
-persists what the next one needs in the run directory (``<runs>/<app>/<run_id>/``), so a retried or
-later stage picks up from disk. A failure at any stage raises before anything is published, so the
-champion keeps serving.
+Each stage (table: ``solutions_core.stages``) is a function below with typed inputs and a typed
+artifact as output; ``PipelineRun`` saves every artifact in the run directory
+(``<runs>/<app>/<run_id>/artifacts/``), so ``run_training`` runs the stages in one process while an
+orchestrator runs each in its own (an Airflow task, a pod, a retry) and the later ones load what the
+earlier ones left. Splits are made once per run and reused. A failure at any stage raises before
+anything is published, so the champion keeps serving.
+
+The core also owns every Keras fit: ``Trainer.fit`` is the one loop (distribution strategy, precision
+policy, ``jit_compile``, TensorBoard, early stopping as configured, the global batch scaled by replicas)
+that apps hand their Keras models to.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import datetime as dt
 import json
 import logging
 import math
+import pickle
 import platform
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,45 +41,244 @@ from solutions_core.serving.models import WARMUP_FILE
 from solutions_core.settings import Settings
 from solutions_core.solution import (
     Candidate,
-    CustomCandidate,
+    Chosen,
+    Context,
     EdgeExport,
-    Evaluation,
+    Ensemble,
     KerasCandidate,
+    KerasFit,
     SkipCandidate,
     Solution,
     SolutionConfig,
     Splits,
+    TrainingConfig,
 )
+from solutions_core.stages import STAGES, stage as stage_named
 
 logger = logging.getLogger("solutions_core.training")
 Reporter = Callable[[str], None]
+
+
+# ---- the core's Keras fit loop ------------------------------------------------------------------------
+
+
+class Trainer:
+    """What a candidate's ``fit`` gets: the runtime (strategy, precision, XLA) and the one Keras loop.
+
+    ``fit(KerasFit)`` builds and compiles the model inside the strategy scope (with the runtime's
+    ``jit_compile``), batches the data at the global batch (``batch_size`` × replicas), and calls
+    ``model.fit`` with TensorBoard logs under ``<run>/tensorboard/<candidate>/`` and early stopping as
+    the config says (restoring the best weights)."""
+
+    def __init__(self, runtime: Any, training: TrainingConfig, log_dir: Path, candidate: str, verbose: int = 0):
+        self.runtime = runtime
+        self.training = training
+        self.log_dir = Path(log_dir)
+        self.candidate = candidate
+        self.verbose = verbose
+
+    @property
+    def replicas(self) -> int:
+        return int(getattr(self.runtime.strategy, "num_replicas_in_sync", 1))
+
+    def scope(self) -> Any:
+        """The strategy scope, for models a candidate builds outside ``fit`` (e.g. a feature extractor)."""
+        return self.runtime.strategy.scope()
+
+    def fit(self, spec: KerasFit) -> Any:
+        import keras
+
+        training = spec.training or self.training
+        with self.scope():
+            model = spec.build()
+            model.compile(**spec.compile(training), jit_compile=self.runtime.jit_compile)
+        global_batch = training.batch_size * self.replicas
+        train_data = spec.data(True, global_batch)
+        if training.steps_per_epoch:  # fixed-length epochs may cross the end of the data
+            train_data = train_data.repeat()
+        valid_data = spec.data(False, global_batch) if spec.validation else None
+        log_dir = self.log_dir if spec.name == self.candidate else self.log_dir / spec.name
+        callbacks: list[Any] = [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
+        watches_validation = training.early_stopping_monitor.startswith("val_")
+        if training.early_stopping_patience and (valid_data is not None or not watches_validation):
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=training.early_stopping_monitor,
+                    mode=training.early_stopping_mode,
+                    patience=training.early_stopping_patience,
+                    restore_best_weights=True,
+                )
+            )
+        model.fit(
+            train_data,
+            validation_data=valid_data,
+            epochs=training.epochs,
+            steps_per_epoch=training.steps_per_epoch,
+            callbacks=callbacks,
+            verbose=self.verbose,
+            shuffle=False,  # datasets shuffle themselves
+        )
+        return model
+
+
+# ---- scores -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scores:
+    """Metrics of one model on one split, with the metric the gate compares."""
+
+    metrics: dict[str, float]
+    gate_metric: str
+    higher_is_better: bool = True
+
+    @property
+    def gate_value(self) -> float:
+        return float(self.metrics[self.gate_metric])
+
+    def beats(self, other: float | None, min_delta: float = 0.0) -> bool:
+        if other is None or not np.isfinite(other):
+            return True
+        if self.higher_is_better:
+            return self.gate_value > other + min_delta
+        return self.gate_value < other - min_delta
+
+
+def scores_of(solution: Solution, metrics: Mapping[str, float]) -> Scores:
+    metrics = {name: float(value) for name, value in metrics.items()}
+    if solution.gate.metric not in metrics:
+        raise ValueError(f"{solution.name}'s evaluation reports {sorted(metrics)}, not its gate metric {solution.gate.metric!r}.")
+    return Scores(metrics, solution.gate.metric, solution.gate.higher_is_better)
+
+
+# ---- artifacts: what each stage hands to the next ----------------------------------------------------
+
+
+@dataclass
+class ValidatedData:
+    """``validate_data``: the checked tables, the contract files they were checked against, their
+    fingerprints (recorded in the version's metadata) and the validation reports."""
+
+    tables: dict[str, pd.DataFrame]
+    contract_files: dict[str, Path]
+    fingerprints: dict[str, str]
+    reports: dict[str, dict[str, Any]]
+    started_at: float
+
+    def summary(self) -> dict[str, Any]:
+        return {"tables": {name: len(frame) for name, frame in self.tables.items()}, "fingerprints": self.fingerprints}
+
+
+@dataclass
+class SplitData:
+    """``split_data``: the config as the data resolved it and the examples, split once."""
+
+    config: SolutionConfig
+    splits: Splits
+
+    def summary(self) -> dict[str, Any]:
+        return {"sizes": self.splits.sizes()}
 
 
 @dataclass
 class CandidateResult:
     name: str
     kind: str
-    valid: Evaluation
-    calibration: dict[str, Any]
+    valid: Scores
+    calibration: dict[str, float]
     fit_seconds: float
 
 
 @dataclass
+class TrainedModel:
+    """``train_candidates``: every candidate's validation scores, and the best one saved as a SavedModel
+    with its outputs on probe and golden requests (what the reloaded model, TF Serving and the API must
+    reproduce) and its edge models."""
+
+    candidate: str
+    saved_model: Path
+    candidates: list[CandidateResult]
+    runtime: dict[str, Any]
+    probe_outputs: dict[str, np.ndarray]
+    golden_instances: list[dict[str, Any]]
+    golden_outputs: dict[str, np.ndarray]
+    edge: EdgeExport | None
+
+    @property
+    def chosen(self) -> CandidateResult:
+        return next(result for result in self.candidates if result.name == self.candidate)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "candidates": {r.name: {"valid": r.valid.metrics, "calibration": r.calibration} for r in self.candidates},
+            "edge": self.edge.report if self.edge else None,
+        }
+
+
+@dataclass
+class TestScores:
+    """``score_on_test``: the reloaded SavedModel's test scores, the baselines' and the champion's."""
+
+    test: Scores
+    baselines: dict[str, Scores]
+    plots: list[Path]
+    champion_before: dict[str, Any] | None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "gate_metric": self.test.gate_metric,
+            "test": self.test.metrics,
+            "baselines": {name: scores.metrics for name, scores in self.baselines.items()},
+            "champion_before": self.champion_before,
+        }
+
+
+@dataclass
+class GateDecision:
+    """``gate``: whether the candidate is published, and why."""
+
+    passed: bool
+    reason: str
+    gate_value: float
+    champion_value: float | None
+    min_delta: float
+
+    def summary(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reason": self.reason}
+
+
+@dataclass
+class PublishedVersion:
+    """``publish``: the version the run published (a re-run finds it instead of publishing again)."""
+
+    version: int
+    path: Path
+
+    def summary(self) -> dict[str, Any]:
+        return {"version": self.version, "path": str(self.path)}
+
+
+@dataclass
 class RunResult:
+    """``write_report``: the whole run, as ``report.json`` says it."""
+
     app: str
     run_id: str
     run_dir: Path
     status: str  # "promoted" | "rejected"
     candidate: str
-    test: Evaluation
-    baselines: dict[str, Evaluation]
+    test: Scores
+    baselines: dict[str, Scores]
     champion_before: dict[str, Any] | None
     version: ModelVersion | None
+    reason: str = ""
     candidates: list[CandidateResult] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     golden_instances: list[dict[str, Any]] = field(default_factory=list)
     golden_outputs: dict[str, np.ndarray] = field(default_factory=dict)
     edge: EdgeExport | None = None
+    seconds: float = 0.0
 
     @property
     def promoted(self) -> bool:
@@ -87,122 +289,89 @@ class RunResult:
             "app": self.app,
             "run_id": self.run_id,
             "status": self.status,
+            "reason": self.reason,
             "candidate": self.candidate,
             "version": self.version.version if self.version else None,
             "gate_metric": self.test.gate_metric,
             "test": self.test.metrics,
-            "baselines": {name: ev.metrics for name, ev in self.baselines.items()},
+            "baselines": {name: scores.metrics for name, scores in self.baselines.items()},
             "champion_before": self.champion_before,
             "candidates": [
-                {"name": c.name, "kind": c.kind, "valid": c.valid.metrics, "fit_seconds": round(c.fit_seconds, 2)}
+                {"name": c.name, "kind": c.kind, "valid": c.valid.metrics, "calibration": c.calibration, "fit_seconds": round(c.fit_seconds, 2)}
                 for c in self.candidates
             ],
             "run_dir": str(self.run_dir),
             "plots": [str(p) for p in self.plots],
             "edge": self.edge.report if self.edge is not None else None,
+            "seconds": round(self.seconds, 1),
         }
 
 
-# ---- steps ---------------------------------------------------------------------------------------
+# ---- helpers the CLI and batch share ------------------------------------------------------------------
 
 
 def contracts_for(solution: Solution, config: SolutionConfig, settings: Settings) -> dict[str, Contract]:
-    """The solution's contracts; a fork replaces the primary one with ``config.contract`` and any
-    other table's with ``config.table_contracts[table]``."""
+    """The app's contracts by table; a fork replaces the primary one with ``config.contract`` and any
+    other table's with ``config.table_contracts[table]`` (names in ``settings.contracts_dir``, or paths)."""
     unknown = sorted(set(config.table_contracts) - set(solution.contracts))
     if unknown:
         raise ValueError(f"table_contracts names tables {solution.name} does not have: {unknown}; its tables are {list(solution.contracts)}.")
     found = {}
-    for index, name in enumerate(solution.contracts):
-        chosen = config.contract if (index == 0 and config.contract) else config.table_contracts.get(name, name)
-        contract = load_contract(chosen, settings.contracts_dir)
-        found[name] = contract
+    for index, table in enumerate(solution.contracts):
+        chosen = config.contract if (index == 0 and config.contract) else config.table_contracts.get(table, table)
+        found[table] = load_contract(chosen, settings.resolved_contracts_dir())
     return found
 
 
-def acquire(solution: Solution, config: SolutionConfig, settings: Settings | None = None) -> dict[str, pd.DataFrame]:
+def context_for(solution: Solution, config: SolutionConfig, settings: Settings) -> Context:
+    return Context(solution.name, config, contracts_for(solution, config, settings))
+
+
+def acquire(solution: Solution, context: Context, settings: Settings) -> dict[str, pd.DataFrame]:
     """Load ``config.source`` if given, else generate the embedded default."""
+    config = context.config
     if config.source:
-        tables = solution.load(config.source, config)
+        tables = solution.data.load(context, config.source)
     else:
-        settings = settings or Settings()
-        tables = solution.generate(config, workdir=settings.resolved_data_dir() / solution.name / "generated")
+        tables = solution.data.generate(context, settings.resolved_data_dir() / solution.name / "generated")
     missing = [name for name in solution.contracts if name not in tables]
     if missing:
         raise ValueError(f"{solution.name} produced no table(s) {missing}; expected {list(solution.contracts)}.")
-    return tables
+    return dict(tables)
 
 
 def validate(tables: Mapping[str, pd.DataFrame], contracts: Mapping[str, Contract]) -> dict[str, ValidationReport]:
     """Check every table; raise ContractViolation (listing every failed rule) on the first bad table."""
-    reports = {}
-    for name, contract in contracts.items():
-        reports[name] = contract.check(tables[name])
-    return reports
+    return {name: contract.check(tables[name]) for name, contract in contracts.items()}
 
 
-def fit_candidate(
-    candidate: Candidate, splits: Splits, config: SolutionConfig, runtime: Any, run_dir: Path, verbose: int
-) -> Any:
-    if isinstance(candidate, CustomCandidate):
-        return candidate.fit(splits, runtime)
-    if not isinstance(candidate, KerasCandidate):
-        raise TypeError(f"Unknown candidate type {type(candidate).__name__}.")
-    import keras
+def write_parameters(module: Any, parameters: Mapping[str, float]) -> None:
+    """Calibrated parameters into the module's variables of the same name (what is exported)."""
+    import tensorflow as tf
 
-    training = config.training
-    with runtime.strategy.scope():
-        model = candidate.build_model(splits.train)
-        model.compile(**candidate.compile_options(training), jit_compile=runtime.jit_compile)
-    global_batch = training.batch_size * int(getattr(runtime.strategy, "num_replicas_in_sync", 1))
-    train_data = candidate.make_dataset(splits.train, True, global_batch)
-    if training.steps_per_epoch:  # fixed-length epochs may cross the end of the data
-        train_data = train_data.repeat()
-    valid_data = candidate.make_dataset(splits.valid, False, global_batch)
-    callbacks: list[Any] = [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard" / candidate.name), write_graph=False)]
-    if training.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=training.early_stopping_monitor,
-                mode=training.early_stopping_mode,
-                patience=training.early_stopping_patience,
-                restore_best_weights=True,
-            )
-        )
-    model.fit(
-        train_data,
-        validation_data=valid_data,
-        epochs=training.epochs,
-        steps_per_epoch=training.steps_per_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the dataset shuffles itself
-    )
-    if candidate.finish_training is not None:
-        with runtime.strategy.scope():
-            model = candidate.finish_training(model, splits, runtime, train_data, valid_data)
-    return model
+    for name, value in parameters.items():
+        variable = getattr(module, name, None)
+        if not isinstance(variable, tf.Variable):
+            raise TypeError(f"calibrate returned {name!r}, but the serving module has no tf.Variable {name!r} to hold it.")
+        variable.assign(value)
 
 
-def evaluate_champion(
-    solution: Solution, champion: ModelVersion, test: Any, config: SolutionConfig, contract: Contract
-) -> dict[str, Any]:
+def evaluate_champion(solution: Solution, context: Context, champion: ModelVersion, test: Any) -> dict[str, Any]:
     """Score the current champion on this run's test split, so the gate compares like with like.
 
     If the champion cannot score this data (another contract major version, other inputs), fall back to
-    the gate value it recorded when it was promoted.
-    """
+    the gate value it recorded when it was promoted."""
     from solutions_core.export import load_signature, predict_frame
 
     metadata = champion.metadata()
-    recorded = metadata.get("test_metrics", {}).get(solution.gate_metric)
-    same_major = str(metadata.get("contract", {}).get("version", "")).split(".")[0] == contract.version.split(".")[0]
+    recorded = metadata.get("test_metrics", {}).get(solution.gate.metric)
+    same_major = str(metadata.get("contract", {}).get("version", "")).split(".")[0] == context.contract.version.split(".")[0]
     if same_major:
         try:
             signature = load_signature(champion.path, metadata.get("custom_ops", solution.custom_ops))
             outputs = predict_frame(signature, test, solution.predict_batch_size)
-            evaluation = solution.evaluate(outputs, test, config)
-            return {"version": champion.version, "value": evaluation.gate_value, "how": "re-scored on this test split"}
+            value = scores_of(solution, solution.evaluation.evaluate(context, test, outputs)).gate_value
+            return {"version": champion.version, "value": value, "how": "re-scored on this test split"}
         except Exception as error:  # the champion may expect inputs this data no longer has
             logger.warning("Champion v%s could not score this data (%s); using its recorded metric.", champion.version, error)
     return {"version": champion.version, "value": recorded, "how": "recorded at its promotion"}
@@ -210,9 +379,7 @@ def evaluate_champion(
 
 def code_version() -> str:
     try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=5, check=False
-        )
+        described = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=5, check=False)
         if described.returncode == 0 and described.stdout.strip():
             return described.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -227,7 +394,7 @@ def _json_default(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, (Path, dt.datetime, dt.date)):
         return str(value)
-    if isinstance(value, Evaluation):
+    if is_dataclass(value):
         return asdict(value)
     return str(value)
 
@@ -238,18 +405,15 @@ def write_json(path: Path, payload: Any) -> Path:
     return path
 
 
-# ---- the pipeline, as stages -------------------------------------------------------------------
-
-STAGES = ("validate", "train", "evaluate", "gate", "export", "publish", "report")
+# ---- the run: where artifacts live ------------------------------------------------------------------
 
 
 class PipelineRun:
-    """One training run: where it lives and what its stages produced.
+    """One training run of one app: its folder, its options, and its stages' artifacts.
 
-    Stages hand values over in ``memory`` when they share a process (``run_training``); each also
-    writes what later stages need under ``<run_dir>/state/``, so a stage running in a fresh process (an
-    Airflow task, a retry) reads it back instead.
-    """
+    ``run_stage(name)`` runs one stage with its input artifacts (from memory, or loaded from
+    ``artifacts/`` when an earlier process made them) and saves its output there: pickled (the one
+    serializer; artifacts are plain dataclasses) with a JSON summary beside it for people."""
 
     def __init__(
         self,
@@ -260,6 +424,7 @@ class PipelineRun:
         *,
         verbose: int = 1,
         report: Reporter | None = None,
+        min_delta: float = 0.0,
     ):
         self.solution = solution
         self.config = config
@@ -269,330 +434,280 @@ class PipelineRun:
             raise ValueError(f"run_id {self.run_id!r} must be a plain folder name (no '/', not hidden).")
         self.run_dir = self.settings.resolved_runs_dir() / solution.name / self.run_id
         self.verbose = verbose
+        self.min_delta = min_delta
         self.say: Reporter = report or (lambda message: logger.info(message))
-        self.memory: dict[str, Any] = {}
+        self._artifacts: dict[str, Any] = {}
+        self._contexts: dict[str, Context] = {}
 
-    # -- persisted state --
-    def state_path(self, stage: str) -> Path:
-        return self.run_dir / "state" / f"{stage}.json"
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.run_dir / "artifacts"
 
-    def save_state(self, stage: str, payload: dict[str, Any]) -> None:
-        write_json(self.state_path(stage), payload)
+    def artifact_path(self, stage: str) -> Path:
+        return self.artifacts_dir / f"{stage}.pkl"
 
-    def state(self, stage: str) -> dict[str, Any]:
-        path = self.state_path(stage)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"Stage {stage!r} has not completed for run {self.run_id} of {self.solution.name} (no {path}); "
-                f"stages run in the order {' → '.join(STAGES)}."
-            )
-        return json.loads(path.read_text())
+    def artifact(self, stage: str) -> Any:
+        if stage not in self._artifacts:
+            path = self.artifact_path(stage)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"Stage {stage!r} has not completed for run {self.run_id} of {self.solution.name} (no {path}); "
+                    f"the stages run in the order {' → '.join(s.name for s in STAGES)}."
+                )
+            with path.open("rb") as handle:
+                self._artifacts[stage] = pickle.load(handle)  # our own files, written by save()
+        return self._artifacts[stage]
 
-    # -- values shared by stages, from memory or from the run directory --
-    def tables(self) -> dict[str, pd.DataFrame]:
-        if "tables" not in self.memory:
-            names = self.state("validate")["tables"]
-            self.memory["tables"] = {name: pd.read_parquet(self.run_dir / "data" / f"{name}.parquet") for name in names}
-        return self.memory["tables"]
+    def save(self, stage: str, artifact: Any) -> None:
+        self._artifacts[stage] = artifact
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with self.artifact_path(stage).open("wb") as handle:
+            pickle.dump(artifact, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        write_json(self.artifacts_dir / f"{stage}.json", artifact.summary())
 
-    def splits(self) -> Splits:
-        # prepare and split are deterministic for a given config, so a later process rebuilds the same splits.
-        if "splits" not in self.memory:
-            self.memory["splits"] = self.solution.split(self.solution.prepare(self.tables(), self.config), self.config)
-        return self.memory["splits"]
+    def gate_passed(self) -> bool:
+        return bool(self.artifact("gate").passed)
 
-    def primary_contract(self) -> Contract:
-        if "contracts" not in self.memory:
-            self.memory["contracts"] = contracts_for(self.solution, self.config, self.settings)
-        return self.memory["contracts"][self.solution.contracts[0]]
+    def context(self, config: SolutionConfig | None = None) -> Context:
+        """The hooks' context: ``config`` (default: the run's) and the contracts this run validates with."""
+        config = config or self.config
+        key = config.model_dump_json()
+        if key not in self._contexts:
+            self._contexts[key] = context_for(self.solution, config, self.settings)
+        return self._contexts[key]
 
-    def arrays(self, name: str) -> dict[str, np.ndarray]:
-        if name not in self.memory:
-            with np.load(self.run_dir / "state" / f"{name}.npz", allow_pickle=True) as stored:  # our own files
-                self.memory[name] = {key: stored[key] for key in stored.files}
-        return self.memory[name]
-
-
-def _evaluation_from(payload: Mapping[str, Any]) -> Evaluation:
-    return Evaluation(dict(payload["metrics"]), payload["gate_metric"], bool(payload["higher_is_better"]))
-
-
-def _evaluation_state(evaluation: Evaluation) -> dict[str, Any]:
-    return {"metrics": evaluation.metrics, "gate_metric": evaluation.gate_metric, "higher_is_better": evaluation.higher_is_better}
+    def run_stage(self, name: str, **options: Any) -> Any:
+        """Run one stage on its inputs' artifacts; returns (and saves) its artifact."""
+        stage = stage_named(name)
+        inputs = []
+        for input_name in stage.inputs:
+            skipped = stage_named(input_name).after_gate and not self.gate_passed()
+            inputs.append(None if skipped else self.artifact(input_name))
+        artifact = stage.function()(self, *inputs, **options)
+        self.save(name, artifact)
+        return artifact
 
 
-def stage_validate(run: PipelineRun, tables: Mapping[str, pd.DataFrame] | None = None, *, fresh: bool = False, snapshot: bool = False) -> dict[str, ValidationReport]:
-    """Load (or take) the data and check it against the contracts before anything is trained.
+# ---- the stages (in ``STAGES`` order) ---------------------------------------------------------------
 
-    ``fresh`` empties the run directory first (a re-run of the same run id replaces its outputs);
-    ``snapshot`` keeps the validated tables in the run directory for stages in other processes.
-    Raises ``ContractViolation`` (every failed rule listed, also in ``validation.json``)."""
-    solution, config, settings = run.solution, run.config, run.settings
-    if fresh and run.run_dir.exists():
+
+def validate_data(run: PipelineRun, *, tables: Mapping[str, pd.DataFrame] | None = None) -> ValidatedData:
+    """Load (or take) the data and check it against the contracts before anything is trained. A run
+    starts afresh: re-running a run id replaces its outputs. Raises ``ContractViolation`` (every failed
+    rule listed, also in ``validation.json``)."""
+    solution, settings = run.solution, run.settings
+    if run.run_dir.exists():
         shutil.rmtree(run.run_dir)
-    run.run_dir.mkdir(parents=True, exist_ok=True)
+    run.run_dir.mkdir(parents=True)
     started_at = time.time()
-    contracts = contracts_for(solution, config, settings)
-    run.memory["contracts"] = contracts
-    primary = contracts[solution.contracts[0]]
-    tables = dict(tables) if tables is not None else acquire(solution, config, settings)
+    context = run.context()
+    tables = dict(tables) if tables is not None else acquire(solution, context, settings)
     run.say(f"data: {', '.join(f'{name} {len(frame):,} rows' for name, frame in tables.items())}")
     try:
-        reports = validate(tables, contracts)
+        reports = validate(tables, context.contracts)
     except Exception as error:
         report_obj = getattr(error, "report", None)
         write_json(run.run_dir / "validation.json", report_obj.to_dict() if report_obj else {"error": str(error)})
         raise
     write_json(run.run_dir / "validation.json", {name: r.to_dict() for name, r in reports.items()})
+    primary = context.contract
     run.say(f"contract: {primary.name} v{primary.version} ok")
-
     store = DataStore(settings.resolved_data_dir())
-    fingerprints = {}
     for name, frame in tables.items():
         store.write(solution.name, name, frame)
-        fingerprints[name] = fingerprint(frame)
-        if snapshot:
-            _write_parquet(run.run_dir / "data" / f"{name}.parquet", frame)
-    run.memory["tables"] = tables
-    run.save_state("validate", {"tables": list(tables), "fingerprints": fingerprints, "started_at": started_at})
-    return reports
+    return ValidatedData(
+        tables=tables,
+        contract_files={name: Path(contract.path) for name, contract in context.contracts.items()},
+        fingerprints={name: fingerprint(frame) for name, frame in tables.items()},
+        reports={name: r.to_dict() for name, r in reports.items()},
+        started_at=started_at,
+    )
 
 
-def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
+def split_data(run: PipelineRun, validated: ValidatedData) -> SplitData:
+    """Examples from the tables, the config the data resolves, and the split (made once per run)."""
+    data = run.solution.data
+    context = run.context()
+    examples = data.prepare(context, validated.tables)
+    config = data.resolve_config(context, examples)
+    splits = data.split(run.context(config), examples)
+    run.say(f"split: {splits.sizes()}")
+    return SplitData(config, splits)
 
 
-def stage_train(run: PipelineRun) -> str:
-    """Fit every candidate (and the app's ensembles), score each on validation, keep the best: its
-    module is saved as a SavedModel, with its outputs on probe and golden requests (what the exported
-    model must reproduce) and the app's edge models (built here because they need the live module)."""
+def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
+    """Fit every candidate (and the app's ensembles), calibrate and score each on validation, keep the
+    best: its module is saved as a SavedModel, with its outputs on probe and golden requests and the
+    app's edge models (built here because they need the live module)."""
     from solutions_core.export import predict_frame, save_module
     from solutions_core.strategy import make_runtime
 
-    solution, config = run.solution, run.config
-    say = run.say
-    splits = run.splits()
-    say(f"split: {splits.sizes()}")
-
+    solution, say = run.solution, run.say
+    context = run.context(split.config)
+    config, splits = context.config, split.splits
     runtime = make_runtime(run.settings.target, seed=config.seed)
     runtime.verbose = run.verbose
     say(f"runtime: {runtime.describe()}")
 
-    candidates = solution.candidates(config)
+    candidates = solution.models.candidates(context)
+    ensembles = solution.models.ensembles(context)
     if config.candidates:
         candidates = [c for c in candidates if c.name in config.candidates]
+        ensembles = [e for e in ensembles if e.name in config.candidates]
         if not candidates:
-            raise ValueError(f"No candidate matches {config.candidates}.")
-    results: list[CandidateResult] = []
-    modules: dict[str, Any] = {}
-    fitted_models: dict[str, Any] = {}
-
+            raise ValueError(f"No candidate matches {config.candidates}; {solution.name} has {[c.name for c in solution.models.candidates(context)]}.")
     batch = solution.predict_batch_size
-    valid_outputs_of: dict[str, Any] = {}
+    results: list[CandidateResult] = []
+    live: dict[str, Chosen] = {}
+    fitted: dict[str, Any] = {}
 
-    def score_candidate(candidate: Candidate, fitted: Any, started_at: float) -> None:
-        module = solution.serving_module(candidate, fitted, config)
-        valid_outputs = predict_frame(module.serve, splits.valid, batch)
-        calibration = solution.calibrate(module, splits.valid, valid_outputs, config)
-        if calibration:
-            valid_outputs = predict_frame(module.serve, splits.valid, batch)
-        valid_outputs_of[candidate.name] = valid_outputs
-        evaluation = solution.evaluate(valid_outputs, splits.valid, config)
-        results.append(CandidateResult(candidate.name, candidate.kind, evaluation, calibration, time.perf_counter() - started_at))
-        modules[candidate.name] = module
-        say(f"  valid {evaluation.gate_metric}={evaluation.gate_value:.4f}")
+    def score(name: str, kind: str, model: Any, started_at: float) -> None:
+        module = solution.serving.module(context, model)
+        outputs = predict_frame(module.serve, splits.valid, batch)
+        parameters = {k: float(v) for k, v in solution.evaluation.calibrate(context, splits.valid, outputs).items()}
+        if parameters:
+            write_parameters(module, parameters)
+            outputs = predict_frame(module.serve, splits.valid, batch)
+        valid = scores_of(solution, solution.evaluation.evaluate(context, splits.valid, outputs))
+        results.append(CandidateResult(name, kind, valid, parameters, time.perf_counter() - started_at))
+        live[name] = Chosen(name, module, parameters, outputs)
+        say(f"  valid {valid.gate_metric}={valid.gate_value:.4f}" + (f" (calibrated {parameters})" if parameters else ""))
 
     for candidate in candidates:
         say(f"fit: {candidate.name} ({candidate.kind})")
-        fit_start = time.perf_counter()
+        started_at = time.perf_counter()
+        trainer = Trainer(runtime, config.training, run.run_dir / "tensorboard" / candidate.name, candidate.name, run.verbose)
         try:
-            fitted_models[candidate.name] = fit_candidate(candidate, splits, config, runtime, run.run_dir, run.verbose)
+            fitted[candidate.name] = candidate.fit(splits, trainer)
         except SkipCandidate as reason:
             say(f"  skipped: {reason}")
             continue
-        score_candidate(candidate, fitted_models[candidate.name], fit_start)
-    # Ensembles of the fitted candidates compete on the same validation data (no refitting).
-    for candidate, fitted in solution.ensembles(fitted_models, config):
-        say(f"ensemble: {candidate.name}")
-        score_candidate(candidate, fitted, time.perf_counter())
+        score(candidate.name, candidate.kind, fitted[candidate.name], started_at)
+    for ensemble in ensembles:
+        missing = [member for member in ensemble.members if member not in fitted]
+        if missing:
+            say(f"ensemble: {ensemble.name} skipped ({', '.join(missing)} not fitted)")
+            continue
+        say(f"ensemble: {ensemble.name} of {', '.join(ensemble.members)}")
+        score(ensemble.name, "ensemble", ensemble.combine([fitted[member] for member in ensemble.members]), time.perf_counter())
 
     if not results:
         raise ValueError(f"No candidate of {solution.name} could be trained on this data (all were skipped).")
-    best = max(results, key=lambda r: r.valid.gate_value if solution.higher_is_better else -r.valid.gate_value)
-    module = modules[best.name]
-
-    export_dir = save_module(module, run.run_dir / "export" / best.name)
-    probe_outputs = predict_frame(module.serve, splits.test.head(256), batch)
-    golden = solution.golden_instances(splits.test, config)
-    # The in-process model's answers on the golden requests: what the exported model, TF Serving and
-    # our API must reproduce (conformance tests compare against these).
-    golden_outputs = predict_frame(module.serve, pd.DataFrame(golden), batch)
+    higher = solution.gate.higher_is_better
+    best = max(results, key=lambda r: r.valid.gate_value if higher else -r.valid.gate_value)
+    chosen = live[best.name]
+    saved_model = save_module(chosen.module, run.run_dir / "export" / best.name)
+    probe_outputs = predict_frame(chosen.module.serve, _head(splits.test, 256), batch)
+    golden = solution.serving.golden_instances(context, splits.test)
+    golden_outputs = predict_frame(chosen.module.serve, pd.DataFrame(golden), batch)
     write_json(run.run_dir / "golden_request.json", {"instances": golden})
-    write_json(run.run_dir / "golden_outputs.json", golden_outputs)
-    (run.run_dir / "state").mkdir(parents=True, exist_ok=True)
-    np.savez(run.run_dir / "state" / "probe_outputs.npz", **probe_outputs)
-    np.savez(run.run_dir / "state" / "golden_outputs.npz", **golden_outputs)
-
-    edge: EdgeExport | None = solution.export_edge(module, splits, valid_outputs_of[best.name], config, run.run_dir / "edge")
+    edge = solution.edge.export(context, chosen, splits, run.run_dir / "edge") if solution.edge is not None else None
     if edge is not None:
         write_json(run.run_dir / "edge" / "edge_report.json", edge.report)
         say(f"edge: {'passed' if edge.passed else 'FAILED'} its parity gate ({', '.join(sorted(edge.files))})"
             + ("" if edge.passed else "; the edge models will not be published"))
-
-    run.memory.update(results=results, best=best, module=module, probe_outputs=probe_outputs, golden=golden,
-                      golden_outputs=golden_outputs, edge=edge)
-    run.save_state("train", {
-        "candidate": best.name,
-        "export_dir": str(export_dir),
-        "runtime": runtime.describe(),
-        # prepare() may resolve data-dependent config fields (a forecaster's frequency and horizon); a
-        # DAG runs export in another process, where prepare never ran, so the model's config travels here.
-        "config": config.model_dump(mode="json"),
-        "candidates": [
-            {"name": r.name, "kind": r.kind, "valid": _evaluation_state(r.valid), "calibration": r.calibration, "fit_seconds": r.fit_seconds}
-            for r in results
-        ],
-        "edge": {"files": {k: str(v) for k, v in edge.files.items()}, "report": edge.report, "passed": edge.passed} if edge else None,
-    })
-    return best.name
+    return TrainedModel(best.name, saved_model, results, runtime.describe(), probe_outputs, golden, golden_outputs, edge)
 
 
-def _train_results(run: PipelineRun) -> list[CandidateResult]:
-    if "results" not in run.memory:
-        run.memory["results"] = [
-            CandidateResult(c["name"], c["kind"], _evaluation_from(c["valid"]), c["calibration"], c["fit_seconds"])
-            for c in run.state("train")["candidates"]
-        ]
-    return run.memory["results"]
+def _head(examples: Any, count: int) -> Any:
+    return examples.head(count) if hasattr(examples, "head") else examples[:count]
 
 
-def _edge(run: PipelineRun) -> EdgeExport | None:
-    if "edge" not in run.memory:
-        stored = run.state("train")["edge"]
-        run.memory["edge"] = EdgeExport({k: Path(v) for k, v in stored["files"].items()}, stored["report"], stored["passed"]) if stored else None
-    return run.memory["edge"]
-
-
-def stage_evaluate(run: PipelineRun) -> Evaluation:
+def score_on_test(run: PipelineRun, split: SplitData, trained: TrainedModel) -> TestScores:
     """Reload the exported SavedModel (it must reproduce the in-process model), score it on the test
     split next to the baselines trained in this run, and re-score the champion on the same split."""
     from solutions_core.export import load_signature, max_abs_difference, predict_frame
 
-    solution, config, say = run.solution, run.config, run.say
-    trained = run.state("train")
-    splits = run.splits()
+    solution, say = run.solution, run.say
+    context = run.context(split.config)
+    test = split.splits.test
     batch = solution.predict_batch_size
-    reloaded = load_signature(Path(trained["export_dir"]), solution.custom_ops)
-    difference = max_abs_difference(run.arrays("probe_outputs"), predict_frame(reloaded, splits.test.head(256), batch))
+    reloaded = load_signature(trained.saved_model, solution.custom_ops)
+    difference = max_abs_difference(trained.probe_outputs, predict_frame(reloaded, _head(test, 256), batch))
     if not difference <= 1e-4:
         raise RuntimeError(f"The exported SavedModel disagrees with the in-process model (max |Δ| = {difference}).")
-
-    test_outputs = predict_frame(reloaded, splits.test, batch)
-    test_evaluation = solution.evaluate(test_outputs, splits.test, config)
-    say(f"test: {trained['candidate']} {test_evaluation.gate_metric}={test_evaluation.gate_value:.4f}")
-    baselines = solution.baselines(splits, config)
-    for name, evaluation in baselines.items():
-        say(f"baseline: {name} {evaluation.gate_metric}={evaluation.gate_value:.4f}")
-    plots = solution.report(test_outputs, splits.test, baselines, run.run_dir, config)
-
+    outputs = predict_frame(reloaded, test, batch)
+    scores = scores_of(solution, solution.evaluation.evaluate(context, test, outputs))
+    say(f"test: {trained.candidate} {scores.gate_metric}={scores.gate_value:.4f}")
+    baselines = solution.evaluation.baselines(context, split.splits)
+    for name, baseline in baselines.items():
+        say(f"baseline: {name} {solution.gate.metric}={baseline.metrics.get(solution.gate.metric, float('nan')):.4f}")
+    plots = solution.evaluation.report(context, test, outputs, baselines, run.run_dir)
     champion = ModelRegistry(run.settings.resolved_models_dir()).champion(solution.name)
-    champion_before = evaluate_champion(solution, champion, splits.test, config, run.primary_contract()) if champion else None
-    run.memory.update(test=test_evaluation, baselines=baselines, plots=plots, champion_before=champion_before)
-    run.save_state("evaluate", {
-        "test": _evaluation_state(test_evaluation),
-        "baselines": {name: _evaluation_state(ev) for name, ev in baselines.items()},
-        "plots": [str(p) for p in plots],
-        "champion_before": champion_before,
-    })
-    return test_evaluation
+    champion_before = evaluate_champion(solution, context, champion, test) if champion else None
+    return TestScores(scores, {name: scores_of(solution, b.metrics) for name, b in baselines.items()}, list(plots), champion_before)
 
 
-def _evaluated(run: PipelineRun) -> tuple[Evaluation, dict[str, Evaluation], list[Path], dict[str, Any] | None]:
-    if "test" not in run.memory:
-        stored = run.state("evaluate")
-        run.memory.update(
-            test=_evaluation_from(stored["test"]),
-            baselines={name: _evaluation_from(ev) for name, ev in stored["baselines"].items()},
-            plots=[Path(p) for p in stored["plots"]],
-            champion_before=stored["champion_before"],
-        )
-    return run.memory["test"], run.memory["baselines"], run.memory["plots"], run.memory["champion_before"]
+def gate(run: PipelineRun, scored: TestScores) -> GateDecision:
+    """Passed when the candidate beats the champion (re-scored on the same test split) by more than the
+    run's ``min_delta``; a rejected run ends here and the champion keeps serving."""
+    test, champion = scored.test, scored.champion_before
+    champion_value = champion["value"] if champion else None
+    passed = test.beats(champion_value, run.min_delta) and math.isfinite(test.gate_value)
+    if passed:
+        reason = f"{test.gate_metric} {test.gate_value:.4f} beats " + (f"champion v{champion['version']} at {champion_value:.4f}" if champion_value is not None else "no champion")
+    else:
+        against = f"champion v{champion['version']} at {champion_value:.4f}" if champion_value is not None else "a finite value"
+        reason = f"{test.gate_metric} {test.gate_value:.4f} does not beat {against}"
+        run.say(f"gate: rejected ({reason}); nothing published")
+    return GateDecision(passed, reason, test.gate_value, champion_value, run.min_delta)
 
 
-def stage_gate(run: PipelineRun, min_delta: float = 0.0) -> bool:
-    """True when the candidate beats the champion (re-scored on the same test split) by more than
-    ``min_delta``; a rejected run ends here and the champion keeps serving."""
-    solution = run.solution
-    test, _, _, champion_before = _evaluated(run)
-    champion_value = champion_before["value"] if champion_before else None
-    wins = test.beats(champion_value, min_delta) and math.isfinite(test.gate_value)
-    if not wins:
-        against = (
-            f"champion v{champion_before['version']} at {champion_value:.4f}"
-            if champion_before and champion_value is not None
-            else "a finite value"
-        )
-        run.say(f"gate: rejected ({solution.gate_metric} {test.gate_value:.4f} does not beat {against}); nothing published")
-    run.memory["wins"] = wins
-    run.save_state("gate", {"wins": wins, "champion_value": champion_value, "min_delta": min_delta, "gate_value": test.gate_value})
-    return wins
-
-
-def _wins(run: PipelineRun) -> bool:
-    if "wins" not in run.memory:
-        run.memory["wins"] = bool(run.state("gate")["wins"])
-    return run.memory["wins"]
-
-
-def stage_export(run: PipelineRun) -> dict[str, Any] | None:
-    """What ``publish`` copies in, when the gate passed (else None): the SavedModel, its metadata, and
-    extra files (the contract, warm-up requests, edge models that passed their parity gate). With
-    ``target=edge`` and no edge model of the app's own, the SavedModel is converted to TFLite here."""
+def publish(
+    run: PipelineRun, validated: ValidatedData, split: SplitData, trained: TrainedModel, scored: TestScores, decision: GateDecision
+) -> PublishedVersion:
+    """Copy the SavedModel in as the next version, atomically (``ModelRegistry.publish``), with its
+    metadata and extra files (the contracts, warm-up requests, edge models that passed their parity
+    gate). With ``target=edge`` and no edge model of the app's own, the SavedModel is converted to
+    TFLite here. A run id publishes at most once: a retried publish finds its version."""
     import tensorflow as tf
 
-    if not _wins(run):
-        return None
-    solution, config, settings = run.solution, run.config, run.settings
-    trained = run.state("train")
-    test, baselines, _, champion_before = _evaluated(run)
-    best = next(r for r in _train_results(run) if r.name == trained["candidate"])
-    primary = run.primary_contract()
-    edge = _edge(run)
-    extra = {f"{primary.name}.yaml": str(primary.path)} if primary.path else {}
-    extra[WARMUP_FILE] = str(run.run_dir / "golden_request.json")  # the server warms a new version up with real requests
+    solution, settings = run.solution, run.settings
+    registry = ModelRegistry(settings.resolved_models_dir())
+    already = [v for v in registry.versions(solution.name) if v.metadata().get("run_id") == run.run_id]
+    if already:
+        run.say(f"publish: run {run.run_id} already published version {already[-1].version}; nothing more published")
+        return PublishedVersion(already[-1].version, already[-1].path)
+    context = run.context(split.config)
+    primary = context.contract
+    contracts = {table: {"name": c.name, "version": c.version, "file": f"{c.name}.yaml"} for table, c in context.contracts.items()}
+    extra = {f"{c.name}.yaml": validated.contract_files[table] for table, c in context.contracts.items()}
+    extra[WARMUP_FILE] = run.run_dir / "golden_request.json"  # the server warms a new version up with real requests
+    edge = trained.edge
     if edge is not None and edge.passed:
-        extra.update({name: str(path) for name, path in edge.files.items()})
+        extra.update(edge.files)
     edge_report = edge.report if edge is not None else None
     if settings.target == "edge" and edge is None:
-        edge_report = _convert_for_edge(run, Path(trained["export_dir"]), extra)
+        edge_report = _convert_for_edge(run, trained.saved_model, extra)
     metadata = {
         "run_id": run.run_id,
-        "candidate": best.name,
-        "gate_metric": solution.gate_metric,
-        "higher_is_better": solution.higher_is_better,
-        "test_metrics": test.metrics,
-        "valid_metrics": best.valid.metrics,
-        "baselines": {name: ev.metrics for name, ev in baselines.items()},
-        "calibration": best.calibration,
+        "candidate": trained.candidate,
+        "gate_metric": solution.gate.metric,
+        "higher_is_better": solution.gate.higher_is_better,
+        "test_metrics": scored.test.metrics,
+        "valid_metrics": trained.chosen.valid.metrics,
+        "baselines": {name: scores.metrics for name, scores in scored.baselines.items()},
+        "calibration": trained.chosen.calibration,
         "contract": {"name": primary.name, "version": primary.version},
-        "data_fingerprints": run.state("validate")["fingerprints"],
-        "config": trained["config"],
+        "contracts": contracts,
+        "data_fingerprints": validated.fingerprints,
+        "config": context.config.model_dump(mode="json"),
         "code_version": code_version(),
-        "runtime": trained["runtime"],
+        "runtime": trained.runtime,
         "custom_ops": list(solution.custom_ops),
         "tensorflow": tf.__version__,
         "python": platform.python_version(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "champion_before": champion_before,
+        "champion_before": scored.champion_before,
+        "gate": decision.reason,
         "edge": edge_report,
     }
-    bundle = {"saved_model": trained["export_dir"], "metadata": metadata, "extra_files": extra}
-    run.save_state("export", bundle)
-    return bundle
+    version = registry.publish(solution.name, trained.saved_model, metadata, extra_files=extra)
+    run.say(f"gate: promoted as version {version.version} ({decision.reason})")
+    return PublishedVersion(version.version, version.path)
 
 
-def _convert_for_edge(run: PipelineRun, saved_model: Path, extra: dict[str, str]) -> dict[str, Any]:
+def _convert_for_edge(run: PipelineRun, saved_model: Path, extra: dict[str, Path]) -> dict[str, Any]:
     """The core's generic TFLite conversion (dynamic-range int8) for apps without an edge export of
     their own. Models with ops TFLite lacks (e.g. YDF trees) cannot convert: the report says why and
     the SavedModel is still published."""
@@ -604,66 +719,34 @@ def _convert_for_edge(run: PipelineRun, saved_model: Path, extra: dict[str, str]
     except Exception as problem:  # the converter raises many types; the reason is what matters
         run.say(f"edge: the SavedModel does not convert to TFLite ({type(problem).__name__}); publishing the SavedModel only")
         return {"passed": False, "why": f"TFLite conversion failed: {str(problem)[:500]}"}
-    extra["model.tflite"] = str(target)
+    extra["model.tflite"] = target
     run.say(f"edge: converted to TFLite ({target.stat().st_size / 1024:.0f} KB)")
     return {"passed": True, "files": ["model.tflite"], "how": "generic dynamic-range conversion"}
 
 
-def stage_publish(run: PipelineRun) -> ModelVersion | None:
-    """Copy the export in as the next version, atomically (``ModelRegistry.publish``); None when the
-    gate rejected. A run id publishes at most once: a retried or re-run publish finds its version."""
-    if not _wins(run):
-        run.memory["version"] = None
-        return None
-    solution = run.solution
-    registry = ModelRegistry(run.settings.resolved_models_dir())
-    already = [v for v in registry.versions(solution.name) if v.metadata().get("run_id") == run.run_id]
-    if already:
-        version = already[-1]
-        run.say(f"publish: run {run.run_id} already published version {version.version}; nothing more published")
-    else:
-        bundle = run.state("export")
-        extra = {name: Path(path) for name, path in bundle["extra_files"].items()}
-        version = registry.publish(solution.name, Path(bundle["saved_model"]), bundle["metadata"], extra_files=extra)
-        test, _, _, champion_before = _evaluated(run)
-        champion_value = champion_before["value"] if champion_before else None
-        run.say(f"gate: promoted as version {version.version} ({solution.gate_metric} {test.gate_value:.4f}"
-                f" vs champion {champion_value if champion_value is not None else 'none'})")
-    run.memory["version"] = version
-    run.save_state("publish", {"version": version.version, "path": str(version.path)})
-    return version
-
-
-def stage_report(run: PipelineRun) -> RunResult:
+def write_report(run: PipelineRun, trained: TrainedModel, scored: TestScores, decision: GateDecision, published: PublishedVersion | None = None) -> RunResult:
     """The run's result and ``report.json``: the candidate's test metrics next to the champion's and the
     baselines', the gate verdict and the published version (if any)."""
-    if "version" not in run.memory:
-        published = run.state_path("publish")
-        stored = json.loads(published.read_text()) if published.exists() else None
-        run.memory["version"] = ModelVersion(run.solution.name, stored["version"], Path(stored["path"])) if stored else None
-    version = run.memory["version"]
-    test, baselines, plots, champion_before = _evaluated(run)
-    if "golden" not in run.memory:
-        run.memory["golden"] = json.loads((run.run_dir / "golden_request.json").read_text())["instances"]
+    version = ModelVersion(run.solution.name, published.version, published.path) if published else None
     result = RunResult(
         app=run.solution.name,
         run_id=run.run_id,
         run_dir=run.run_dir,
         status="promoted" if version else "rejected",
-        candidate=run.state("train")["candidate"],
-        test=test,
-        baselines=baselines,
-        champion_before=champion_before,
+        candidate=trained.candidate,
+        test=scored.test,
+        baselines=scored.baselines,
+        champion_before=scored.champion_before,
         version=version,
-        candidates=_train_results(run),
-        plots=plots,
-        golden_instances=run.memory["golden"],
-        golden_outputs=run.arrays("golden_outputs") if "golden_outputs" not in run.memory else run.memory["golden_outputs"],
-        edge=_edge(run),
+        reason=decision.reason,
+        candidates=trained.candidates,
+        plots=scored.plots,
+        golden_instances=trained.golden_instances,
+        golden_outputs=trained.golden_outputs,
+        edge=trained.edge,
+        seconds=time.time() - run.artifact("validate_data").started_at,
     )
-    summary = result.summary()
-    summary["seconds"] = round(time.time() - run.state("validate")["started_at"], 1)
-    write_json(run.run_dir / "report.json", summary)
+    write_json(run.run_dir / "report.json", result.summary())
     return result
 
 
@@ -678,13 +761,11 @@ def run_training(
     min_delta: float = 0.0,
     run_id: str | None = None,
 ) -> RunResult:
-    """Train, evaluate, gate and (maybe) publish one app: every stage in turn, in this process.
-    Raises before publishing on any failure."""
-    run = PipelineRun(solution, config, settings, run_id, verbose=verbose, report=report)
-    stage_validate(run, tables)
-    stage_train(run)
-    stage_evaluate(run)
-    if stage_gate(run, min_delta):
-        stage_export(run)
-        stage_publish(run)
-    return stage_report(run)
+    """Train, evaluate, gate and (maybe) publish one app: every stage of ``STAGES`` in turn, in this
+    process. Raises before publishing on any failure."""
+    run = PipelineRun(solution, config, settings, run_id, verbose=verbose, report=report, min_delta=min_delta)
+    for stage in STAGES:
+        if stage.after_gate and not run.gate_passed():
+            continue
+        run.run_stage(stage.name, **({"tables": tables} if stage.name == "validate_data" else {}))
+    return run.artifact(STAGES[-1].name)

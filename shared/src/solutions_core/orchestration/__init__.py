@@ -70,44 +70,27 @@ def run_stage(
     home: str | None = None,
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run one pipeline stage of ``app`` for ``run_id``; returns a JSON-able summary.
-
-    ``validate`` starts the run afresh (a re-run of the run id replaces its folder) and keeps the
-    validated tables in it for the later stages. The target selects strategy and precision in the
-    core (``solutions_core.strategy``)."""
+    """Run one stage of ``app``'s pipeline (``solutions_core.stages.STAGES``) for ``run_id`` in this
+    process, with the artifacts earlier stages left in the run folder; returns the stage artifact's
+    JSON summary (an XCom). The target selects strategy and precision (``solutions_core.strategy``)."""
     from solutions_core import training
     from solutions_core.registry import get_solution
+    from solutions_core.stages import stage as stage_named
 
-    if stage not in training.STAGES:
-        raise ValueError(f"Unknown stage {stage!r}; the stages are {training.STAGES}.")
+    stage_named(stage)  # an unknown name fails before anything is loaded
     solution = get_solution(app)
     config = make_config(solution, preset, overrides, source)
-    run = training.PipelineRun(solution, config, settings_for(target, home), run_id, verbose=2, report=report)
-    if stage == "validate":
-        reports = training.stage_validate(run, fresh=True, snapshot=True)
-        return {"run_dir": str(run.run_dir), "tables": {name: r.rows for name, r in reports.items()}}
-    if stage == "train":
-        return {"candidate": training.stage_train(run)}
-    if stage == "evaluate":
-        evaluation = training.stage_evaluate(run)
-        return {"gate_metric": evaluation.gate_metric, "test": evaluation.metrics, "champion_before": run.memory["champion_before"]}
-    if stage == "gate":
-        return {"wins": training.stage_gate(run, min_delta)}
-    if stage == "export":
-        bundle = training.stage_export(run)
-        return {"exported": bundle is not None, "files": sorted(bundle["extra_files"]) if bundle else []}
-    if stage == "publish":
-        version = training.stage_publish(run)
-        return {"version": version.version if version else None, "path": str(version.path) if version else None}
-    result = training.stage_report(run)
-    return {**result.summary(), "report": str(run.run_dir / "report.json")}
+    run = training.PipelineRun(solution, config, settings_for(target, home), run_id, verbose=2, report=report, min_delta=min_delta)
+    artifact = run.run_stage(stage)
+    return {**artifact.summary(), "run_dir": str(run.run_dir)}
 
 
 def report_lines(summary: Mapping[str, Any]) -> list[str]:
     """A run report as text: the candidate's test metrics next to the champion's and the baselines'."""
     metric = summary["gate_metric"]
     lines = [f"{summary['app']} run {summary['run_id']}: {summary['status']}"
-             + (f" as version {summary['version']}" if summary.get("version") else " (nothing published)")]
+             + (f" as version {summary['version']}" if summary.get("version") else " (nothing published)")
+             + (f": {summary['reason']}" if summary.get("reason") else "")]
     lines.append(f"  candidate {summary['candidate']}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary["test"].items()))
     champion = summary.get("champion_before")
     if champion and champion.get("value") is not None:
@@ -130,7 +113,7 @@ def run_app_batch(
     home: str | None = None,
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """``Solution.batch`` for one logical date through ``solutions_core.batch.run_batch``."""
+    """The app's batch work for one logical date through ``solutions_core.batch.run_batch``."""
     from solutions_core.batch import run_batch
     from solutions_core.registry import get_solution
 

@@ -1,13 +1,14 @@
 """The DAG factory: one training DAG per installed app, one batch DAG per app with batch work.
 
-Thin wiring only: every task calls ``solutions_core.orchestration.run_stage`` / ``run_app_batch``, the
-functions the CLI's pipeline runs too. Apps are found through entry points, so a fork's new app gets its
-DAG without editing anything here. Importing this module imports Airflow but neither TensorFlow nor the
-apps (tasks import them when they run), so DAG files parse fast.
+Thin wiring only: one task per row of the pipeline's stage table (``solutions_core.stages.STAGES``,
+the table ``run_training`` follows too), each calling ``solutions_core.orchestration.run_stage`` /
+``run_app_batch``. Apps are found through entry points, so a fork's new app gets its DAG without editing
+anything here. Importing this module imports Airflow but neither TensorFlow nor the apps (tasks import
+them when they run), so DAG files parse fast.
 
-    validate → train → evaluate → gate ⇢ export → publish → report
-                                  (gate skips export and publish when the candidate does not win;
-                                   report runs either way)
+    validate_data → split_data → train_candidates → score_on_test → gate ⇢ publish → write_report
+                                              (the gate skips publish when the candidate does not win;
+                                               the report runs either way)
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from airflow.sdk.exceptions import AirflowFailException
 from solutions_core.orchestration import PRESETS, TARGETS, report_lines, run_app_batch, run_id_for, run_stage
 from solutions_core.orchestration.config import OrchestrationConfig, load_orchestration_config
 from solutions_core.orchestration.kubernetes import executor_config
+from solutions_core.stages import STAGES
+from solutions_core.stages import stage as stage_named
 
 logger = logging.getLogger("solutions_core.orchestration")
 START_DATE = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)  # fixed (a moving one confuses the scheduler) and early: a run for a logical date before it would run no task at all
-TRAINING_STAGES = ("validate", "train", "evaluate", "gate", "export", "publish", "report")
 
 
 def _params(app: str, config: OrchestrationConfig) -> dict[str, Param]:
@@ -61,12 +63,12 @@ def _run_training_stage(stage: str, app: str) -> Any:
         # The violation report goes to the task log; failing (not retrying) stops the run before training.
         logger.error("Data contract violated: nothing was trained or published.\n%s", violation)
         raise AirflowFailException(f"{app}: the data violates its contract; see the validation report in this log.") from None
-    if stage == "gate":
-        return bool(summary["wins"])  # ShortCircuitOperator: False skips export and publish
-    if stage == "report":
+    if stage_named(stage).decides:
+        return bool(summary["passed"])  # the gate's ShortCircuitOperator: False skips publish
+    if stage == STAGES[-1].name:
         for line in report_lines(summary):
             logger.info(line)
-        summary = {key: summary[key] for key in ("app", "run_id", "status", "version", "gate_metric", "test", "report")}
+        summary = {key: summary[key] for key in ("app", "run_id", "status", "reason", "version", "gate_metric", "test", "run_dir")}
     return summary
 
 
@@ -95,7 +97,7 @@ def training_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
     schedule = config.app(app)
     with DAG(
         dag_id=f"train_{app}",
-        description=f"Retrain {app}: validate → train → evaluate → gate → export → publish → report",
+        description=f"Retrain {app}: " + " → ".join(stage.name for stage in STAGES),
         schedule=schedule.train_schedule,
         start_date=START_DATE,
         catchup=False,
@@ -106,21 +108,22 @@ def training_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
         doc_md=__doc__,
     ) as dag:
         tasks = []
-        for stage in TRAINING_STAGES:
-            operator = ShortCircuitOperator if stage == "gate" else PythonOperator
+        for stage in STAGES:
             extra: dict[str, Any] = {}
-            if stage == "gate":
-                extra["ignore_downstream_trigger_rules"] = False  # skip export/publish, still report
-            if stage == "report":
+            if stage.decides:
+                extra["ignore_downstream_trigger_rules"] = False  # skip the after-gate stages, still report
+            if stage.always:
                 extra["trigger_rule"] = TriggerRule.NONE_FAILED
-            if stage == "train":
+            if stage.accelerated:
                 extra["execution_timeout"] = dt.timedelta(minutes=config.training_timeout_minutes)
+            operator = ShortCircuitOperator if stage.decides else PythonOperator
             tasks.append(
                 operator(
-                    task_id=stage,
+                    task_id=stage.name,
+                    doc_md=stage.summary,
                     python_callable=_run_training_stage,
-                    op_kwargs={"stage": stage, "app": app},
-                    executor_config=executor_config(config.kubernetes, app=app, stage=stage, target=schedule.target),
+                    op_kwargs={"stage": stage.name, "app": app},
+                    executor_config=executor_config(config.kubernetes, app=app, stage=stage.name, target=schedule.target),
                     **extra,
                 )
             )
@@ -164,9 +167,9 @@ def training_dags(config_path: str | Path | None = None) -> dict[str, DAG]:
 
 
 def batch_dags(config_path: str | Path | None = None) -> dict[str, DAG]:
-    """``batch_<app>`` for every installed app whose Solution overrides ``batch``. This imports each
+    """``batch_<app>`` for every installed app with a ``batch`` part. This imports each
     app's package (pandas, not TensorFlow) to ask, which is why it lives in its own DAG file."""
     from solutions_core.registry import get_solution, list_solutions
 
     config = load_orchestration_config(config_path)
-    return {f"batch_{entry.name}": batch_dag(entry.name, config) for entry in list_solutions() if get_solution(entry.name).has_batch}
+    return {f"batch_{entry.name}": batch_dag(entry.name, config) for entry in list_solutions() if get_solution(entry.name).batch is not None}

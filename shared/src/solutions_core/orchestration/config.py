@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from solutions_core.stages import STAGES
+
 ENVIRONMENT_VARIABLE = "SOLUTIONS_ORCHESTRATION_CONFIG"
 
 
@@ -54,7 +56,7 @@ class KubernetesConfig(BaseModel):
     namespace: str = "default"
     service_account: str | None = None
     accelerated_stages: list[str] = Field(
-        default_factory=lambda: ["train", "evaluate", "export", "batch"],
+        default_factory=lambda: [stage.name for stage in STAGES if stage.accelerated] + ["batch"],
         description="Stages that get the target's accelerator; the others get the cpu pod.",
     )
     targets: dict[str, TargetResources] = Field(default_factory=_default_targets)

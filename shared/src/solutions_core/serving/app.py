@@ -184,8 +184,13 @@ def run_predict(served: ServedModel, body: Any) -> dict[str, Any]:
         )
         if problems:
             raise RequestError("; ".join(problems))
-    if served.enricher is not None:
-        instances = served.enricher(instances)
+    received = instances
+    try:
+        instances = served.check(instances)
+    except ValueError as problem:
+        raise RequestError(str(problem)) from problem
+    if served.features is not None:
+        instances = served.features.lookup(instances)
     contract_columns = served.contract.columns if served.contract is not None else {}
     nullable = {name for name, column in contract_columns.items() if column.nullable}
     missing = sorted(
@@ -201,6 +206,8 @@ def run_predict(served: ServedModel, body: Any) -> dict[str, Any]:
         except (TypeError, ValueError) as problem:
             raise RequestError(f"Input {name!r}: {problem}") from problem
     outputs = served.predict(columns)
+    if served.features is not None:
+        served.features.record(received)
     if rows:
         names = list(outputs)
         if len(names) == 1:
@@ -240,7 +247,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 
     for entry in list_solutions():
         try:
-            for router in get_solution(entry.name).routers(manager):
+            for router in get_solution(entry.name).serving.routers(manager):
                 app.include_router(router)
         except Exception:
             logger.exception("Could not mount the routes of %s", entry.name)

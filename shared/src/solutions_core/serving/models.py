@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,8 +24,15 @@ class ModelNotFound(LookupError):
     pass
 
 
+StoreT = TypeVar("StoreT")
+
+
 @dataclass
 class ServedModel:
+    """One loaded version and what the server needs around it: its contract (shipped inside the
+    version), and — when its app is installed — the app's context, request schema, request checks and
+    online feature store."""
+
     name: str
     version: int
     path: Path
@@ -34,7 +40,9 @@ class ServedModel:
     metadata: dict[str, Any]
     input_specs: dict[str, Any]
     contract: Any | None = None
-    enricher: Callable[[list[dict]], list[dict]] | None = None
+    context: Any | None = None  # solutions_core.solution.Context of the version's own config
+    solution: Any | None = None
+    features: Any | None = None  # solutions_core.solution.FeatureStore
     extra_fields: set[str] = field(default_factory=set)
     allow_missing: set[str] = field(default_factory=set)
 
@@ -44,10 +52,19 @@ class ServedModel:
         tensors = {name: tf.constant(values) for name, values in columns.items()}
         return {name: np.asarray(value) for name, value in self.signature(**tensors).items()}
 
+    def check(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The app's request checks beyond the contract (``Serving.check``)."""
+        return self.solution.serving.check(self.context, instances) if self.solution is not None else instances
+
+    def feature_store(self, kind: type[StoreT]) -> StoreT | None:
+        """The version's online feature store as the app's own type (for its routes), or None."""
+        if self.features is not None and not isinstance(self.features, kind):
+            raise TypeError(f"{self.name} v{self.version} serves a {type(self.features).__name__}, not a {kind.__name__}.")
+        return self.features
+
 
 def load_served_model(version: ModelVersion, data_dir: Path | None = None) -> ServedModel:
-    """Load one version with what the server needs around it: its contract (shipped inside the
-    version), and its solution's online enricher when the solution is installed."""
+    """Load one version with its contracts and, when its app is installed, the app's serving parts."""
     from solutions_core.contracts import Contract
     from solutions_core.export import input_specs, load_signature
 
@@ -70,12 +87,24 @@ def load_served_model(version: ModelVersion, data_dir: Path | None = None) -> Se
             from solutions_core.registry import get_solution
 
             solution = get_solution(app)
-            config = solution.make_config(metadata.get("config"))
-            served.extra_fields, served.allow_missing = solution.request_fields(config)
-            if data_dir is not None:
-                served.enricher = solution.online_enricher(Path(data_dir), config)
         except KeyError:
             logger.info("Solution %r is not installed; serving %s without its online features.", app, version.path)
+            return served
+        from solutions_core.solution import Context
+
+        shipped = metadata.get("contracts") or {solution.contracts[0]: metadata.get("contract", {})}
+        contracts = {}
+        for table, about in shipped.items():
+            path = version.path / "assets.extra" / about.get("file", f"{about.get('name')}.yaml")
+            if path.exists():
+                contracts[table] = Contract.from_yaml(path)
+        config = solution.make_config(metadata.get("config"))
+        served.solution = solution
+        served.context = Context(app, config, contracts)
+        request = solution.serving.request(served.context)
+        served.extra_fields, served.allow_missing = set(request.extra), set(request.optional)
+        if data_dir is not None:
+            served.features = solution.serving.features(served.context, Path(data_dir))
     return served
 
 
@@ -177,9 +206,8 @@ class ModelManager:
     def stop(self) -> None:
         self._stop.set()
         for served in self.loaded().values():
-            save = getattr(served.enricher, "save", None)
-            if save:
+            if served.features is not None:
                 try:
-                    save()
+                    served.features.save()
                 except Exception:
                     logger.exception("Could not persist online features of %s", served.name)

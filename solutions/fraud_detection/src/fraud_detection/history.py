@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -375,6 +375,20 @@ class OnlineHistoryStore:
         if txn.device is not None:
             state.devices.add(txn.device)
         self._evict_card(state, state.last_time_ns)
+
+    def scratch(self, cards: Iterable[str]) -> "OnlineHistoryStore":
+        """A new store holding copies of these cards' states: what a request may record into while
+        it is looked up, leaving this store as it was."""
+        copy = OnlineHistoryStore(self.max_window)
+        with self._lock:
+            for card in cards:
+                state = self._cards.get(card)
+                if state is not None:
+                    copy._cards[card] = _CardState(
+                        state.first_seen_ns, state.last_time_ns, state.last_lat, state.last_lon,
+                        list(state.window_times_ns), list(state.window_amounts), set(state.devices),
+                    )
+        return copy
 
     # --- memory -------------------------------------------------------------------------------------
 

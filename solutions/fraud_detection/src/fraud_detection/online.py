@@ -2,9 +2,10 @@
 
 A REST request carries one transaction, but the model also needs the card's recent history. The server
 keeps an online feature table — ``history.OnlineHistoryStore``, per-card state for the last 30 days —
-warmed from the transactions in the embedded store and persisted as Parquet beside them. Each request
-that does not bring its own history features is enriched from that table and then recorded in it, so
-the next transaction of the same card sees it (exactly as the offline features would).
+warmed from the transactions in the embedded store and persisted as Parquet beside them. ``lookup``
+gives each request that does not bring its own history features the card's features as of that
+transaction (earlier transactions of the same request count, exactly as offline); ``record`` adds the
+answered transactions to the table, so the next transaction of the same card sees them.
 """
 
 from __future__ import annotations
@@ -15,52 +16,55 @@ from typing import Any
 
 import pandas as pd
 
-from fraud_detection.config import FraudConfig
 from fraud_detection.history import HISTORY_FEATURES, OnlineHistoryStore
+from solutions_core.solution import FeatureStore
 
 STATE_FILE = "online_history.parquet"
 TABLE_FILE = "fraud_transactions.parquet"
 
 
-class OnlineFeatures:
-    def __init__(self, store: OnlineHistoryStore, folder: Path, config: FraudConfig, canonical_record: Callable[..., dict]):
-        self.store = store
+class CardHistoryStore(FeatureStore):
+    def __init__(self, store: OnlineHistoryStore, folder: Path, canonical_record: Callable[[dict[str, Any]], dict[str, Any]]):
+        self.store = store  # it locks itself: it is thread-safe
         self.folder = folder
-        self.config = config
-        self._canonical_record = canonical_record  # the store locks itself: it is thread-safe
+        self._canonical_record = canonical_record
 
     @classmethod
-    def open(
-        cls,
-        folder: Path,
-        config: FraudConfig,
-        canonical: Callable[..., pd.DataFrame],
-        canonical_record: Callable[..., dict],
-    ) -> "OnlineFeatures":
+    def open(cls, folder: Path, canonical: Callable[[pd.DataFrame], pd.DataFrame], canonical_record: Callable[[dict], dict]) -> "CardHistoryStore":
         """Resume the persisted state, else replay the stored transactions, else start empty."""
         folder = Path(folder)
         if (folder / STATE_FILE).exists():
             store = OnlineHistoryStore.from_parquet(folder / STATE_FILE)
         elif (folder / TABLE_FILE).exists():
-            frame = pd.read_parquet(folder / TABLE_FILE)
-            store = OnlineHistoryStore.from_frame(canonical(frame, config))
+            store = OnlineHistoryStore.from_frame(canonical(pd.read_parquet(folder / TABLE_FILE)))
         else:
             store = OnlineHistoryStore()
-        return cls(store, folder, config, canonical_record)
+        return cls(store, folder, canonical_record)
 
-    def __call__(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Add history features to instances that lack them (and record those transactions)."""
+    @staticmethod
+    def needs_history(instance: dict[str, Any]) -> bool:
+        return any(instance.get(name) is None for name in HISTORY_FEATURES)
+
+    def lookup(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """History features for the instances that lack them, computed on a scratch copy of their
+        cards' state (so a request's earlier transactions count and the table is left unchanged)."""
+        transactions = {index: self._canonical_record(instance) for index, instance in enumerate(instances) if self.needs_history(instance)}
+        if not transactions:
+            return instances
+        scratch = self.store.scratch({str(t["card_id"]) for t in transactions.values() if t["card_id"] is not None})
         enriched = []
-        for instance in instances:
-            if all(instance.get(name) is not None for name in HISTORY_FEATURES):
-                enriched.append(instance)
-                continue
-            transaction = self._canonical_record(instance, self.config)
-            features = self.store.enrich(transaction)
-            enriched.append({**instance, **{name: features[name] for name in HISTORY_FEATURES}})
+        for index, instance in enumerate(instances):
+            if index in transactions:
+                features = scratch.enrich(transactions[index])
+                instance = {**instance, **{name: features[name] for name in HISTORY_FEATURES}}
+            enriched.append(instance)
         return enriched
 
-    def save(self) -> Path:
+    def record(self, instances: list[dict[str, Any]]) -> None:
+        for instance in instances:
+            if self.needs_history(instance):
+                self.store.update(self._canonical_record(instance))
+
+    def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.store.to_parquet(self.folder / STATE_FILE)
-        return self.folder / STATE_FILE

@@ -1,5 +1,6 @@
 """The fraud-detection app: what it brings to the core's pipeline (data, features, candidates,
-metrics). Everything generic — validation, splits, fitting, gate, export, serving — is the core's."""
+metrics, card history online, daily scoring). Everything generic — validation, splits, the Keras fit
+loop, the gate, export, serving — is the core's (see ``solutions_core.solution``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,25 @@ import pandas as pd
 
 from fraud_detection.config import FraudConfig
 from fraud_detection.history import HISTORY_FEATURES
-from solutions_core.solution import BatchContext, CustomCandidate, Evaluation, KerasCandidate, Solution, Splits
+from solutions_core.solution import (
+    Baseline,
+    Batch,
+    BatchContext,
+    Candidate,
+    Context,
+    Data,
+    Ensemble,
+    Evaluation,
+    FeatureStore,
+    Gate,
+    KerasCandidate,
+    Models,
+    RequestSchema,
+    Serving,
+    Solution,
+    Splits,
+    json_value,
+)
 
 CANONICAL = {  # history.py's column names -> the config role that supplies them
     "transaction_id": "transaction_id",
@@ -25,15 +44,215 @@ CANONICAL = {  # history.py's column names -> the config role that supplies them
 }
 
 
+def canonical(frame: pd.DataFrame, config: FraudConfig) -> pd.DataFrame:
+    """A view of the client's columns under the names history.py uses."""
+    columns = {}
+    for name, role in CANONICAL.items():
+        source = getattr(config.columns, role)
+        if source is not None and source in frame.columns:
+            columns[name] = frame[source]
+        elif name == "device_id":
+            columns[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+        elif name in ("merchant_lat", "merchant_lon"):
+            columns[name] = pd.Series(np.nan, index=frame.index)
+        elif name != "transaction_id":
+            raise ValueError(f"Column {source!r} (role {role!r}) is missing from the data.")
+    return pd.DataFrame(columns)
+
+
+def canonical_record(instance: Mapping[str, Any], config: FraudConfig) -> dict[str, Any]:
+    """``canonical`` for one request instance, without building a DataFrame (the serving hot path)."""
+    record: dict[str, Any] = {}
+    for name, role in CANONICAL.items():
+        source = getattr(config.columns, role)
+        value = instance.get(source) if source is not None else None
+        if name in ("merchant_lat", "merchant_lon") and value is None:
+            value = np.nan
+        record[name] = value
+    return record
+
+
+def feature_spec(context: Context) -> Any:
+    """What the models take, from the contract the data was checked against and the config's roles."""
+    from fraud_detection.features import build_feature_spec
+
+    return build_feature_spec(context.contract, context.config)
+
+
+class FraudData(Data):
+    def generate(self, context: Context, workdir: Path) -> dict[str, pd.DataFrame]:
+        from fraud_detection.generate import generate_transactions
+
+        config: FraudConfig = context.config
+        return {"fraud_transactions": generate_transactions(config.size, days=config.days, fraud_rate=config.fraud_rate, seed=config.seed)}
+
+    def load(self, context: Context, source: str) -> dict[str, pd.DataFrame]:
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"Fraud data source {source!r} does not exist.")
+        if path.suffix in (".parquet", ".pq") or path.is_dir():
+            frame = pd.read_parquet(path)
+        elif path.suffix in (".csv", ".gz"):
+            frame = pd.read_csv(path, parse_dates=[context.config.columns.timestamp])
+        else:
+            raise ValueError(f"Cannot read {source!r}: use Parquet or CSV.")
+        return {"fraud_transactions": frame}
+
+    def prepare(self, context: Context, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        """The transactions with card-history features computed over the whole table, in time order."""
+        from fraud_detection.history import add_history_features
+
+        config: FraudConfig = context.config
+        frame = tables["fraud_transactions"].copy()
+        frame[config.columns.timestamp] = pd.to_datetime(frame[config.columns.timestamp])
+        history = add_history_features(canonical(frame, config))
+        for name in HISTORY_FEATURES:
+            frame[name] = history[name].to_numpy()
+        return frame
+
+    def split(self, context: Context, examples: pd.DataFrame) -> Splits:
+        from solutions_core.data import time_split
+
+        config = context.config
+        return time_split(examples, config.columns.timestamp, config.valid_fraction, config.test_fraction)
+
+
+class FraudModels(Models):
+    def candidates(self, context: Context) -> list[Any]:
+        from fraud_detection import model
+
+        config: FraudConfig = context.config
+        spec, label = feature_spec(context), config.columns.label
+        return [
+            Candidate(
+                "gradient_boosted_trees",
+                fit=lambda splits, trainer: model.train_gradient_boosted_trees(splits.train, splits.valid, spec, config, verbose=trainer.verbose),
+            ),
+            KerasCandidate(
+                "keras_mlp",
+                build_model=lambda train: model.build_keras_model(train, spec, config),
+                compile_options=model.keras_compile_options,
+                make_dataset=lambda frame, training, batch: model.make_dataset(frame, spec, label, training, batch),
+            ),
+        ]
+
+    def ensembles(self, context: Context) -> list[Ensemble]:
+        # The trees and the MLP make different mistakes; their average is often better than either and
+        # is chosen only when validation says so (the serving module averages a list of models).
+        return [Ensemble("blend", members=("gradient_boosted_trees", "keras_mlp"))]
+
+
+class FraudEvaluation(Evaluation):
+    def calibrate(self, context: Context, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> dict[str, float]:
+        from fraud_detection.evaluate import choose_threshold
+
+        columns = context.config.columns
+        labels, amounts = examples[columns.label].to_numpy(), examples[columns.amount].to_numpy()
+        return {"threshold": choose_threshold(labels, outputs["fraud_probability"], amounts, context.config)}
+
+    def evaluate(self, context: Context, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> dict[str, float]:
+        from fraud_detection.evaluate import fraud_metrics
+
+        columns = context.config.columns
+        return fraud_metrics(
+            examples[columns.label].to_numpy(), outputs["fraud_probability"], outputs["decision"], examples[columns.amount].to_numpy(), context.config
+        )
+
+    def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
+        """Regularized gradient boosting and logistic regression on the same derived features, each
+        with its own threshold chosen on validation as the model's is."""
+        from fraud_detection.evaluate import baseline_models, choose_threshold, fraud_metrics
+        from fraud_detection.features import derived_frame
+
+        config: FraudConfig = context.config
+        spec = feature_spec(context)
+        label, amount = config.columns.label, config.columns.amount
+        tables = {name: derived_frame(getattr(splits, name), spec) for name in ("train", "valid", "test")}
+        results = {}
+        for name, fitted in baseline_models(tables["train"], splits.train[label].to_numpy(), list(spec.categorical)).items():
+            valid_scores = fitted.predict_proba(tables["valid"])[:, 1]
+            threshold = choose_threshold(splits.valid[label].to_numpy(), valid_scores, splits.valid[amount].to_numpy(), config)
+            scores = fitted.predict_proba(tables["test"])[:, 1]
+            metrics = fraud_metrics(splits.test[label].to_numpy(), scores, scores >= threshold, splits.test[amount].to_numpy(), config)
+            results[name] = Baseline(metrics, outputs={"scores": scores})
+        return results
+
+    def report(self, context: Context, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray], baselines: Mapping[str, Baseline], out_dir: Path) -> list[Path]:
+        from fraud_detection.evaluate import plot_precision_recall
+
+        labels = examples[context.config.columns.label].to_numpy()
+        curves = {"model": (labels, outputs["fraud_probability"])}
+        curves.update({name: (labels, baseline.outputs["scores"]) for name, baseline in baselines.items()})
+        return [plot_precision_recall(curves, Path(out_dir) / "pr_curve.png", "Fraud: precision-recall on the test split")]
+
+
+class FraudServing(Serving):
+    def module(self, context: Context, fitted: Any) -> Any:
+        from fraud_detection.model import serving_module
+
+        return serving_module(feature_spec(context), fitted)
+
+    def golden_instances(self, context: Context, examples: pd.DataFrame, count: int = 8) -> list[dict[str, Any]]:
+        """Raw transactions with their history features; frauds mixed in so both decisions show."""
+        spec = feature_spec(context)
+        frauds = examples[examples[context.config.columns.label] == 1].head(count // 2)
+        rows = pd.concat([frauds, examples.head(count - len(frauds))])
+        fields = list(dict.fromkeys([c.name for c in context.contract.request_columns()] + list(spec.inputs)))
+        return [{name: json_value(row[name]) for name in fields} for _, row in rows.iterrows()]
+
+    def request(self, context: Context) -> RequestSchema:
+        # A request may bring its own history features; the feature store fills them in otherwise.
+        return RequestSchema(extra=frozenset(HISTORY_FEATURES))
+
+    def features(self, context: Context, data_dir: Path) -> FeatureStore:
+        from fraud_detection.online import CardHistoryStore
+
+        config = context.config
+        return CardHistoryStore.open(
+            Path(data_dir) / FraudDetection.name, lambda frame: canonical(frame, config), lambda instance: canonical_record(instance, config)
+        )
+
+
+class FraudBatch(Batch):
+    def run(self, context: BatchContext) -> list[Path]:
+        """Daily batch scoring: every transaction of the logical date, scored by the champion with card
+        history features computed over all earlier transactions (as at serving time). A date with no
+        transactions writes an empty table, so the day's folder still says it was scored."""
+        config: FraudConfig = context.config
+        examples = FraudData().prepare(context, context.tables)
+        timestamp = config.columns.timestamp
+        day = examples[examples[timestamp].dt.date == context.logical_date].reset_index(drop=True)
+        scores = pd.DataFrame({
+            column: day[column]
+            for column in (config.columns.transaction_id, timestamp, config.columns.card, config.columns.amount)
+            if column is not None and column in day.columns
+        })
+        if len(day):
+            outputs = context.predict(day)
+            scores["fraud_probability"] = np.asarray(outputs["fraud_probability"], dtype=np.float32).reshape(-1)
+            scores["decision"] = np.asarray(outputs["decision"], dtype=np.int64).reshape(-1)
+        else:
+            scores["fraud_probability"] = pd.Series(dtype=np.float32)
+            scores["decision"] = pd.Series(dtype=np.int64)
+        scores["model_version"] = context.champion.version
+        path = context.output_dir / "scores.parquet"
+        scores.to_parquet(path, index=False)
+        return [path]
+
+
 class FraudDetection(Solution):
     name = "fraud_detection"
     title = "Fraud detection"
     description = "Scores card transactions for fraud with card-history features; YDF trees vs a Keras MLP."
     contracts = ("fraud_transactions",)
-    gate_metric = "auprc"
-    higher_is_better = True
+    gate = Gate("auprc", higher_is_better=True)
     config_class = FraudConfig
     custom_ops = ("ydf_tf",)  # YDF trees in TensorFlow need the ydf-tf op library
+    data = FraudData()
+    models = FraudModels()
+    evaluation = FraudEvaluation()
+    serving = FraudServing()
+    batch = FraudBatch()
 
     def tiny_config(self) -> FraudConfig:
         # 3 % fraud so a few thousand rows still hold frauds in every split.
@@ -47,222 +266,3 @@ class FraudDetection(Solution):
                 "training": {"epochs": 1, "steps_per_epoch": 4, "batch_size": 256},
             }
         )
-
-    # ---- data ------------------------------------------------------------------------------------
-    def generate(self, config: FraudConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
-        from fraud_detection.generate import generate_transactions
-
-        frame = generate_transactions(config.size, days=config.days, fraud_rate=config.fraud_rate, seed=config.seed)
-        return {"fraud_transactions": frame}
-
-    def load(self, source: str, config: FraudConfig) -> dict[str, pd.DataFrame]:
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"Fraud data source {source!r} does not exist.")
-        if path.suffix in (".parquet", ".pq") or path.is_dir():
-            frame = pd.read_parquet(path)
-        elif path.suffix in (".csv", ".gz"):
-            frame = pd.read_csv(path, parse_dates=[config.columns.timestamp])
-        else:
-            raise ValueError(f"Cannot read {source!r}: use Parquet or CSV.")
-        return {"fraud_transactions": frame}
-
-    def _canonical(self, frame: pd.DataFrame, config: FraudConfig) -> pd.DataFrame:
-        """A view of the client's columns under the names history.py uses."""
-        columns = {}
-        for canonical, role in CANONICAL.items():
-            source = getattr(config.columns, role)
-            if source is not None and source in frame.columns:
-                columns[canonical] = frame[source]
-            elif canonical == "device_id":
-                columns[canonical] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-            elif canonical in ("merchant_lat", "merchant_lon"):
-                columns[canonical] = pd.Series(np.nan, index=frame.index)
-            elif canonical != "transaction_id":
-                raise ValueError(f"Column {source!r} (role {role!r}) is missing from the data.")
-        return pd.DataFrame(columns)
-
-    def _canonical_record(self, instance: Mapping[str, Any], config: FraudConfig) -> dict[str, Any]:
-        """``_canonical`` for one request instance, without building a DataFrame (the serving hot path)."""
-        record: dict[str, Any] = {}
-        for canonical, role in CANONICAL.items():
-            source = getattr(config.columns, role)
-            value = instance.get(source) if source is not None else None
-            if canonical in ("merchant_lat", "merchant_lon") and value is None:
-                value = np.nan
-            record[canonical] = value
-        return record
-
-    def prepare(self, tables: Mapping[str, pd.DataFrame], config: FraudConfig) -> pd.DataFrame:
-        from fraud_detection.history import add_history_features
-
-        frame = tables["fraud_transactions"].copy()
-        frame[config.columns.timestamp] = pd.to_datetime(frame[config.columns.timestamp])
-        history = add_history_features(self._canonical(frame, config))
-        for name in HISTORY_FEATURES:
-            frame[name] = history[name].to_numpy()
-        return frame
-
-    def split(self, examples: pd.DataFrame, config: FraudConfig) -> Splits:
-        from solutions_core.data import time_split
-
-        return time_split(examples, config.columns.timestamp, config.valid_fraction, config.test_fraction)
-
-    # ---- models ----------------------------------------------------------------------------------
-    def contract(self, config: FraudConfig) -> Any:
-        """The contract the config names (memoized: hooks ask for it several times per run)."""
-        from solutions_core.contracts import load_contract
-
-        name = config.contract or self.contracts[0]
-        cache = self.__dict__.setdefault("_contracts", {})
-        if name not in cache:
-            cache[name] = load_contract(name)
-        return cache[name]
-
-    def feature_spec(self, config: FraudConfig) -> Any:
-        from fraud_detection.features import build_feature_spec
-
-        return build_feature_spec(self.contract(config), config)
-
-    def candidates(self, config: FraudConfig) -> list[Any]:
-        from fraud_detection import model
-
-        spec = self.feature_spec(config)
-        label = config.columns.label
-        return [
-            CustomCandidate(
-                "gradient_boosted_trees",
-                fit=lambda splits, runtime: model.train_gradient_boosted_trees(
-                    splits.train, splits.valid, spec, config, verbose=runtime.verbose
-                ),
-            ),
-            KerasCandidate(
-                "keras_mlp",
-                build_model=lambda train: model.build_keras_model(train, spec, config),
-                compile_options=model.keras_compile_options,
-                make_dataset=lambda frame, training, batch: model.make_dataset(frame, spec, label, training, batch),
-            ),
-        ]
-
-    def serving_module(self, candidate: Any, fitted: Any, config: FraudConfig) -> Any:
-        from fraud_detection.model import serving_module
-
-        return serving_module(self.feature_spec(config), fitted)
-
-    def ensembles(self, fitted: Mapping[str, Any], config: FraudConfig) -> list[tuple[Any, Any]]:
-        # The trees and the MLP make different mistakes; their average is often better than either
-        # and is chosen only when validation says so.
-        if len(fitted) < 2:
-            return []
-        blend = CustomCandidate("blend", fit=lambda splits, runtime: None)  # mean of all fitted candidates
-        return [(blend, [fitted[name] for name in sorted(fitted)])]
-
-    def calibrate(self, module: Any, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray], config: FraudConfig) -> dict[str, Any]:
-        from fraud_detection.evaluate import choose_threshold
-
-        threshold = choose_threshold(
-            examples[config.columns.label].to_numpy(),
-            outputs["fraud_probability"],
-            examples[config.columns.amount].to_numpy(),
-            config,
-        )
-        module.threshold.assign(threshold)
-        return {"threshold": threshold}
-
-    def evaluate(self, outputs: Mapping[str, np.ndarray], examples: pd.DataFrame, config: FraudConfig) -> Evaluation:
-        from fraud_detection.evaluate import fraud_metrics
-
-        metrics = fraud_metrics(
-            examples[config.columns.label].to_numpy(),
-            outputs["fraud_probability"],
-            outputs["decision"],
-            examples[config.columns.amount].to_numpy(),
-            config,
-        )
-        return Evaluation(metrics, self.gate_metric, self.higher_is_better)
-
-    def baselines(self, splits: Splits, config: FraudConfig) -> dict[str, Evaluation]:
-        from fraud_detection.evaluate import baseline_models, choose_threshold, fraud_metrics
-        from fraud_detection.features import derived_frame
-
-        spec = self.feature_spec(config)
-        label, amount = config.columns.label, config.columns.amount
-        tables = {name: derived_frame(getattr(splits, name), spec) for name in ("train", "valid", "test")}
-        models = baseline_models(tables["train"], splits.train[label].to_numpy(), list(spec.categorical))
-        results = {}
-        for name, fitted in models.items():
-            valid_scores = fitted.predict_proba(tables["valid"])[:, 1]
-            threshold = choose_threshold(splits.valid[label].to_numpy(), valid_scores, splits.valid[amount].to_numpy(), config)
-            test_scores = fitted.predict_proba(tables["test"])[:, 1]
-            metrics = fraud_metrics(
-                splits.test[label].to_numpy(), test_scores, test_scores >= threshold, splits.test[amount].to_numpy(), config
-            )
-            results[name] = Evaluation(metrics, self.gate_metric, self.higher_is_better, extras={"scores": test_scores})
-        return results
-
-    def report(self, outputs, examples, baselines, out_dir: Path, config: FraudConfig) -> list[Path]:
-        from fraud_detection.evaluate import plot_precision_recall
-
-        labels = examples[config.columns.label].to_numpy()
-        curves = {"model": (labels, outputs["fraud_probability"])}
-        for name, evaluation in baselines.items():
-            if "scores" in evaluation.extras:
-                curves[name] = (labels, evaluation.extras["scores"])
-        return [plot_precision_recall(curves, Path(out_dir) / "pr_curve.png", "Fraud: precision-recall on the test split")]
-
-    # ---- serving ---------------------------------------------------------------------------------
-    # ---- batch work ------------------------------------------------------------------------------
-    def batch(self, context: BatchContext) -> list[Path]:
-        """Daily batch scoring: every transaction of the logical date, scored by the champion with card
-        history features computed over all earlier transactions (as at serving time). A date with no
-        transactions writes an empty table, so the day's folder still says it was scored."""
-        config = context.config
-        examples = self.prepare(context.tables, config)
-        timestamp = config.columns.timestamp
-        day = examples[examples[timestamp].dt.date == context.logical_date].reset_index(drop=True)
-        scores = pd.DataFrame({
-            column: day[column]
-            for column in (config.columns.transaction_id, timestamp, config.columns.card, config.columns.amount)
-            if column is not None and column in day.columns
-        })
-        if len(day):
-            outputs = context.predict(day, self.predict_batch_size)
-            scores["fraud_probability"] = np.asarray(outputs["fraud_probability"], dtype=np.float32).reshape(-1)
-            scores["decision"] = np.asarray(outputs["decision"], dtype=np.int64).reshape(-1)
-        else:
-            scores["fraud_probability"] = pd.Series(dtype=np.float32)
-            scores["decision"] = pd.Series(dtype=np.int64)
-        scores["model_version"] = context.champion.version
-        path = context.output_dir / "scores.parquet"
-        scores.to_parquet(path, index=False)
-        return [path]
-
-    def golden_instances(self, examples: pd.DataFrame, config: FraudConfig, count: int = 8) -> list[dict[str, Any]]:
-        spec = self.feature_spec(config)
-        # Mix frauds in so golden outputs exercise both decisions.
-        frauds = examples[examples[config.columns.label] == 1].head(count // 2)
-        rows = pd.concat([frauds, examples.head(count - len(frauds))])
-        request_columns = [c.name for c in self.contract(config).request_columns()]
-        fields = list(dict.fromkeys(request_columns + list(spec.inputs)))
-        instances = []
-        for _, row in rows.iterrows():
-            instance = {}
-            for name in fields:
-                value = row[name]
-                if isinstance(value, pd.Timestamp):
-                    value = value.isoformat()
-                elif isinstance(value, (np.floating, np.integer)):
-                    value = value.item()
-                elif value is None or (isinstance(value, float) and np.isnan(value)):
-                    value = None
-                instance[name] = value
-            instances.append(instance)
-        return instances
-
-    def request_fields(self, config: FraudConfig) -> tuple[set[str], set[str]]:
-        return set(HISTORY_FEATURES), set()
-
-    def online_enricher(self, data_dir: Path, config: FraudConfig) -> Any:
-        from fraud_detection.online import OnlineFeatures
-
-        return OnlineFeatures.open(Path(data_dir) / self.name, config, self._canonical, self._canonical_record)

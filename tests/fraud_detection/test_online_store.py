@@ -1,0 +1,47 @@
+"""The card-history feature store as the server uses it: ``lookup`` fills history features without
+changing the table (a request's earlier transactions still count), ``record`` adds what was answered."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from fraud_detection.history import HISTORY_FEATURES
+from fraud_detection.online import CardHistoryStore
+from fraud_detection.solution import FraudDetection
+from solutions_core.training import context_for
+
+
+def transaction(minute: int, card: str = "c1", amount: float = 10.0) -> dict:
+    return {
+        "timestamp": (pd.Timestamp("2025-03-01 12:00") + pd.Timedelta(minutes=minute)).isoformat(),
+        "card_id": card, "amount": amount, "device_id": "d1", "merchant_lat": 48.0, "merchant_lon": 2.0,
+        "merchant_id": "m1", "merchant_category": "grocery", "channel": "online", "home_lat": 48.0, "home_lon": 2.0,
+    }
+
+
+def test_lookup_changes_nothing_and_record_remembers(settings, tmp_path):
+    solution = FraudDetection()
+    context = context_for(solution, solution.tiny_config(), settings)
+    store = solution.serving.features(context, tmp_path)  # no stored data: an empty table
+    assert isinstance(store, CardHistoryStore)
+    first, second = transaction(0), transaction(5)
+
+    # Two transactions of one card in one request: the second sees the first, as offline features would.
+    looked_up = store.lookup([first, second])
+    assert [row["card_txn_count_1h"] for row in looked_up] == [0.0, 1.0]
+    assert all(set(HISTORY_FEATURES) <= set(row) for row in looked_up)
+    # ...but nothing was recorded: the same lookup again gives the same answer.
+    assert store.lookup([second])[0]["card_txn_count_1h"] == 0.0
+    assert len(store.store) == 0
+
+    store.record([first])
+    assert store.lookup([second])[0]["card_txn_count_1h"] == 1.0
+    # A request that brings its own history features is neither looked up nor recorded.
+    own = {**transaction(6), **{name: 0.0 for name in HISTORY_FEATURES}}
+    assert store.lookup([own]) == [own]
+    store.record([own])
+    assert store.lookup([transaction(7)])[0]["card_txn_count_1h"] == 1.0
+
+    store.save()
+    reopened = solution.serving.features(context, tmp_path)
+    assert reopened.lookup([second])[0]["card_txn_count_1h"] == 1.0
