@@ -38,20 +38,24 @@ def main() -> None:
 
     from retrieval_latency import clustered_catalog
 
-    from recommendation.data import split
-    from recommendation.model import Recommender, RecommenderModule, fit_recommender
+    from recommendation.model import Recommender, RecommenderModule
     from solutions_core.export import load_signature, save_module
     from solutions_core.registry import get_solution
+    from solutions_core.settings import Settings
     from solutions_core.strategy import make_runtime
+    from solutions_core.training import Trainer, context_for
 
     solution = get_solution("recommendation")
     config = solution.make_config({"size": 20_000, "users": 800, "items": 600, "training": {"epochs": 2}, "ranking": {"epochs": 1}})
+    context = context_for(solution, config, Settings(contracts_dir=Path(__file__).resolve().parents[1] / "data_contracts"))
     started = time.perf_counter()
-    tables = solution.generate(config)
-    train, valid, test = split(solution.prepare(tables, config), config)
-    runtime = make_runtime("cpu", seed=0)
-    runtime.verbose = 0
-    fitted = fit_recommender(train, valid, config, runtime)
+    (candidate,) = solution.models.candidates(context)
+    with tempfile.TemporaryDirectory() as work:
+        tables = solution.data.generate(context, Path(work))
+        splits = solution.data.split(context, solution.data.prepare(context, tables))
+        trainer = Trainer(make_runtime("cpu", seed=0), config.training, Path(work) / "tensorboard", candidate.name)
+        fitted = candidate.fit(splits, trainer)  # the towers, then the ranker, through the core's fit loop
+    train, test = splits.train, splits.test
     print(f"trained the towers and the ranker on {len(train):,} interactions in {time.perf_counter() - started:.0f} s")
 
     # The big catalog: the trained items' features cycled, with synthetic clustered vectors.

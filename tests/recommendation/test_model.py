@@ -13,8 +13,20 @@ from solutions_core.strategy import make_runtime
 
 
 @pytest.fixture(scope="module")
-def fitted():
-    from recommendation.model import fit_recommender
+def fitted(tmp_path_factory):
+    """The app's own candidate, fitted through the core's Trainer as a run fits it (recording what
+    it is asked to fit)."""
+    from solutions_core.solution import Context, Splits
+    from solutions_core.training import Trainer
+
+    class RecordingTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.specs = []
+
+        def fit(self, spec):
+            self.specs.append(spec)
+            return super().fit(spec)
 
     solution = get_solution("recommendation")
     config = solution.make_config(
@@ -25,14 +37,14 @@ def fitted():
         }
     )
     tables = generate_interactions(4_000, 150, 300, seed=5, new_item_share=0.4)
-    train, valid, _ = split(prepare(tables, config), config)
-    runtime = make_runtime("cpu", seed=0)
-    runtime.verbose = 0
-    return fit_recommender(train, valid, config, runtime), train, config
+    train, valid, test = split(prepare(tables, config), config)
+    (candidate,) = solution.models.candidates(Context(solution.name, config, {}))
+    trainer = RecordingTrainer(make_runtime("cpu", seed=0), config.training, tmp_path_factory.mktemp("tensorboard"), candidate.name)
+    return candidate.fit(Splits(train, valid, test), trainer), train, config, trainer
 
 
 def test_new_items_get_vectors_near_their_own_category(fitted):
-    recommender, train, _ = fitted
+    recommender, train, _, _ = fitted
     items = recommender.items.reset_index(drop=True)
     vectors = recommender.item_vectors
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
@@ -50,7 +62,7 @@ def test_new_items_get_vectors_near_their_own_category(fitted):
 
 
 def test_ranker_was_trained_and_corrects_retrieval(fitted):
-    recommender, _, config = fitted
+    recommender, _, config, _ = fitted
     assert recommender.ranker is not None
     correction = recommender.ranker.get_layer("rank_correction").get_weights()[0]
     assert np.abs(correction).max() > 0, "the correction layer never moved from its zero start"
@@ -64,7 +76,7 @@ def test_a_batch_of_only_new_users_without_history_gets_popular_items(fitted):
 
     from recommendation.model import serving_module
 
-    recommender, _, config = fitted
+    recommender, _, config, _ = fitted
     module = serving_module(recommender, config)
     names = ["user_id", "history", "exclude", *config.columns.user_categorical]
     request = {name: tf.constant(["", ""]) for name in names}
@@ -72,3 +84,40 @@ def test_a_batch_of_only_new_users_without_history_gets_popular_items(fitted):
     outputs = module.serve(request)
     assert [s.decode() for s in outputs["strategy"].numpy()] == ["popular", "popular"]
     assert all(row[0] for row in outputs["item_ids"].numpy())
+
+
+def test_towers_and_ranker_go_through_the_core_fit_loop(fitted):
+    """The towers follow config.training (validated: early stopping on val_loss when patience is set);
+    the ranker trains ranking.epochs epochs on whole lists, unvalidated, without early stopping."""
+    _, _, config, trainer = fitted
+    towers, ranker = trainer.specs
+    assert (towers.name, towers.validation, towers.training) == ("towers", True, None)
+    assert (ranker.name, ranker.validation) == ("ranker", False)
+    assert ranker.training.epochs == config.ranking.epochs
+    assert ranker.training.early_stopping_patience == 0 and ranker.training.steps_per_epoch is None
+    assert ranker.training.learning_rate == config.training.learning_rate
+    assert (trainer.log_dir / "towers").is_dir() and (trainer.log_dir / "ranker").is_dir()
+    # Batches: the towers' rows at the global batch (whole batches in training), the ranker's whole
+    # lists, max(8, global_batch // width) of them.
+    (inputs, _), = towers.data(True, 64).take(1)
+    assert inputs["item_id"].shape[0] == 64
+    (features, labels), = ranker.data(True, 64).take(1)
+    width = config.ranking.candidates
+    assert labels.shape[0] == 8 * width and features["retrieval_score"].shape[0] == 8 * width
+    assert float(labels.numpy().reshape(-1, width).sum(axis=1).min()) == 1.0  # one held-out item per list
+
+
+def test_retrieval_alone_is_an_ensemble_of_the_fitted_recommender(fitted):
+    from solutions_core.solution import Context
+
+    recommender, _, config, _ = fitted
+    solution = get_solution("recommendation")
+    (ensemble,) = solution.models.ensembles(Context(solution.name, config, {}))
+    assert (ensemble.name, ensemble.members) == ("two_tower", ("two_tower_dcn",))
+    retrieval = ensemble.combine([recommender])
+    assert retrieval.ranker is None and recommender.ranker is not None
+    assert retrieval.user_tower is recommender.user_tower and retrieval.item_vectors is recommender.item_vectors
+    alone = solution.make_config({"ranking": {"enabled": False}})
+    context = Context(solution.name, alone, {})
+    assert [c.name for c in solution.models.candidates(context)] == ["two_tower"]
+    assert solution.models.ensembles(context) == []

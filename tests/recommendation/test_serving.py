@@ -117,3 +117,46 @@ def test_openapi_documents_recommend(server):
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert {"user_id", "k", "exclude_seen", "features"} <= set(schema["properties"])
     assert "strategy" in str(spec["components"]["schemas"]["RecommendResponse"])
+
+
+def test_predict_with_only_a_user_id_is_filled_from_the_store(server, trained, settings):
+    """The store fills history, exclusions and features: nothing the user has interacted with comes
+    back, and answering (record) does not change what the next identical request gets."""
+    from solutions_core.data import DataStore
+
+    user = trained[APP].golden_instances[0]["user_id"]
+    log = DataStore(settings.resolved_data_dir()).read(APP, "rec_interactions")
+    seen = set(log.loc[log["user_id"].astype(str) == user, "item_id"].astype(str))
+    assert seen
+    status, body = http_json("POST", f"{server.url}/v1/models/{APP}:predict", {"instances": [{"user_id": user}]})
+    assert status == 200, body
+    (prediction,) = body["predictions"]
+    assert prediction["strategy"] == "personalized"
+    assert not seen & set(prediction["item_ids"])
+    status, again = http_json("POST", f"{server.url}/v1/models/{APP}:predict", {"instances": [{"user_id": user}]})
+    assert status == 200 and again == body
+
+
+def test_batch_refreshes_every_users_candidates_with_the_champion(trained, settings):
+    from solutions_core.batch import run_batch
+    from solutions_core.data import DataStore
+    from solutions_core.registry import get_solution
+
+    result = trained[APP]
+    solution = get_solution(APP)
+    store = DataStore(settings.resolved_data_dir())
+    log, users = store.read(APP, "rec_interactions"), store.read(APP, "rec_users")
+    day = pd.to_datetime(log["timestamp"]).quantile(0.5).date()
+    done = run_batch(solution, solution.tiny_config(), settings, logical_date=day)
+    (path,) = done.files
+    rows = pd.read_parquet(path)
+    top_k = result.version.metadata()["config"]["top_k"]
+    assert set(rows["user_id"]) == set(users["user_id"].astype(str))
+    assert (rows["model_version"] == result.version.version).all()
+    for user, group in rows.groupby("user_id"):
+        assert group["rank"].tolist() == list(range(1, len(group) + 1)) and len(group) <= top_k
+        assert group["score"].is_monotonic_decreasing, "best first"
+    end = pd.Timestamp(day) + pd.Timedelta(days=1)
+    before = log[pd.to_datetime(log["timestamp"]) < end]
+    seen = set(zip(before["user_id"].astype(str), before["item_id"].astype(str)))
+    assert not seen & set(zip(rows["user_id"], rows["item_id"])), "an item seen by the logical date was recommended"

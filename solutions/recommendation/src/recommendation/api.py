@@ -54,6 +54,7 @@ class RecommendResponse(BaseModel):
 
 def recommend(manager: Any, payload: Any) -> tuple[int, dict[str, Any]]:
     """(status, JSON body) for a /recommend request body."""
+    from recommendation.online import OnlineStore
     from solutions_core.serving.app import RequestError, invalid_request, run_predict
     from solutions_core.serving.models import ModelNotFound
 
@@ -73,7 +74,7 @@ def recommend(manager: Any, payload: Any) -> tuple[int, dict[str, Any]]:
     unknown = sorted(set(request.features) - set(user_features))
     if unknown:
         return 400, {"error": f"Unknown user features {unknown}; this model uses {user_features}."}
-    store = served.enricher
+    store = served.feature_store(OnlineStore)
     seen = store.seen(request.user_id) if store is not None and request.exclude_seen else []
     instance: dict[str, Any] = {"user_id": request.user_id, "exclude": " ".join([*seen, *request.exclude])}
     if request.history is not None:

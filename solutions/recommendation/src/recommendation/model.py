@@ -266,22 +266,25 @@ def valid_examples(data: TrainingData, valid: pd.DataFrame) -> pd.DataFrame:
     return exploded[exploded["item_id"].isin(data.items["item_id"])].reset_index(drop=True)
 
 
-def fit_towers(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig, runtime: Any, verbose: int = 0) -> tuple[Any, Any, Vocabularies]:
+def fit_towers(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig, trainer: Any) -> tuple[Any, Any, Vocabularies]:
+    """The towers through the core's fit loop: validated on the held-out validation pairs, early
+    stopping as ``config.training`` says (val_loss by default)."""
+    from solutions_core.solution import KerasFit
+
     vocab = vocabularies(data, config)
-    training = config.training
-    with runtime.strategy.scope():
-        user_tower, item_tower = build_towers(vocab, config)
-        model = build_retrieval_model(user_tower, item_tower, config)
-        model.compile(optimizer=keras.optimizers.Adam(training.learning_rate), loss=in_batch_softmax)
-    train_data = make_dataset(retrieval_examples(data, data.interactions, config), config, True, training.batch_size)
-    valid_data = make_dataset(retrieval_examples(data, valid_examples(data, valid), config), config, False, training.batch_size)
-    callbacks = []
-    if training.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=training.early_stopping_patience, restore_best_weights=True))
-    if training.steps_per_epoch:
-        train_data = train_data.repeat()
-    model.fit(train_data, validation_data=valid_data, epochs=training.epochs, steps_per_epoch=training.steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
-    return user_tower, item_tower, vocab
+    examples = {
+        True: retrieval_examples(data, data.interactions, config),
+        False: retrieval_examples(data, valid_examples(data, valid), config),
+    }
+    model = trainer.fit(
+        KerasFit(
+            "towers",
+            build=lambda: build_retrieval_model(*build_towers(vocab, config), config),
+            compile=lambda training: {"optimizer": keras.optimizers.Adam(training.learning_rate), "loss": in_batch_softmax},
+            data=lambda training, global_batch: make_dataset(examples[training], config, training, global_batch),
+        )
+    )
+    return model.get_layer("user_tower"), model.get_layer("item_tower"), vocab
 
 
 def item_vectors(item_tower: Any, items: pd.DataFrame, config: RecommendationConfig, batch_size: int = 4096) -> np.ndarray:
@@ -415,29 +418,38 @@ def listwise_softmax(width: int) -> Any:
     return loss
 
 
-def fit_ranker(
-    held: pd.DataFrame, data: TrainingData, user_tower: Any, vectors: np.ndarray, vocab: Vocabularies, config: RecommendationConfig, runtime: Any, verbose: int = 0
-) -> Any:
+def fit_ranker(held: pd.DataFrame, data: TrainingData, user_tower: Any, vectors: np.ndarray, vocab: Vocabularies, config: RecommendationConfig, trainer: Any) -> Any:
+    """The ranker through the core's fit loop: ``ranking.epochs`` epochs over whole lists, no
+    validation (the candidates compete on validation afterwards) and no early stopping."""
+    from solutions_core.solution import KerasFit
+
     examples, labels = ranker_examples(held, data.interactions, data.items, user_tower, vectors, log_popularity_of(data.popularity), config)
     if not labels.sum():
         return None  # retrieval found none of the held-out items: nothing to learn an order from
     width = min(config.ranking.candidates, len(vectors))
-    with runtime.strategy.scope():
-        ranker = build_ranker(vocab, config, examples)
-        ranker.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate), loss=listwise_softmax(width))
     lists = {name: values.reshape(-1, width) for name, values in examples.items()}
 
     def flatten(features: dict[str, Any], targets: Any) -> tuple[dict[str, Any], Any]:
         return {name: tf.reshape(values, [-1]) for name, values in features.items()}, tf.reshape(targets, [-1])
 
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((lists, labels.reshape(-1, width)))
-        .shuffle(len(labels) // width, seed=config.seed)
-        .batch(max(8, config.training.batch_size // width))
-        .map(flatten)
+    def dataset(training: bool, global_batch: int) -> Any:
+        return (
+            tf.data.Dataset.from_tensor_slices((lists, labels.reshape(-1, width)))
+            .shuffle(len(labels) // width, seed=config.seed)  # whole lists: the loss compares within a list
+            .batch(max(8, global_batch // width))
+            .map(flatten)
+        )
+
+    return trainer.fit(
+        KerasFit(
+            "ranker",
+            build=lambda: build_ranker(vocab, config, examples),
+            compile=lambda training: {"optimizer": keras.optimizers.Adam(training.learning_rate), "loss": listwise_softmax(width)},
+            data=dataset,
+            validation=False,
+            training=config.training.model_copy(update={"epochs": config.ranking.epochs, "early_stopping_patience": 0, "steps_per_epoch": None}),
+        )
     )
-    ranker.fit(dataset, epochs=config.ranking.epochs, verbose=verbose, shuffle=False)  # the dataset shuffles lists
-    return ranker
 
 
 def log_popularity_of(popularity: np.ndarray) -> np.ndarray:
@@ -463,14 +475,15 @@ class Recommender:
         return Recommender(self.user_tower, self.item_tower, self.vocab, self.items, self.item_vectors, self.popularity, None)
 
 
-def fit_recommender(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig, runtime: Any) -> Recommender:
-    verbose = int(getattr(runtime, "verbose", 0) or 0)
+def fit_recommender(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig, trainer: Any) -> Recommender:
+    """The candidate's fit: the towers (on all training interactions but the ranker's held-out ones),
+    the catalog's vectors, then the ranker on retrieval's lists for the held-out interactions."""
     tower_data, held = split_ranking_holdout(data, config.ranking.holdout_per_user) if config.ranking.enabled else (data, None)
-    user_tower, item_tower, vocab = fit_towers(tower_data, valid, config, runtime, verbose)
+    user_tower, item_tower, vocab = fit_towers(tower_data, valid, config, trainer)
     vectors = item_vectors(item_tower, data.items, config)
     ranker = None
     if held is not None and len(held):
-        ranker = fit_ranker(held, tower_data, user_tower, vectors, vocab, config, runtime, verbose)
+        ranker = fit_ranker(held, tower_data, user_tower, vectors, vocab, config, trainer)
     return Recommender(user_tower, item_tower, vocab, data.items, vectors, data.popularity, ranker)
 
 

@@ -3,6 +3,9 @@ seen (to exclude it) and their features, read from the tables the last training 
 
 A TF-Serving ``:predict`` request may then name only the user (``{"user_id": "u42"}``); fields the
 request brings itself always win, so a client that tracks sessions can send a fresher history.
+
+A request asks for recommendations; it is not an interaction, so ``record`` keeps the store as the
+training run left it (the next training run brings the new interactions in).
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import pandas as pd
 
 from recommendation.config import RecommendationConfig
 from recommendation.data import INTERACTIONS, ITEMS, USERS
+from solutions_core.solution import FeatureStore
 
 APP = "recommendation"
 
 
-class OnlineStore:
+class OnlineStore(FeatureStore):
+    """Users' histories (item ids, oldest first), their features and the item catalog, by id."""
+
     def __init__(self, histories: dict[str, list[str]], features: pd.DataFrame, items: pd.DataFrame, config: RecommendationConfig):
         self.histories = histories
         self.features = features  # indexed by user_id
@@ -47,7 +53,9 @@ class OnlineStore:
             items = table.astype({"item_id": str}).drop_duplicates("item_id").set_index("item_id")
         return cls(histories, features, items, config)
 
-    def enrich(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def lookup(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each instance with the history, exclusions and user features it left out (None or absent)
+        filled from the store: new dicts, neither the instances nor the store change."""
         length = self.config.towers.history_length
         enriched = []
         for instance in instances:
@@ -65,8 +73,6 @@ class OnlineStore:
                     filled[column] = "" if value is None or pd.isna(value) else str(value)
             enriched.append(filled)
         return enriched
-
-    __call__ = enrich
 
     def details(self, item_ids: list[str]) -> list[dict[str, Any]]:
         """Catalog fields of each item (JSON-ready), {} for ids the store does not know."""

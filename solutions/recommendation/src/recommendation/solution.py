@@ -1,6 +1,6 @@
 """The recommendation app: what it brings to the core's pipeline (interaction logs, the two-tower and
-DCN candidates, top-k metrics, /recommend). Everything generic — validation, storage, the gate, export,
-serving — is the core's."""
+DCN candidates, top-k metrics, /recommend, the candidate refresh). Everything generic — validation,
+storage, the fit loop, the gate, export, serving — is the core's."""
 
 from __future__ import annotations
 
@@ -13,123 +13,114 @@ import pandas as pd
 
 from recommendation.config import RecommendationConfig
 from recommendation.data import INTERACTIONS, ITEMS, USERS
-from solutions_core.solution import BatchContext, CustomCandidate, Evaluation, Solution, Splits
+from solutions_core.solution import (
+    Baseline,
+    Batch,
+    BatchContext,
+    Candidate,
+    Context,
+    Data,
+    Ensemble,
+    Evaluation,
+    FeatureStore,
+    Gate,
+    Metrics,
+    Models,
+    Outputs,
+    RequestSchema,
+    Serving,
+    Solution,
+    Splits,
+    Tables,
+)
 
 GATE_K = 10
 
 
-class Recommendation(Solution):
-    name = "recommendation"
-    title = "Recommendation"
-    description = "Top-k items per user: keras-rs two-tower retrieval with an in-graph index, DCN re-ranking, cold start; /recommend."
-    contracts = (INTERACTIONS, USERS, ITEMS)
-    gate_metric = f"ndcg_at_{GATE_K}"
-    higher_is_better = True
-    config_class = RecommendationConfig
-    predict_batch_size = 512
+def eval_ks(config: RecommendationConfig) -> list[int]:
+    """The K of Recall@K and NDCG@K: ``eval_k`` up to ``top_k``, and always the gate's."""
+    return sorted({GATE_K, *[k for k in config.eval_k if k <= config.top_k]})
 
-    def demo_config(self) -> RecommendationConfig:
-        # Half the default log keeps the laptop demo to about a minute of training on 2 cores.
-        return self.make_config({"size": 50_000, "users": 2_000, "items": 1_500})
 
-    def tiny_config(self) -> RecommendationConfig:
-        return self.make_config(
-            {
-                "size": 3_000,
-                "users": 150,
-                "items": 200,
-                "top_k": 20,
-                "eval_k": [5, 20],
-                "towers": {"embedding_dim": 8, "id_embedding_dim": 8, "hidden_units": 16, "text_vocabulary_size": 100},
-                "ranking": {"candidates": 20, "epochs": 1},
-                "training": {"epochs": 2, "batch_size": 128, "early_stopping_patience": 0},
-            }
-        )
+def catalog_size(outputs: Outputs, examples: pd.DataFrame) -> int:
+    return int(examples.attrs.get("catalog_size", 0)) or len({i for row in np.asarray(outputs["item_ids"]) for i in row})
 
-    # ---- data ------------------------------------------------------------------------------------
-    def generate(self, config: RecommendationConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
+
+class RecommendationData(Data):
+    def generate(self, context: Context, workdir: Path) -> Tables:
         from recommendation.generate import generate_interactions
 
+        config = context.config
         return generate_interactions(config.size, config.users, config.items, seed=config.seed)
 
-    def load(self, source: str, config: RecommendationConfig) -> dict[str, pd.DataFrame]:
+    def load(self, context: Context, source: str) -> Tables:
         """``movielens-100k`` (read from the installed recbole package), a RecBole atomic folder, or a
         folder of interactions/items/users tables (parquet or csv)."""
         from recommendation.data import load_tables
 
         return load_tables(source)
 
-    def prepare(self, tables: Mapping[str, pd.DataFrame], config: RecommendationConfig) -> Any:
+    def prepare(self, context: Context, tables: Tables) -> Any:
         from recommendation.data import prepare
 
-        return prepare(tables, config)
+        return prepare(tables, context.config)
 
-    def split(self, examples: Any, config: RecommendationConfig) -> Splits:
+    def split(self, context: Context, examples: Any) -> Splits:
         from recommendation.data import split
 
-        train, valid, test = split(examples, config)
+        train, valid, test = split(examples, context.config)
         return Splits(train=train, valid=valid, test=test)
 
-    # ---- models ----------------------------------------------------------------------------------
-    def candidates(self, config: RecommendationConfig) -> list[Any]:
-        def fit(splits: Splits, runtime: Any) -> Any:
+
+class RecommendationModels(Models):
+    def candidates(self, context: Context) -> list[Candidate]:
+        """Two towers then (when ranking is on) the DCN ranker, both through ``trainer.fit``."""
+        config = context.config
+
+        def fit(splits: Splits, trainer: Any) -> Any:
             from recommendation.model import fit_recommender
 
-            return fit_recommender(splits.train, splits.valid, config, runtime)
+            return fit_recommender(splits.train, splits.valid, config, trainer)
 
-        return [CustomCandidate("two_tower_dcn" if config.ranking.enabled else "two_tower", fit=fit)]
+        return [Candidate("two_tower_dcn" if config.ranking.enabled else "two_tower", fit=fit)]
 
-    def ensembles(self, fitted: Mapping[str, Any], config: RecommendationConfig) -> list[tuple[Any, Any]]:
+    def ensembles(self, context: Context) -> list[Ensemble]:
         """Retrieval alone competes with retrieval + ranking: the ranker is kept only if it helps."""
-        if "two_tower_dcn" not in fitted:
+        if not context.config.ranking.enabled:
             return []
+        return [Ensemble("two_tower", members=("two_tower_dcn",), combine=lambda fitted: fitted[0].without_ranker())]
 
-        def already_fitted(splits: Splits, runtime: Any) -> Any:
-            raise RuntimeError("two_tower is derived from two_tower_dcn, not fitted on its own.")
 
-        return [(CustomCandidate("two_tower", fit=already_fitted), fitted["two_tower_dcn"].without_ranker())]
-
-    def serving_module(self, candidate: Any, fitted: Any, config: RecommendationConfig) -> Any:
-        from recommendation.model import serving_module
-
-        return serving_module(fitted, config)
-
-    def evaluate(self, outputs: Mapping[str, np.ndarray], examples: pd.DataFrame, config: RecommendationConfig) -> Evaluation:
+class RecommendationEvaluation(Evaluation):
+    def evaluate(self, context: Context, examples: pd.DataFrame, outputs: Outputs) -> Metrics:
         from recommendation.evaluate import outputs_metrics
 
-        metrics = outputs_metrics(dict(outputs), examples, self._ks(config), self._catalog_size(outputs, examples))
-        return Evaluation(metrics, self.gate_metric, self.higher_is_better)
+        return outputs_metrics(dict(outputs), examples, eval_ks(context.config), catalog_size(outputs, examples))
 
-    def _ks(self, config: RecommendationConfig) -> list[int]:
-        return sorted({GATE_K, *[k for k in config.eval_k if k <= config.top_k]})
-
-    def _catalog_size(self, outputs: Mapping[str, Any], examples: pd.DataFrame) -> int:
-        return int(examples.attrs.get("catalog_size", 0)) or len({i for row in np.asarray(outputs["item_ids"]) for i in row})
-
-    def baselines(self, splits: Splits, config: RecommendationConfig) -> dict[str, Evaluation]:
+    def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
         from recommendation.evaluate import MatrixFactorizationBaseline, PopularityBaseline, top_k_metrics
 
+        ks = eval_ks(context.config)
         train = splits.train
         # Validation interactions are history for the test users, as they are for the model.
         history = pd.concat([train.interactions, splits.valid.explode("targets").rename(columns={"targets": "item_id"})])
-        k = max(self._ks(config))
         models = {
             "popularity": PopularityBaseline().fit(history),
             "matrix_factorization": MatrixFactorizationBaseline().fit(history, train.items["item_id"]),
         }
         results = {}
         for name, baseline in models.items():
-            lists = baseline.recommend(splits.test, k)
-            metrics = top_k_metrics(lists, list(splits.test["targets"]), self._ks(config), len(train.items))
-            results[name] = Evaluation(metrics, self.gate_metric, self.higher_is_better, extras={"lists": lists})
+            lists = baseline.recommend(splits.test, max(ks))
+            metrics = top_k_metrics(lists, list(splits.test["targets"]), ks, len(train.items))
+            results[name] = Baseline(metrics, outputs={"lists": lists})
         return results
 
-    def report(self, outputs, examples, baselines, out_dir: Path, config: RecommendationConfig) -> list[Path]:
+    def report(self, context: Context, examples: pd.DataFrame, outputs: Outputs, baselines: Mapping[str, Baseline], out_dir: Path) -> list[Path]:
         from recommendation.evaluate import _decoded, outputs_metrics, plot_popularity, plot_recall_curves
 
-        ks = self._ks(config)
-        curves = {"model": outputs_metrics(dict(outputs), examples, ks, self._catalog_size(outputs, examples))}
-        curves.update({name: evaluation.metrics for name, evaluation in baselines.items()})
+        ks = eval_ks(context.config)
+        curves = {"model": outputs_metrics(dict(outputs), examples, ks, catalog_size(outputs, examples))}
+        curves.update({name: baseline.metrics for name, baseline in baselines.items()})
         plots = [plot_recall_curves(curves, ks, Path(out_dir) / "recall_ndcg.png")]
         ids, counts = examples.attrs.get("popularity", ((), ()))
         popularity = pd.Series(np.asarray(counts, dtype=float), index=pd.Index(ids, dtype=object))
@@ -137,12 +128,50 @@ class Recommendation(Solution):
             plots.append(plot_popularity(_decoded(np.asarray(outputs["item_ids"])), popularity, Path(out_dir) / "long_tail.png"))
         return plots
 
-    # ---- serving ---------------------------------------------------------------------------------
-    # ---- batch work ------------------------------------------------------------------------------
-    def batch(self, context: BatchContext) -> list[Path]:
-        """Candidate refresh: the champion's top-k items for every known user, from their history up to
-        the end of the logical date (seen items excluded), one row per (user, rank) — what a
-        low-latency store or an email job reads instead of calling the model per user."""
+
+class RecommendationServing(Serving):
+    def module(self, context: Context, fitted: Any) -> Any:
+        from recommendation.model import serving_module
+
+        return serving_module(fitted, context.config)
+
+    def golden_instances(self, context: Context, examples: pd.DataFrame, count: int = 8) -> list[dict[str, Any]]:
+        """Known users from the examples, plus a new user with features and one with nothing known."""
+        features = list(context.config.columns.user_categorical)
+        rows = examples.head(max(1, count - 2))
+        instances = [
+            {"user_id": str(row["user_id"]), "history": row["history"], "exclude": row["exclude"], **{c: str(row[c]) for c in features}}
+            for _, row in rows.iterrows()
+        ]
+        first = instances[0]
+        instances.append({"user_id": "new-user-with-features", "history": "", "exclude": "", **{c: first[c] for c in features}})
+        instances.append({"user_id": "new-user", "history": "", "exclude": "", **{c: "" for c in features}})
+        return instances
+
+    def request(self, context: Context) -> RequestSchema:
+        # A request names a user (the store fills the rest); the log's other columns (item, time,
+        # rating) describe interactions, not requests.
+        return RequestSchema(
+            extra=frozenset({"history", "exclude", *context.config.columns.user_categorical}),
+            optional=frozenset({"item_id", "timestamp", "rating"}),
+        )
+
+    def features(self, context: Context, data_dir: Path) -> FeatureStore:
+        from recommendation.online import OnlineStore
+
+        return OnlineStore.open(data_dir, context.config)
+
+    def routers(self, manager: Any) -> list[Any]:
+        from recommendation.api import router
+
+        return [router(manager)]
+
+
+class RecommendationBatch(Batch):
+    def run(self, context: BatchContext) -> list[Path]:
+        """Candidate refresh: the champion's top-k items for every known user, from their history up to the end of the
+        logical date (seen items excluded), one row per (user, rank) — what a low-latency store or an
+        email job reads instead of calling the model per user."""
         from recommendation.data import prepare
 
         config = context.config
@@ -162,7 +191,7 @@ class Recommendation(Solution):
         history = seen.reindex(requests["user_id"])
         requests["history"] = [" ".join(items[-length:]) if isinstance(items, list) else "" for items in history]
         requests["exclude"] = [" ".join(items) if isinstance(items, list) else "" for items in history]
-        outputs = context.predict(requests, self.predict_batch_size)
+        outputs = context.predict(requests)
         item_ids = np.asarray(outputs["item_ids"])
         scores = np.asarray(outputs["scores"], dtype=np.float32)
         strategy = np.asarray(outputs["strategy"]).astype(str)
@@ -180,29 +209,35 @@ class Recommendation(Solution):
         rows.to_parquet(path, index=False)
         return [path]
 
-    def golden_instances(self, examples: pd.DataFrame, config: RecommendationConfig, count: int = 8) -> list[dict[str, Any]]:
-        """Known users from the examples, plus a new user with features and one with nothing known."""
-        features = list(config.columns.user_categorical)
-        rows = examples.head(max(1, count - 2))
-        instances = [
-            {"user_id": str(row["user_id"]), "history": row["history"], "exclude": row["exclude"], **{c: str(row[c]) for c in features}}
-            for _, row in rows.iterrows()
-        ]
-        first = instances[0]
-        instances.append({"user_id": "new-user-with-features", "history": "", "exclude": "", **{c: first[c] for c in features}})
-        instances.append({"user_id": "new-user", "history": "", "exclude": "", **{c: "" for c in features}})
-        return instances
 
-    def request_fields(self, config: RecommendationConfig) -> tuple[set[str], set[str]]:
-        # A request names a user; the log's other columns (item, time, rating) describe interactions.
-        return {"history", "exclude", *config.columns.user_categorical}, {"item_id", "timestamp", "rating"}
+class Recommendation(Solution):
+    name = "recommendation"
+    title = "Recommendation"
+    description = "Top-k items per user: keras-rs two-tower retrieval with an in-graph index, DCN re-ranking, cold start; /recommend."
+    config_class = RecommendationConfig
+    contracts = (INTERACTIONS, USERS, ITEMS)
+    gate = Gate(f"ndcg_at_{GATE_K}", higher_is_better=True)
+    data = RecommendationData()
+    models = RecommendationModels()
+    evaluation = RecommendationEvaluation()
+    serving = RecommendationServing()
+    batch = RecommendationBatch()
+    predict_batch_size = 512
 
-    def online_enricher(self, data_dir: Path, config: RecommendationConfig) -> Any:
-        from recommendation.online import OnlineStore
+    def demo_config(self) -> RecommendationConfig:
+        # Half the default log keeps the laptop demo to about a minute of training on 2 cores.
+        return self.make_config({"size": 50_000, "users": 2_000, "items": 1_500})
 
-        return OnlineStore.open(data_dir, config)
-
-    def routers(self, manager: Any) -> list[Any]:
-        from recommendation.api import router
-
-        return [router(manager)]
+    def tiny_config(self) -> RecommendationConfig:
+        return self.make_config(
+            {
+                "size": 3_000,
+                "users": 150,
+                "items": 200,
+                "top_k": 20,
+                "eval_k": [5, 20],
+                "towers": {"embedding_dim": 8, "id_embedding_dim": 8, "hidden_units": 16, "text_vocabulary_size": 100},
+                "ranking": {"candidates": 20, "epochs": 1},
+                "training": {"epochs": 2, "batch_size": 128, "early_stopping_patience": 0},
+            }
+        )
