@@ -1,5 +1,5 @@
-"""The retail generator's structure and the competition loaders, checked against their contracts.
-(The app itself — model, evaluation, serving — is issue 5's next step; it is not registered yet.)"""
+"""The retail generator's structure and the competition loaders, checked against their contracts, and
+how the app turns tables into examples and the config the rest of the run uses."""
 
 from __future__ import annotations
 
@@ -81,3 +81,39 @@ def test_frequency_inference_refuses_irregular_gaps():
     frame = pd.DataFrame({"series_id": ["a", "a", "a"], "date": pd.to_datetime(["2025-01-01", "2025-01-04", "2025-01-07"])})
     with pytest.raises(ValueError, match="3 days apart"):
         infer_frequency(frame)
+
+
+def test_prepare_leaves_the_config_alone_and_resolve_config_fills_in_the_shape(tables):
+    from demand_forecasting import SOLUTION
+    from solutions_core.solution import Context
+
+    config = SOLUTION.make_config({"size": 120, "stores": 4, "days": 400})
+    assert config.frequency is None and config.lookback is None and config.horizon is None
+    before = config.model_dump()
+    context = Context(SOLUTION.name, config, {name: load_contract(name, CONTRACTS) for name in SOLUTION.contracts})
+    examples = SOLUTION.data.prepare(context, tables)
+    assert config.model_dump() == before, "prepare must not write into the config"
+    resolved = SOLUTION.data.resolve_config(context, examples)
+    assert config.model_dump() == before and resolved is not config
+    assert (resolved.frequency, resolved.horizon, resolved.lookback) == ("D", 28, 112)  # default daily horizon, 4 horizons back
+    assert (examples.frequency, examples.lookback, examples.horizon) == (resolved.frequency, resolved.lookback, resolved.horizon)
+    assert resolved.model_dump() == {**before, "frequency": "D", "lookback": 112, "horizon": 28}
+    # Lengths the user set are kept; the split uses the resolved config.
+    chosen = SOLUTION.make_config({"horizon": 7, "lookback": 21})
+    kept = SOLUTION.data.resolve_config(context, SOLUTION.data.prepare(Context(SOLUTION.name, chosen, context.contracts), tables))
+    assert (kept.frequency, kept.lookback, kept.horizon) == ("D", 21, 7)
+    splits = SOLUTION.data.split(Context(SOLUTION.name, kept, context.contracts), SOLUTION.data.prepare(Context(SOLUTION.name, kept, context.contracts), tables))
+    assert len(splits.test["actual"].iloc[0]) == 7 and len(splits.test["history"].iloc[0]) == 21
+
+
+def test_mixed_frequencies_need_a_chosen_one():
+    from demand_forecasting import SOLUTION
+    from solutions_core.solution import Context
+
+    tables = load_tables("tourism")
+    context = Context(SOLUTION.name, SOLUTION.make_config(), {name: load_contract(name, CONTRACTS) for name in SOLUTION.contracts})
+    with pytest.raises(ValueError, match="mixes frequencies"):
+        SOLUTION.data.prepare(context, tables)
+    quarterly = Context(SOLUTION.name, SOLUTION.make_config({"frequency": "Q"}), context.contracts)
+    resolved = SOLUTION.data.resolve_config(quarterly, SOLUTION.data.prepare(quarterly, tables))
+    assert (resolved.frequency, resolved.horizon) == ("Q", 8)  # the official quarterly horizon

@@ -17,13 +17,28 @@ from demand_forecasting.windows import backtest_layout, series_arrays, window_in
 LOOKBACK, HORIZON = 28, 14
 
 
+class RecordingTrainer:
+    """The core's Trainer, remembering which Keras models went through its fit loop."""
+
+    def __init__(self, config, log_dir):
+        from solutions_core.strategy import make_runtime
+        from solutions_core.training import Trainer
+
+        self.trainer = Trainer(make_runtime("cpu", seed=config.seed), config.training, log_dir, "global_quantile_mlp")
+        self.fitted: list[str] = []
+
+    def fit(self, spec):
+        self.fitted.append(spec.name)
+        return self.trainer.fit(spec)
+
+
 @pytest.fixture(scope="module")
 def tables():
     return generate_sales(stores=2, products=8, days=200, seed=4)
 
 
 @pytest.fixture(scope="module")
-def trained(tables):
+def trained(tables, tmp_path_factory):
     config = ForecastConfig(
         horizon=HORIZON,
         lookback=LOOKBACK,
@@ -33,7 +48,9 @@ def trained(tables):
     )
     data = series_arrays(tables["demand_sales"], tables["demand_series"], config.static_columns)
     layout = backtest_layout(data, HORIZON, config)
-    model = forecaster.fit(data, layout.train_end, layout.valid, config, "D", LOOKBACK, HORIZON)
+    trainer = RecordingTrainer(config, tmp_path_factory.mktemp("tensorboard"))
+    model = forecaster.fit(trainer, data, layout.train_end, layout.valid, config, "D", LOOKBACK, HORIZON)
+    assert trainer.fitted == ["member_0"], "the network is fitted by the core's loop"
     module = forecaster.serving_module(model, config, LOOKBACK, HORIZON, list(data.static))
     return model, module, data, layout
 
@@ -114,7 +131,7 @@ def test_the_median_is_required():
         forecaster.build_network(ForecastConfig(quantiles=[0.1, 0.9]), 8, 4, "D", {})
 
 
-def test_an_ensemble_averages_members_that_read_their_own_span_of_history(tables):
+def test_an_ensemble_averages_members_that_read_their_own_span_of_history(tables, tmp_path):
     config = ForecastConfig(
         horizon=HORIZON,
         lookback=LOOKBACK,
@@ -127,7 +144,9 @@ def test_an_ensemble_averages_members_that_read_their_own_span_of_history(tables
     layout = backtest_layout(data, HORIZON, config)
     spans = forecaster.member_lookbacks(config, LOOKBACK, "D")
     assert spans == [LOOKBACK, LOOKBACK // 2]
-    model = forecaster.fit(data, layout.train_end, layout.valid, config, "D", LOOKBACK, HORIZON)
+    trainer = RecordingTrainer(config, tmp_path)
+    model = forecaster.fit(trainer, data, layout.train_end, layout.valid, config, "D", LOOKBACK, HORIZON)
+    assert trainer.fitted == ["member_0", "member_1"], "every member is fitted by the core's loop"
     inputs = forecaster.model_inputs(window_inputs(data, *layout.test, LOOKBACK, HORIZON))
     combined = np.asarray(model(inputs, training=False))
     members = [layer for layer in model.layers if layer.name.startswith("member_")]

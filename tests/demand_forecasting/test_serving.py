@@ -138,3 +138,13 @@ def test_batch_command_forecasts_with_the_champions_shape(trained, settings):
     assert table["step"].max() == published["horizon"]
     assert len(table) == sales["series_id"].nunique() * published["horizon"]
     assert (table["model_version"] == trained[APP].version.version).all()
+
+
+def test_report_shows_the_model_next_to_its_baselines(trained):
+    result = trained[APP]
+    assert sorted(path.name for path in result.plots) == ["backtest_metrics.png", "fan_charts.png"]
+    assert all(path.exists() for path in result.plots)
+    totals = pd.read_csv(result.run_dir / "aggregate_metrics.csv", index_col=0)
+    assert list(totals.index) == ["model", "seasonal_naive"]
+    assert totals.loc["model", "mase"] == pytest.approx(result.test.metrics["mase"])
+    assert totals.loc["seasonal_naive", "mase"] == pytest.approx(result.baselines["seasonal_naive"].metrics["mase"])

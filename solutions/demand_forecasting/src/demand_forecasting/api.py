@@ -68,8 +68,7 @@ def forecast(manager: Any, payload: Any) -> tuple[int, dict[str, Any]]:
     """(status, JSON body) for a /forecast request body."""
     import pandas as pd
 
-    from demand_forecasting.config import ForecastConfig
-    from demand_forecasting.online import model_shape, request_from_rows
+    from demand_forecasting.online import ForecastStore, model_shape, request_from_rows
     from demand_forecasting.windows import future_dates
     from solutions_core.serving.app import RequestError, invalid_request, run_predict
     from solutions_core.serving.models import ModelNotFound
@@ -82,12 +81,12 @@ def forecast(manager: Any, payload: Any) -> tuple[int, dict[str, Any]]:
         served = manager.get(APP, request.version)
     except ModelNotFound as problem:
         return 404, {"error": str(problem)}
-    config = ForecastConfig.model_validate(served.metadata.get("config") or {})
+    config = served.context.config  # the version's, as published: its training resolved the request shape
     lookback, horizon, frequency = model_shape(config)
     unknown = sorted(set(request.attributes) - set(config.static_columns))
     if unknown:
         return 400, {"error": f"Unknown attributes {unknown}; this model uses {config.static_columns}."}
-    store = served.enricher
+    store = served.feature_store(ForecastStore)
     start = pd.Timestamp(request.start) if request.start else None
     future = pd.DataFrame([row.model_dump() for row in request.future]) if request.future else None
     if request.history is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,15 +73,3 @@ def _next_period_start(cutoff: pd.Timestamp, frequency: str) -> pd.Timestamp:
     if frequency == "W":
         return (cutoff + pd.offsets.Week(weekday=0)).normalize()
     return (cutoff.to_period(period) + 1).start_time
-
-
-def batch_hook(context: Any) -> list:
-    """``Solution.batch``: the champion's forecast for the context's logical date, to Parquet."""
-    # The champion's own config (as its training resolved it) sets the request shape, not today's config.
-    config = ForecastConfig.model_validate(context.champion.metadata().get("config") or {})
-    table = forecast_table(
-        context.tables, config, lambda frame: context.predict(frame, 2048), context.logical_date, model_version=context.champion.version
-    )
-    path = context.output_dir / "forecasts.parquet"
-    table.to_parquet(path, index=False)
-    return [path]

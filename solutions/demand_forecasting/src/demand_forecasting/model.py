@@ -204,6 +204,7 @@ def model_inputs(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def fit_member(
+    trainer: Any,
     data: SeriesArrays,
     train_end: np.ndarray,
     valid: tuple[np.ndarray, np.ndarray],
@@ -212,26 +213,19 @@ def fit_member(
     lookback: int,
     horizon: int,
     seed: int,
-    runtime: Any = None,
-    verbose: int = 0,
     name: str = "global_forecaster",
 ) -> keras.Model:
-    """Train one network on random windows whose targets end before ``train_end`` (per series);
-    early-stop on the validation windows. Errors are weighted by 1 / each window's scale, so big series
-    do not drown small ones, and censored (stock-out) steps do not count."""
+    """Train one network on random windows whose targets end before ``train_end`` (per series),
+    through the core's fit loop (``trainer.fit``: early stopping on the validation windows as
+    ``config.training`` says). Errors are weighted by 1 / each window's scale, so big series do not
+    drown small ones, and censored (stock-out) steps do not count."""
     import tensorflow as tf
+
+    from solutions_core.solution import KerasFit
 
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
     vocabularies = {column: sorted(set(values) - {""}) for column, values in data.static.items()}
-    scope = runtime.strategy.scope() if runtime is not None else tf.distribute.get_strategy().scope()
-    with scope:
-        model = build_network(config, lookback, horizon, frequency, vocabularies, name=name)
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.training.learning_rate),
-            loss=quantile_loss(config.quantiles),
-            jit_compile=bool(getattr(runtime, "jit_compile", False)),
-        )
 
     def level(history: np.ndarray) -> np.ndarray:
         """Per window: each series' mean level over its known history (1 where there is none), so an
@@ -240,7 +234,7 @@ def fit_member(
         scale = np.nanmean(np.abs(history), axis=1)
         return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
-    def dataset(rows: np.ndarray, origins: np.ndarray, training: bool) -> Any:
+    def dataset(rows: np.ndarray, origins: np.ndarray, training: bool, batch: int) -> Any:
         inputs = window_inputs(data, rows, origins, lookback, horizon)
         actual, weight = window_targets(data, rows, origins, horizon)
         with np.errstate(all="ignore"):
@@ -248,25 +242,18 @@ def fit_member(
         frame = tf.data.Dataset.from_tensor_slices((model_inputs(inputs), actual, weight))
         if training:
             frame = frame.shuffle(len(rows), seed=seed)
-        return frame.batch(config.training.batch_size).prefetch(2)
+        return frame.batch(batch).prefetch(2)
 
-    rows, origins = training_origins(data, train_end, horizon, config.windows_per_series, rng)
-    train_data = dataset(rows, origins, True)
-    if config.training.steps_per_epoch:
-        train_data = train_data.repeat()
-    callbacks = []
-    if config.training.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(patience=config.training.early_stopping_patience, restore_best_weights=True))
-    model.fit(
-        train_data,
-        validation_data=dataset(*valid, False),
-        epochs=config.training.epochs,
-        steps_per_epoch=config.training.steps_per_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,
+    # Drawn from this member's own generator, so the windows do not depend on when they are drawn.
+    train_windows = training_origins(data, train_end, horizon, config.windows_per_series, rng)
+    return trainer.fit(
+        KerasFit(
+            name,
+            build=lambda: build_network(config, lookback, horizon, frequency, vocabularies, name=name),
+            compile=lambda training: {"optimizer": keras.optimizers.Adam(training.learning_rate), "loss": quantile_loss(config.quantiles)},
+            data=lambda training, batch: dataset(*(train_windows if training else valid), training, batch),
+        )
     )
-    return model
 
 
 def member_lookbacks(config: ForecastConfig, lookback: int, frequency: str) -> list[int]:
@@ -278,6 +265,7 @@ def member_lookbacks(config: ForecastConfig, lookback: int, frequency: str) -> l
 
 
 def fit(
+    trainer: Any,
     data: SeriesArrays,
     train_end: np.ndarray,
     valid: tuple[np.ndarray, np.ndarray],
@@ -285,15 +273,13 @@ def fit(
     frequency: str,
     lookback: int,
     horizon: int,
-    runtime: Any = None,
-    verbose: int = 0,
 ) -> keras.Model:
-    """``ensemble_members`` networks (other seeds and lookbacks) averaged inside one model whose inputs
-    are the full request: each member reads the last part of the history it was trained on. Averaged
-    quantiles stay ordered."""
+    """``ensemble_members`` networks (other seeds and lookbacks), each fitted by ``trainer``, averaged
+    inside one model whose inputs are the full request: each member reads the last part of the history
+    it was trained on. Averaged quantiles stay ordered."""
     lookbacks = member_lookbacks(config, lookback, frequency)
     members = [
-        fit_member(data, train_end, valid, config, frequency, span, horizon, config.seed + index, runtime, verbose, name=f"member_{index}")
+        fit_member(trainer, data, train_end, valid, config, frequency, span, horizon, config.seed + index, name=f"member_{index}")
         for index, span in enumerate(lookbacks)
     ]
     if len(members) == 1:

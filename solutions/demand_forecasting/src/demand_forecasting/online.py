@@ -20,6 +20,7 @@ import pandas as pd
 
 from demand_forecasting.config import ForecastConfig
 from demand_forecasting.windows import FLAGS, FUTURE_INPUTS, HISTORY_INPUTS, PANDAS_FREQUENCY, future_dates
+from solutions_core.solution import FeatureStore
 
 APP = "demand_forecasting"
 SALES, SERIES = "demand_sales", "demand_series"
@@ -98,8 +99,10 @@ def model_shape(config: ForecastConfig) -> tuple[int, int, str]:
     return config.lookback, config.horizon, config.frequency
 
 
-class ForecastStore:
-    """The sales and series tables the last training run stored, indexed for per-series lookups."""
+class ForecastStore(FeatureStore):
+    """The sales and series tables the last training run stored, indexed for per-series lookups.
+
+    Read-only once opened: a forecast request brings no new sale, so nothing is recorded."""
 
     def __init__(self, sales: pd.DataFrame, series: pd.DataFrame, config: ForecastConfig):
         self.config = config
@@ -139,18 +142,17 @@ class ForecastStore:
         request = request_from_rows(rows, future, self.static(series_id), lookback=lookback, horizon=horizon, frequency=frequency, start=begin)
         return {"series_id": str(series_id), **request}
 
-    def enrich(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``:predict`` instances that name only a series (and optionally ``forecast_start``) get the
-        stored history and plan; instances that bring their own arrays are left as they are."""
-        enriched = []
+    def lookup(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``:predict`` instances that name only a stored series (and optionally ``forecast_start``) get
+        its stored history and plan; instances that bring their own arrays, or name a series the store
+        does not know, are left as they are. Changes no state."""
+        filled_in = []
         for instance in instances:
             if instance.get("history") is not None or not self.knows(str(instance.get("series_id", ""))):
-                enriched.append(instance)
+                filled_in.append(instance)
                 continue
             with self.lock:
                 filled = self.request(str(instance["series_id"]), start=instance.get("forecast_start"))
             filled.update({key: value for key, value in instance.items() if value is not None})
-            enriched.append(filled)
-        return enriched
-
-    __call__ = enrich
+            filled_in.append(filled)
+        return filled_in

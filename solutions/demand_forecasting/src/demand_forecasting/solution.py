@@ -1,6 +1,11 @@
 """The demand-forecasting app: what it brings to the core's pipeline (long-format sales, the rolling-origin
-backtest, the global quantile model, seasonal-naive/ETS/Theta baselines, fan charts, ``/forecast``).
-Everything generic — validation, storage, the gate, export, serving — is the core's."""
+backtest, the global quantile model, seasonal-naive/ETS/Theta baselines, fan charts, ``/forecast``, the
+daily batch forecast). Everything generic — validation, storage, the fit loop, the gate, export,
+serving — is the core's.
+
+The shape of the model (frequency, lookback, horizon) depends on the data: ``ForecastData.resolve_config``
+fills it in, and everything after it (split, training, evaluation, the published version, so the online
+store, ``/forecast`` and the batch forecast) reads it from that config."""
 
 from __future__ import annotations
 
@@ -14,9 +19,28 @@ import pandas as pd
 
 from demand_forecasting.config import SEASON, ForecastConfig
 from demand_forecasting.data import SALES, SERIES
-from solutions_core.solution import CustomCandidate, Evaluation, Solution, Splits
+from solutions_core.solution import (
+    Baseline,
+    Batch,
+    BatchContext,
+    Candidate,
+    Context,
+    Data,
+    Evaluation,
+    FeatureStore,
+    Gate,
+    Metrics,
+    Models,
+    Outputs,
+    RequestSchema,
+    Serving,
+    Solution,
+    Splits,
+    Tables,
+)
 
-REQUEST_OPTIONAL = {"date", "quantity", "price", "promotion", "holiday", "store_open", "stockout"}
+# A request describes one series' window; the sales table's per-period columns are not sent.
+REQUEST_OPTIONAL = frozenset({"date", "quantity", "price", "promotion", "holiday", "store_open", "stockout"})
 
 
 @dataclass
@@ -45,52 +69,33 @@ class FittedForecaster:
     prepared: Prepared
 
 
-class DemandForecasting(Solution):
-    name = "demand_forecasting"
-    title = "Demand forecasting"
-    description = "P10/P50/P90 forecasts for many store × product series from one global Keras model; backtests vs ETS/Theta; /forecast."
-    contracts = (SALES, SERIES)
-    gate_metric = "mase"
-    higher_is_better = False
-    config_class = ForecastConfig
-    predict_batch_size = 2048
+def quantiles_of(outputs: Outputs, config: ForecastConfig) -> dict[float, np.ndarray]:
+    """The served outputs (``p10``, ``p50``, ...) by quantile level."""
+    from demand_forecasting.model import quantile_names
 
-    def demo_config(self) -> ForecastConfig:
-        # 200 series and Theta as the statistical baseline keep the laptop demo near a minute on 2 cores.
-        return self.make_config({"size": 200, "baselines": ["seasonal_naive", "theta"], "training": {"epochs": 10}})
+    levels = sorted(config.quantiles)
+    return {level: np.asarray(outputs[name]) for level, name in zip(levels, quantile_names(levels))}
 
-    def tiny_config(self) -> ForecastConfig:
-        return self.make_config(
-            {
-                "size": 12,
-                "stores": 2,
-                "days": 150,
-                "horizon": 7,
-                "lookback": 21,
-                "backtest_origins": 2,
-                "windows_per_series": 8,
-                "baselines": ["seasonal_naive"],
-                "network": {"hidden_units": 16, "residual_blocks": 1},
-                "training": {"epochs": 2, "batch_size": 32, "early_stopping_patience": 0},
-            }
-        )
 
-    # ---- data ------------------------------------------------------------------------------------
-    def generate(self, config: ForecastConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
+class ForecastData(Data):
+    def generate(self, context: Context, workdir: Path) -> Tables:
         from demand_forecasting.generate import generate_sales
 
+        config: ForecastConfig = context.config
         products = max(1, config.size // config.stores)
         return generate_sales(stores=config.stores, products=products, days=config.days, seed=config.seed)
 
-    def load(self, source: str, config: ForecastConfig) -> dict[str, pd.DataFrame]:
+    def load(self, context: Context, source: str) -> Tables:
         """``tourism`` or ``m1`` (optionally ``:Y``, ``:Q`` or ``:M``), or a folder of sales/series tables."""
         from demand_forecasting.data import load_tables
 
         return load_tables(source)
 
-    def prepare(self, tables: Mapping[str, pd.DataFrame], config: ForecastConfig) -> Prepared:
+    def prepare(self, context: Context, tables: Tables) -> Prepared:
+        """One frequency's series as arrays, with the shape the config asks for or the data implies."""
         from demand_forecasting.windows import resolve_lengths, series_arrays
 
+        config: ForecastConfig = context.config
         sales, series = tables[SALES], tables[SERIES]
         frequencies = sorted(series["frequency"].dropna().unique())
         frequency = config.frequency or (frequencies[0] if len(frequencies) == 1 else None)
@@ -116,27 +121,35 @@ class DemandForecasting(Solution):
                 for start, begin in zip(starts, first)
             ]
             official = np.asarray(steps, dtype=np.int64)
-        # The resolved shape is part of the model: written back so the version's recorded config (and
-        # everything that builds requests from it: the online store, /forecast, batch) knows it.
-        config.frequency, config.lookback, config.horizon = frequency, lookback, horizon
         return Prepared(data, frequency, lookback, horizon, official)
 
-    def split(self, examples: Prepared, config: ForecastConfig) -> Splits:
+    def resolve_config(self, context: Context, examples: Prepared) -> ForecastConfig:
+        # The resolved shape is part of the model: the version's recorded config (and everything that
+        # builds requests from it: the online store, /forecast, batch) must know it.
+        return context.config.model_copy(
+            update={"frequency": examples.frequency, "lookback": examples.lookback, "horizon": examples.horizon}
+        )
+
+    def split(self, context: Context, examples: Prepared) -> Splits:
         from demand_forecasting.windows import backtest_layout, examples_frame
 
-        layout = backtest_layout(examples.data, examples.horizon, config, examples.official_start)
+        layout = backtest_layout(examples.data, examples.horizon, context.config, examples.official_start)
         season = SEASON[examples.frequency]
         frames = [examples_frame(examples.data, *pair, examples.lookback, examples.horizon, season) for pair in (layout.valid, layout.test)]
         return Splits(train=TrainingData(examples, layout), valid=frames[0], test=frames[1])
 
-    # ---- models ----------------------------------------------------------------------------------
-    def candidates(self, config: ForecastConfig) -> list[Any]:
-        def fit(splits: Splits, runtime: Any) -> FittedForecaster:
+
+class ForecastModels(Models):
+    def candidates(self, context: Context) -> list[Candidate]:
+        config: ForecastConfig = context.config
+
+        def fit(splits: Splits, trainer: Any) -> FittedForecaster:
             from demand_forecasting.model import fit as fit_network
 
             train: TrainingData = splits.train
             prepared = train.prepared
             model = fit_network(
+                trainer,
                 prepared.data,
                 train.backtest.train_end,
                 train.backtest.valid,
@@ -144,67 +157,61 @@ class DemandForecasting(Solution):
                 prepared.frequency,
                 prepared.lookback,
                 prepared.horizon,
-                runtime=runtime,
-                verbose=getattr(runtime, "verbose", 0),
             )
             return FittedForecaster(model, prepared)
 
-        return [CustomCandidate("global_quantile_mlp", fit=fit)]
+        return [Candidate("global_quantile_mlp", fit=fit)]
 
-    def serving_module(self, candidate: Any, fitted: FittedForecaster, config: ForecastConfig) -> Any:
-        from demand_forecasting.model import serving_module
 
-        prepared = fitted.prepared
-        return serving_module(fitted.model, config, prepared.lookback, prepared.horizon, list(prepared.data.static))
-
-    def _quantiles(self, outputs: Mapping[str, np.ndarray], config: ForecastConfig) -> dict[float, np.ndarray]:
-        from demand_forecasting.model import quantile_names
-
-        levels = sorted(config.quantiles)
-        return {level: np.asarray(outputs[name]) for level, name in zip(levels, quantile_names(levels))}
-
-    def evaluate(self, outputs: Mapping[str, np.ndarray], examples: pd.DataFrame, config: ForecastConfig) -> Evaluation:
+class ForecastEvaluation(Evaluation):
+    def evaluate(self, context: Context, examples: pd.DataFrame, outputs: Outputs) -> Metrics:
         from demand_forecasting.evaluate import aggregate_windows, window_metrics
 
-        table = window_metrics(examples, self._quantiles(outputs, config))
-        return Evaluation(aggregate_windows(table), self.gate_metric, self.higher_is_better, extras={"table": table})
+        return aggregate_windows(window_metrics(examples, quantiles_of(outputs, context.config)))
 
-    def baselines(self, splits: Splits, config: ForecastConfig) -> dict[str, Evaluation]:
+    def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
         from demand_forecasting.baselines import baseline_forecasts
         from demand_forecasting.evaluate import aggregate_windows, window_metrics
 
         train: TrainingData = splits.train
         prepared = train.prepared
-        forecasts = baseline_forecasts(prepared.data, splits.test, *train.backtest.test, prepared.horizon, prepared.frequency, config)
-        results = {}
-        for name, quantiles in forecasts.items():
-            table = window_metrics(splits.test, quantiles)
-            results[name] = Evaluation(aggregate_windows(table), self.gate_metric, self.higher_is_better, extras={"table": table, "forecasts": quantiles})
-        return results
+        forecasts = baseline_forecasts(prepared.data, splits.test, *train.backtest.test, prepared.horizon, prepared.frequency, context.config)
+        return {
+            name: Baseline(aggregate_windows(window_metrics(splits.test, quantiles)), outputs={"forecasts": quantiles})
+            for name, quantiles in forecasts.items()
+        }
 
-    def report(self, outputs, examples, baselines, out_dir: Path, config: ForecastConfig) -> list[Path]:
+    def report(self, context: Context, examples: pd.DataFrame, outputs: Outputs, baselines: Mapping[str, Baseline], out_dir: Path) -> list[Path]:
         from demand_forecasting.evaluate import aggregate_windows, window_metrics
         from demand_forecasting.plots import plot_fan_charts, plot_metric_bars
 
         out_dir = Path(out_dir)
-        quantiles = self._quantiles(outputs, config)
+        quantiles = quantiles_of(outputs, context.config)
         table = window_metrics(examples, quantiles)
         per_series = table.drop(columns=["origin"]).groupby("series_id").mean(numeric_only=True)
         per_series.to_csv(out_dir / "per_series_metrics.csv")
-        totals = {"model": aggregate_windows(table)} | {name: evaluation.metrics for name, evaluation in baselines.items()}
+        totals = {"model": aggregate_windows(table)} | {name: baseline.metrics for name, baseline in baselines.items()}
         pd.DataFrame(totals).T.to_csv(out_dir / "aggregate_metrics.csv")
-        bands = {name: evaluation.extras.get("forecasts", {}) for name, evaluation in baselines.items()}
+        bands = {name: baseline.outputs.get("forecasts", {}) for name, baseline in baselines.items()}
         return [
-            plot_fan_charts(examples, quantiles, bands, out_dir / "fan_charts.png", seed=config.seed),
+            plot_fan_charts(examples, quantiles, bands, out_dir / "fan_charts.png", seed=context.config.seed),
             plot_metric_bars(totals, out_dir / "backtest_metrics.png"),
         ]
 
-    # ---- serving ---------------------------------------------------------------------------------
-    def golden_instances(self, examples: pd.DataFrame, config: ForecastConfig, count: int = 8) -> list[dict[str, Any]]:
+
+class ForecastServing(Serving):
+    def module(self, context: Context, fitted: FittedForecaster) -> Any:
+        from demand_forecasting.model import serving_module
+
+        prepared = fitted.prepared
+        return serving_module(fitted.model, context.config, prepared.lookback, prepared.horizon, list(prepared.data.static))
+
+    def golden_instances(self, context: Context, examples: pd.DataFrame, count: int = 8) -> list[dict[str, Any]]:
         """Backtest windows as JSON requests (dates as ISO strings, unknown values as null), including
         one whose history starts with unknowns (a new product)."""
         from demand_forecasting.model import request_specs
 
+        config: ForecastConfig = context.config
         names = [name for name in request_specs(config.lookback, config.horizon, config.static_columns) if name in examples.columns]
         chosen = examples.head(max(2, count - 1))
         padded = examples[examples["history"].map(lambda values: bool(np.isnan(np.asarray(values, dtype=float)).any()))]
@@ -224,24 +231,64 @@ class DemandForecasting(Solution):
             instances.append(instance)
         return instances
 
-    def request_fields(self, config: ForecastConfig) -> tuple[set[str], set[str]]:
-        # A request describes one series' window; the sales table's per-period columns are not sent.
-        return set(), set(REQUEST_OPTIONAL)
+    def request(self, context: Context) -> RequestSchema:
+        return RequestSchema(optional=REQUEST_OPTIONAL)
 
-    def online_enricher(self, data_dir: Path, config: ForecastConfig) -> Any:
+    def features(self, context: Context, data_dir: Path) -> FeatureStore | None:
         from demand_forecasting.online import ForecastStore
 
-        if config.lookback is None:
+        if context.config.lookback is None:  # not a trained version's config: no request shape to fill
             return None
-        return ForecastStore.open(data_dir, config)
-
-    def batch(self, context: Any) -> list[Path]:
-        """The daily forecast: every series' P10/P50/P90 for the horizon after the logical date."""
-        from demand_forecasting.batch import batch_hook
-
-        return batch_hook(context)
+        return ForecastStore.open(data_dir, context.config)
 
     def routers(self, manager: Any) -> list[Any]:
         from demand_forecasting.api import router
 
         return [router(manager)]
+
+
+class ForecastBatch(Batch):
+    def run(self, context: BatchContext) -> list[Path]:
+        """The daily forecast: every series' P10/P50/P90 for the horizon after the logical date, in the
+        champion's request shape (its published config)."""
+        from demand_forecasting.batch import forecast_table
+
+        table = forecast_table(context.tables, context.config, context.predict, context.logical_date, model_version=context.champion.version)
+        path = context.output_dir / "forecasts.parquet"
+        table.to_parquet(path, index=False)
+        return [path]
+
+
+class DemandForecasting(Solution):
+    name = "demand_forecasting"
+    title = "Demand forecasting"
+    description = "P10/P50/P90 forecasts for many store × product series from one global Keras model; backtests vs ETS/Theta; /forecast."
+    contracts = (SALES, SERIES)
+    gate = Gate("mase", higher_is_better=False)
+    config_class = ForecastConfig
+    predict_batch_size = 2048
+    data = ForecastData()
+    models = ForecastModels()
+    evaluation = ForecastEvaluation()
+    serving = ForecastServing()
+    batch = ForecastBatch()
+
+    def demo_config(self) -> ForecastConfig:
+        # 200 series and Theta as the statistical baseline keep the laptop demo near a minute on 2 cores.
+        return self.make_config({"size": 200, "baselines": ["seasonal_naive", "theta"], "training": {"epochs": 10}})
+
+    def tiny_config(self) -> ForecastConfig:
+        return self.make_config(
+            {
+                "size": 12,
+                "stores": 2,
+                "days": 150,
+                "horizon": 7,
+                "lookback": 21,
+                "backtest_origins": 2,
+                "windows_per_series": 8,
+                "baselines": ["seasonal_naive"],
+                "network": {"hidden_units": 16, "residual_blocks": 1},
+                "training": {"epochs": 2, "batch_size": 32, "early_stopping_patience": 0},
+            }
+        )
