@@ -14,6 +14,7 @@ from solutions_core.contracts import (
     Contract,
     ContractError,
     ContractViolation,
+    available_contracts,
     load_contract,
 )
 
@@ -144,14 +145,18 @@ def test_load_contract_by_name_and_path(tmp_path):
         load_contract("nope", contracts_dir=tmp_path)
 
 
-def test_load_contract_finds_data_contracts_above_cwd(tmp_path, monkeypatch):
+def test_load_contract_by_bare_name_needs_contracts_dir(tmp_path, monkeypatch):
+    # A data_contracts/ folder in the working directory is not looked for: lookup is explicit.
     folder = tmp_path / "data_contracts"
     folder.mkdir()
     write_contract(folder, CONTRACT)
-    nested = tmp_path / "a" / "b"
-    nested.mkdir(parents=True)
-    monkeypatch.chdir(nested)
-    assert load_contract("tx").path == folder / "tx.yaml"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOLUTIONS_CONTRACTS_DIR", str(folder))
+    with pytest.raises(ContractError, match=r"'tx'.*pass contracts_dir or a path"):
+        load_contract("tx")
+    assert load_contract("data_contracts/tx.yaml").name == "tx"  # a relative path is still a path
+    assert available_contracts(folder) == ["tx"]
+    assert available_contracts(tmp_path / "nowhere") == []
 
 
 # ---- batch validation -----------------------------------------------------------------------------------
@@ -248,33 +253,6 @@ def test_numeric_strings_and_tz_aware_timestamps_are_valid(contract):
     assert contract.validate(frame).ok
 
 
-# ---- coercion --------------------------------------------------------------------------------------------
-
-
-def test_coerce_produces_contract_dtypes(contract):
-    frame = clean_frame()
-    frame["timestamp"] = ["2024-01-01T00:00:00Z", "2024-01-02", "2024-01-03", "2024-01-04"]
-    frame["amount"] = ["10", "0.5", "1", "2"]
-    frame["is_fraud"] = [0.0, 1.0, 0.0, 0.0]
-    frame["merchant_category"] = frame["merchant_category"].astype("category")
-    out = contract.coerce(frame)
-    assert out["timestamp"].dtype == np.dtype("datetime64[ns]")
-    assert out["amount"].dtype == np.float64
-    assert out["n_items"].dtype == "Int64"
-    assert out["is_fraud"].dtype == np.int64
-    assert out["is_online"].dtype == bool
-    assert out["merchant_category"].dtype == object
-    assert out["device_id"].tolist() == ["dev_0a", None, "dev_ff", "dev_1"]
-    assert frame["amount"].dtype == object  # the input is left untouched
-
-
-def test_coerce_refuses_unconvertible_values(contract):
-    frame = clean_frame()
-    frame["amount"] = ["abc", "1", "2", "3"]
-    with pytest.raises(ContractViolation, match="amount"):
-        contract.coerce(frame)
-
-
 # ---- online requests -------------------------------------------------------------------------------------
 
 
@@ -349,8 +327,8 @@ def test_request_json_schema(contract):
     assert set(props) == {"amount", "n_items", "merchant_category", "device_id", "is_online"}
     assert props["amount"] == {"type": "number", "minimum": 0.01, "maximum": 50000}
     assert props["merchant_category"]["enum"] == ["grocery", "fuel"]
-    assert props["n_items"]["type"] == ["integer", "null"]
-    assert props["device_id"]["pattern"] == "^(?:^dev_[0-9a-f]+$)$"
+    assert props["n_items"]["anyOf"] == [{"type": "integer", "minimum": 1}, {"type": "null"}]
+    assert props["device_id"]["anyOf"][0] == {"type": "string", "pattern": "^(?:^dev_[0-9a-f]+$)$"}
 
 
 def test_module_does_not_import_tensorflow():

@@ -1,31 +1,52 @@
 """Data contracts: one YAML file per dataset, the single source of truth for a table.
 
 The training pipeline validates DataFrames against a contract before anything is trained
-(`solutions validate`), and the REST server derives its request schema and per-instance checks from the
-same file, so a request that breaks the contract is rejected naming the field. The file format is
-specified in `data_contracts/README.md`.
+(`solutions validate`), and the REST server derives its request model, its per-instance checks and its
+JSON Schema from the same file, so a request that breaks the contract is rejected naming the field. The
+file format is specified in `data_contracts/README.md`.
 
-This module deliberately imports neither TensorFlow nor Keras: the CLI's `list`/`validate` commands and
-the server import it, and they must start in well under a second.
+Each rule is declared once, in `_VALUE_RULES` (min, max, pattern, allowed) or by one parameter of both
+compilers (missing, type, nullable, unique, unexpected), and compiled twice:
+
+- tables: a `pandera` DataFrameSchema, validated lazily so every violation is reported in one pass;
+- requests: a strict `pydantic` model per contract, which also writes the request JSON Schema.
+
+This module deliberately imports neither TensorFlow nor Keras, and pandera only when a table is first
+validated: the CLI and the server import it, and they must start in well under a second.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import keyword
 import math
 import numbers
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Annotated, Any, Callable, Iterable, Literal
 
+import annotated_types
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
-from pydantic import ValidationError as _PydanticValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic.types import AllowInfNan
+from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 
 __all__ = [
     "ColumnSpec",
@@ -47,7 +68,6 @@ ROLES = ("feature", "id", "label", "metadata")
 # failure would otherwise be double-counted by the value rules.
 RULES = ("missing", "type", "nullable", "unique", "min", "max", "allowed", "pattern", "unexpected")
 
-_JSON_TYPES = {"string": "string", "integer": "integer", "float": "number", "boolean": "boolean"}
 _MAX_EXAMPLES = 3
 _MAX_RECORD_ERRORS = 20
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?$")
@@ -89,13 +109,11 @@ class ColumnSpec:
             out["role"] = self.role
         if self.serving != (self.role == "feature"):
             out["serving"] = self.serving
-        for key in ("min", "max"):
+        for key in ("min", "max", "pattern"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.allowed is not None:
             out["allowed"] = list(self.allowed)
-        if self.pattern is not None:
-            out["pattern"] = self.pattern
         if self.description:
             out["description"] = self.description
         return out
@@ -134,7 +152,6 @@ class ValidationReport:
 
     def format(self) -> str:
         header = f"Contract {self.contract} v{self.version}: {self.rows:,} rows checked"
-        n_err, n_warn = len(self.errors()), len(self.warnings())
         if not self.violations:
             return f"{header}\nOK: no violations"
         titles = ("column", "rule", "severity", "bad_rows", "detail")
@@ -148,8 +165,9 @@ class ValidationReport:
                 f"{count:>{widths[3]}}  {detail}"
             ).rstrip()
 
+        n_err, n_warn = len(self.errors()), len(self.warnings())
         status = "FAILED" if n_err else "OK"
-        summary = f"{status}: {n_err} error{'s' * (n_err != 1)}, {n_warn} warning{'s' * (n_warn != 1)}"
+        summary = f"{status}: {_plural(n_err, 'error')}, {_plural(n_warn, 'warning')}"
         return "\n".join([header, line(titles), *(line(r) for r in rows), summary])
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,12 +186,172 @@ class ValidationReport:
 
 
 class ContractViolation(ValueError):
-    """Raised by `Contract.check`/`coerce`: the data breaks the contract. Keeps the full report so
-    callers (CLI, registry) can render or store it."""
+    """Raised by `Contract.check`: the data breaks the contract. Keeps the full report so callers
+    (CLI, registry) can render or store it."""
 
     def __init__(self, report: ValidationReport):
         self.report = report
         super().__init__(report.format())
+
+
+# --------------------------------------------------------------------------------------------------
+# The rules, each declared once
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ValueRule:
+    """A rule on the values of one column, as tables and requests enforce it.
+
+    `table` builds the pandera Check (named after the rule, which is how a failure finds its way back
+    into the report); `request` builds the pydantic metadata, from which pydantic both validates and
+    writes the JSON Schema; `broken` says what a failing value is, for the report.
+    """
+
+    name: str
+    applies: Callable[[ColumnSpec], bool]
+    table: Callable[[ColumnSpec], Any]
+    request: Callable[[ColumnSpec], Any]
+    broken: Callable[[ColumnSpec], str]
+
+
+def _bound(spec: ColumnSpec, value: Any) -> Any:
+    """A min/max in the form both engines compare with: naive UTC datetimes for timestamps."""
+    return _naive_utc(pd.Timestamp(value)).to_pydatetime() if spec.type == "timestamp" else value
+
+
+class _OneOf:
+    """`allowed` for requests: the column's strict type first, then `Literal[...]`. Literal compares
+    with ==, and in Python True == 1 == 1.0, so on its own it would let a boolean through
+    `allowed: [0, 1]`."""
+
+    def __init__(self, values: tuple):
+        self.values = values
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.chain_schema([handler(source), handler.generate_schema(Literal[self.values])])
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        return {**handler(schema), "enum": list(self.values)}
+
+
+def _shown_allowed(spec: ColumnSpec) -> str:
+    shown = ", ".join(map(str, spec.allowed[:8])) + (", ..." if len(spec.allowed) > 8 else "")
+    return f"not in allowed [{shown}]"
+
+
+def _pandera() -> Any:
+    # pandera takes ~0.4 s to import and only table validation needs it: the server's request path and
+    # `solutions list` never pay for it.
+    import pandera.pandas
+
+    return pandera.pandas
+
+
+# In request-annotation order: pydantic applies Annotated metadata inside out, so the bounds and the
+# pattern must come before `allowed`'s chain to land in the type's own schema (and JSON Schema).
+_VALUE_RULES = (
+    _ValueRule(
+        "min",
+        applies=lambda c: c.min is not None,
+        table=lambda c: _pandera().Check.ge(_bound(c, c.min), name="min"),
+        request=lambda c: annotated_types.Ge(_bound(c, c.min)),
+        broken=lambda c: f"below min {_fmt_bound(c.min)}",
+    ),
+    _ValueRule(
+        "max",
+        applies=lambda c: c.max is not None,
+        table=lambda c: _pandera().Check.le(_bound(c, c.max), name="max"),
+        request=lambda c: annotated_types.Le(_bound(c, c.max)),
+        broken=lambda c: f"above max {_fmt_bound(c.max)}",
+    ),
+    _ValueRule(
+        "pattern",
+        applies=lambda c: c.pattern is not None,
+        # Contract patterns match the whole value. Tables use Python's re; requests use pydantic's Rust
+        # regex, which is linear-time on user input and whose `$` (like JSON Schema's) ends the text.
+        table=lambda c: _pandera().Check(lambda s: s.str.fullmatch(c.pattern, na=True), name="pattern"),
+        request=lambda c: StringConstraints(pattern=_anchored(c.pattern)),
+        broken=lambda c: f"not matching {c.pattern}",
+    ),
+    _ValueRule(
+        "allowed",
+        applies=lambda c: c.allowed is not None,
+        table=lambda c: _pandera().Check.isin(list(c.allowed), name="allowed"),
+        request=lambda c: _OneOf(c.allowed),
+        broken=_shown_allowed,
+    ),
+)
+
+
+def _anchored(pattern: str) -> str:
+    return f"^(?:{pattern})$"
+
+
+# ---- the type rule -------------------------------------------------------------------------------
+#
+# Neither library's type handling fits as is, so each side gets a small converter of its own:
+# - tables: pandera's dtype check is all-or-nothing per column, and a failed `coerce=True` leaves the
+#   column unconverted for the other checks (which then fail or double-count). Contracts are lenient
+#   about representation (numeric strings, 0/1 booleans, ISO strings, tz-aware times) and report bad
+#   values row by row. `_as_contract_type` converts each column to the dtype pandera is told to
+#   expect, with NA where a value cannot be represented; those rows are the `type` violations, and
+#   `Contract.validate` keeps them out of the other rules.
+# - requests: pydantic's strict types, plus a before-validator where JSON needs one.
+
+_TABLE_DTYPES = {
+    "string": "object",
+    "integer": "Int64",
+    "float": "float64",
+    "boolean": "boolean",
+    "timestamp": "datetime64[ns]",
+}
+
+
+def _integral_float_as_int(value: Any) -> Any:
+    """JSON Schema counts 3.0 as an integer and many clients send one; 2.5 is not."""
+    if type(value) is float:
+        if not value.is_integer():
+            raise PydanticCustomError("int_from_float", "expected an integer")
+        return int(value)
+    return value
+
+
+def _request_timestamp(value: Any) -> Any:
+    """An ISO-8601 string or epoch seconds, as a naive UTC datetime (what bounds compare against)."""
+    if value is None:
+        return value
+    try:
+        if isinstance(value, str):
+            stamp = _dt.datetime.fromisoformat(value)
+        elif _is_number(value):
+            stamp = _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
+        else:
+            raise TypeError
+    except (ValueError, TypeError, OverflowError, OSError):
+        raise PydanticCustomError("timestamp_type", "expected an ISO-8601 timestamp or epoch seconds") from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    return stamp
+
+
+# (python type, its metadata, a before-validator or None) per contract type.
+_REQUEST_TYPES: dict[str, tuple[Any, tuple, Callable | None]] = {
+    "string": (str, (), None),
+    "float": (float, (AllowInfNan(False),), None),
+    "integer": (int, (), _integral_float_as_int),
+    "boolean": (bool, (), None),
+    "timestamp": (_dt.datetime, (), _request_timestamp),
+}
+# JSON Schema cannot bound a date-time string, so timestamps carry their bounds in the description.
+_TIMESTAMP_JSON = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
+
+
+class _Untitled(GenerateJsonSchema):
+    """Property names already are the column names; pydantic's generated titles only add noise."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,9 +398,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -234,20 +410,19 @@ def _loc(parts: Iterable[Any]) -> str:
     return ".".join(str(p) for p in parts) or "<top level>"
 
 
-def _pydantic_messages(err: _PydanticValidationError) -> list[str]:
+def _structure_problems(err: ValidationError) -> list[str]:
     top_keys = ", ".join(_ContractModel.model_fields)
     col_keys = ", ".join(_ColumnModel.model_fields)
     messages = []
     for e in err.errors():
-        loc = tuple(e["loc"])
-        kind = e["type"]
+        loc, kind = tuple(e["loc"]), e["type"]
         if kind == "extra_forbidden":
             allowed = col_keys if len(loc) == 3 and loc[0] == "columns" else top_keys
             messages.append(f"{_loc(loc)}: unknown key {loc[-1]!r} (allowed keys: {allowed})")
         elif kind == "missing":
             messages.append(f"{_loc(loc)}: missing required key {loc[-1]!r}")
         elif kind == "literal_error":
-            expected = ", ".join(e["ctx"]["expected"].replace("'", "").replace(" or ", ", ").split(", "))
+            expected = e["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
             messages.append(f"{_loc(loc)}: unknown {loc[-1]} {e.get('input')!r} (expected one of: {expected})")
         elif kind in ("model_type", "dict_type"):
             messages.append(f"{_loc(loc)}: must be a mapping, got {e.get('input')!r}")
@@ -256,258 +431,99 @@ def _pydantic_messages(err: _PydanticValidationError) -> list[str]:
     return messages
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+_ALLOWED_VALUES = {
+    "string": (lambda v: isinstance(v, str), "strings (quote values like yes/no/1 in YAML)"),
+    "integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "integers"),
+    "float": (lambda v: _is_number(v), "numbers"),
+    "boolean": (lambda v: isinstance(v, bool), "true/false"),
+}
 
 
-def _to_timestamp(value: Any) -> pd.Timestamp:
-    """Parses a contract bound or request value into a naive UTC timestamp, the one representation
-    all comparisons use (tz-aware data is converted to UTC first)."""
-    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-        value = value.isoformat()
-    ts = pd.Timestamp(value)
-    if ts is pd.NaT:
-        raise ValueError(f"{value!r} is not a timestamp")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts
-
-
-@lru_cache(maxsize=256)
-def _bound_timestamp(value: str) -> pd.Timestamp:
-    return _to_timestamp(value)
-
-
-def _column_problems(name: str, col: _ColumnModel) -> tuple[dict[str, Any], list[str]]:
-    """Cross-field checks pydantic cannot express; returns normalised bounds/allowed and problems."""
+def _column_spec(name: str, col: _ColumnModel, problems: list[str]) -> ColumnSpec:
+    """The cross-field checks pydantic cannot express (bounds, allowed values and pattern that fit the
+    column's type), appending to `problems`; returns the column with its values normalised."""
     where = f"columns.{name}"
-    problems: list[str] = []
-    out: dict[str, Any] = {"min": None, "max": None, "allowed": None}
-
-    for key in ("min", "max"):
+    bounds: dict[str, Any] = {"min": None, "max": None}
+    for key in bounds:
         value = getattr(col, key)
         if value is None:
             continue
         if col.type in ("integer", "float"):
-            if not _is_number(value) or (isinstance(value, float) and math.isnan(value)):
-                problems.append(f"{where}.{key}: must be a number for a {col.type} column, got {value!r}")
+            if _is_number(value) and not (isinstance(value, float) and math.isnan(value)):
+                bounds[key] = value
             else:
-                out[key] = value
+                problems.append(f"{where}.{key}: must be a number for a {col.type} column, got {value!r}")
         elif col.type == "timestamp":
-            # Unquoted YAML dates arrive as datetime.date/datetime; keep them as ISO strings.
-            if isinstance(value, (_dt.date, _dt.datetime)):
+            if isinstance(value, (_dt.date, _dt.datetime)):  # unquoted YAML dates: keep the ISO text
                 value = value.isoformat()
-            try:
-                if not isinstance(value, str):
-                    raise ValueError
-                _to_timestamp(value)
-                out[key] = value
-            except (ValueError, TypeError):
+            if isinstance(value, str) and _parses_as_timestamp(value):
+                bounds[key] = value
+            else:
                 problems.append(
                     f"{where}.{key}: must be an ISO-8601 date/time for a timestamp column, got {value!r}"
                 )
         else:
-            problems.append(
-                f"{where}.{key}: not supported for {col.type} columns (only integer, float, timestamp)"
-            )
-    lo, hi = out["min"], out["max"]
+            problems.append(f"{where}.{key}: not supported for {col.type} columns (only integer, float, timestamp)")
+    lo, hi = bounds["min"], bounds["max"]
     if lo is not None and hi is not None:
-        lo_v, hi_v = (_to_timestamp(lo), _to_timestamp(hi)) if col.type == "timestamp" else (lo, hi)
-        if lo_v > hi_v:
+        if (pd.Timestamp(lo) > pd.Timestamp(hi)) if col.type == "timestamp" else lo > hi:
             problems.append(f"{where}: min {lo!r} is greater than max {hi!r}")
 
+    allowed = None
     if col.allowed is not None:
-        if not col.allowed:
-            problems.append(f"{where}.allowed: must list at least one value")
-        checks = {
-            "string": (lambda v: isinstance(v, str), "strings (quote values like yes/no/1 in YAML)"),
-            "integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "integers"),
-            "float": (_is_number, "numbers"),
-            "boolean": (lambda v: isinstance(v, bool), "true/false"),
-        }
         if col.type == "timestamp":
             problems.append(f"{where}.allowed: not supported for timestamp columns; use min/max")
+        elif not col.allowed:
+            problems.append(f"{where}.allowed: must list at least one value")
         else:
-            ok, what = checks[col.type]
-            bad = [v for v in col.allowed if not ok(v)]
+            fits, what = _ALLOWED_VALUES[col.type]
+            bad = [v for v in col.allowed if not fits(v)]
             if bad:
-                problems.append(
-                    f"{where}.allowed: values of a {col.type} column must be {what}, got {bad[:3]!r}"
-                )
+                problems.append(f"{where}.allowed: values of a {col.type} column must be {what}, got {bad[:3]!r}")
             else:
-                out["allowed"] = tuple(col.allowed)
+                allowed = tuple(col.allowed)
 
+    serving = col.serving if col.serving is not None else col.role == "feature"
     if col.pattern is not None:
         if col.type != "string":
             problems.append(f"{where}.pattern: only supported for string columns, not {col.type}")
         else:
-            try:
-                re.compile(col.pattern)
-            except re.error as exc:
-                problems.append(f"{where}.pattern: invalid regular expression {col.pattern!r}: {exc}")
-    return out, problems
+            problems.extend(f"{where}.pattern: {p}" for p in _pattern_problems(col.pattern, serving))
+
+    return ColumnSpec(
+        name=name,
+        type=col.type,
+        nullable=col.nullable,
+        unique=col.unique,
+        role=col.role,
+        serving=serving,
+        min=bounds["min"],
+        max=bounds["max"],
+        allowed=allowed,
+        pattern=col.pattern,
+        description=col.description,
+    )
 
 
-# --------------------------------------------------------------------------------------------------
-# Column conversion shared by validate() and coerce()
-# --------------------------------------------------------------------------------------------------
-
-
-def _object_view(s: pd.Series) -> pd.Series:
-    return s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
-
-
-def _is_bool_value(v: Any) -> bool:
-    return isinstance(v, (bool, np.bool_))
-
-
-def _convert(spec: ColumnSpec, s: pd.Series, null: np.ndarray) -> tuple[pd.Series, np.ndarray, str]:
-    """Converts a raw column to the contract type.
-
-    Returns (values, bad, note): `values` holds the converted value wherever the row is neither null
-    nor bad (anything elsewhere); `bad` marks non-null rows that cannot be represented in the contract
-    type; `note` is a short explanation used when a whole column has the wrong dtype. Everything is
-    vectorised: the per-element fallbacks only run on mixed-type object columns.
-    """
-    dtype = s.dtype
-    none = np.zeros(len(s), dtype=bool)
-    everything = ~null
-    is_bool = pd.api.types.is_bool_dtype(dtype)
-    is_num = pd.api.types.is_numeric_dtype(dtype) and not is_bool
-    is_dt = pd.api.types.is_datetime64_any_dtype(dtype)
-    wrong_dtype = f"column dtype {dtype} cannot hold {spec.type} values"
-
-    if spec.type in ("float", "integer"):
-        if is_bool or is_dt:
-            return s, everything, wrong_dtype
-        if is_num:
-            if pd.api.types.is_integer_dtype(dtype):
-                return s, none, ""
-            values = pd.Series(s.to_numpy(dtype="float64", na_value=np.nan), index=s.index)
-        else:
-            obj = _object_view(s)
-            inferred = pd.api.types.infer_dtype(obj, skipna=True)
-            if inferred == "boolean":
-                return s, everything, wrong_dtype
-            values = pd.to_numeric(obj, errors="coerce")
-            if inferred not in ("integer", "floating", "mixed-integer-float", "decimal", "empty", "string"):
-                # to_numeric turns True into 1; a boolean is not a number in a contract.
-                values = values.mask(obj.map(_is_bool_value).to_numpy(dtype=bool))
-            if pd.api.types.is_integer_dtype(values.dtype):
-                return values, none, ""
-            values = pd.Series(values.to_numpy(dtype="float64", na_value=np.nan), index=s.index)
-        bad = values.isna().to_numpy() & ~null
-        if spec.type == "integer":
-            arr = values.to_numpy()
-            with np.errstate(invalid="ignore"):
-                frac = ~np.isfinite(arr) | (np.floor(arr) != arr)
-            bad = bad | (frac & ~null)
-        return values, bad, ""
-
-    if spec.type == "boolean":
-        if is_bool:
-            return s, none, ""
-        if is_num:
-            values = pd.Series(s.to_numpy(dtype="float64", na_value=np.nan), index=s.index)
-            bad = ~values.isin([0.0, 1.0]).to_numpy() & ~null
-            return values == 1.0, bad, ""
-        if is_dt:
-            return s, everything, wrong_dtype
-        obj = _object_view(s)
-        if pd.api.types.infer_dtype(obj, skipna=True) in ("boolean", "empty"):
-            return obj, none, ""
-        words = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
-        values = obj.astype(str).str.strip().str.lower().map(words)
-        return values, values.isna().to_numpy() & ~null, ""
-
-    if spec.type == "string":
-        if is_bool or is_num or is_dt:
-            return s, everything, wrong_dtype
-        obj = _object_view(s)
-        if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
-            return obj, none, ""
-        is_str = obj.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-        return obj, ~is_str & ~null, ""
-
-    # timestamp
-    if is_dt:
-        values = s
-        if getattr(dtype, "tz", None) is not None:
-            values = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        return values, none, ""
-    if is_bool or is_num:
-        hint = "store datetime64 or ISO-8601 strings; epoch numbers are ambiguous"
-        return s, everything, f"{wrong_dtype} ({hint})"
-    obj = _object_view(s)
-    inferred = pd.api.types.infer_dtype(obj, skipna=True)
-    if inferred not in ("string", "datetime", "datetime64", "date", "empty"):
-        # Integers would be read as epoch nanoseconds; only strings and date/times are timestamps here.
-        obj = obj.mask(obj.map(lambda v: _is_number(v) or _is_bool_value(v)).to_numpy(dtype=bool))
-    parsed = pd.to_datetime(obj, errors="coerce", utc=True, format="ISO8601")
-    stamps = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]", copy=True)
-    failed = np.isnat(stamps) & ~null
-    if failed.any():
-        # Rare non-ISO spellings ("01/02/2024"): parse only the leftovers with the slow mixed parser.
-        retry = pd.to_datetime(obj[failed], errors="coerce", utc=True, format="mixed")
-        stamps[failed] = retry.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-    values = pd.Series(stamps, index=s.index)
-    return values, np.isnat(stamps) & ~null, ""
-
-
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if isinstance(v, float) and math.isfinite(v):
-        v = float(f"{v:.6g}")  # keeps reports readable: 57749.6, not 57749.62685887497
-    return repr(v)
-
-
-def _fmt_bound(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _examples(values: pd.Series) -> str:
-    head = values.iloc[:1000]
+def _pattern_problems(pattern: str, serving: bool) -> list[str]:
     try:
-        picked = list(pd.unique(head.to_numpy(dtype=object)))[:_MAX_EXAMPLES]
-    except TypeError:  # unhashable values (lists, dicts) in an object column
-        picked = list(head.iloc[:_MAX_EXAMPLES])
-    return f" (e.g. {', '.join(_fmt_value(v) for v in picked)})" if picked else ""
+        re.compile(pattern)
+    except re.error as exc:
+        return [f"invalid regular expression {pattern!r}: {exc}"]
+    if serving:  # requests check it with the Rust regex engine, which has no look-around or backreferences
+        try:
+            SchemaValidator(core_schema.str_schema(pattern=_anchored(pattern)))
+        except Exception as exc:  # pydantic_core.SchemaError, whose text explains the regex error
+            reason = str(exc).strip().splitlines()[-1]
+            return [f"{pattern!r} is not supported for request checks ({reason})"]
+    return []
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
-def _type_violation(spec: ColumnSpec, raw: pd.Series, bad: np.ndarray, note: str) -> Violation:
-    k = int(bad.sum())
-    text = note or f"{_plural(k, 'value')} not convertible to {spec.type}"
-    return Violation(spec.name, "type", k, text + _examples(raw[bad]))
-
-
-def _as_contract_dtype(spec: ColumnSpec, values: pd.Series, null: np.ndarray) -> pd.Series:
-    """Converted values (from `_convert`, with no bad rows) in the dtype `Contract.coerce` promises."""
-    if spec.type == "float":
-        return pd.Series(values.to_numpy(dtype="float64", na_value=np.nan), index=values.index)
-    if spec.type == "integer":
-        if not spec.nullable:
-            return values.astype("int64")
-        if pd.api.types.is_integer_dtype(values.dtype):
-            return values.astype("Int64")
-        return values.astype("Float64").astype("Int64")  # float -> Int64 needs the nullable float step
-    if spec.type == "boolean":
-        if spec.nullable:
-            return values.astype(object).where(~null, None).astype("boolean")
-        return values.astype(bool)
-    if spec.type == "timestamp":
-        return values.astype("datetime64[ns]")
-    # string: plain Python str objects with None for nulls, whatever dtype (object, "string",
-    # category) the column was read with, so downstream code sees one representation.
-    return values.astype(object).where(~null, None)
+def _parses_as_timestamp(text: str) -> bool:
+    try:
+        return pd.Timestamp(text) is not pd.NaT
+    except (ValueError, TypeError):
+        return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -528,6 +544,16 @@ class Contract:
     time_column: str | None = None
     strict: bool = False
     path: Path | None = field(default=None, compare=False)
+    # The compiled table schema and request models, built on first use.
+    _compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pipeline artifacts are pickled; dynamic models and lambda checks do not pickle, and are
+        # cheap to compile again.
+        return {key: value for key, value in self.__dict__.items() if key != "_compiled"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _compiled={})
 
     # ---- loading -----------------------------------------------------------------------------------
 
@@ -561,47 +587,30 @@ class Contract:
             raise fail([f"top level must be a mapping, got {type(data).__name__}"])
         try:
             model = _ContractModel.model_validate(data)
-        except _PydanticValidationError as exc:
-            raise fail(_pydantic_messages(exc)) from None
+        except ValidationError as exc:
+            raise fail(_structure_problems(exc)) from None
 
         problems: list[str] = []
         if path is not None and model.name != path.stem:
             problems.append(f"name: {model.name!r} must equal the file stem {path.stem!r}")
         if not model.name.strip():
             problems.append("name: must not be empty")
-        version = model.version
-        if not isinstance(version, str):
+        if not isinstance(model.version, str):
             problems.append(
-                f"version: must be a semantic version string like 1.0.0, got {version!r} "
+                f"version: must be a semantic version string like 1.0.0, got {model.version!r} "
                 "(quote it in YAML if it looks like a number)"
             )
-        elif not _SEMVER.match(version):
-            problems.append(f"version: {version!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)")
+        elif not _SEMVER.match(model.version):
+            problems.append(f"version: {model.version!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)")
         if not model.columns:
             problems.append("columns: must define at least one column")
 
         columns: dict[str, ColumnSpec] = {}
-        for raw_name, col in model.columns.items():
-            if not isinstance(raw_name, str) or not raw_name:
-                problems.append(
-                    f"columns: column name {raw_name!r} must be a non-empty string (quote it in YAML)"
-                )
-                continue
-            normalised, col_problems = _column_problems(raw_name, col)
-            problems.extend(col_problems)
-            columns[raw_name] = ColumnSpec(
-                name=raw_name,
-                type=col.type,
-                nullable=col.nullable,
-                unique=col.unique,
-                role=col.role,
-                serving=col.serving if col.serving is not None else col.role == "feature",
-                min=normalised["min"],
-                max=normalised["max"],
-                allowed=normalised["allowed"],
-                pattern=col.pattern,
-                description=col.description,
-            )
+        for name, col in model.columns.items():
+            if not isinstance(name, str) or not name:
+                problems.append(f"columns: column name {name!r} must be a non-empty string (quote it in YAML)")
+            else:
+                columns[name] = _column_spec(name, col, problems)
 
         labels = [c.name for c in columns.values() if c.role == "label"]
         if len(labels) > 1:
@@ -611,15 +620,13 @@ class Contract:
             if tc is None:
                 problems.append(f"time_column: {model.time_column!r} is not one of the columns")
             elif tc.type != "timestamp":
-                problems.append(
-                    f"time_column: column {model.time_column!r} must have type timestamp, not {tc.type}"
-                )
+                problems.append(f"time_column: column {model.time_column!r} must have type timestamp, not {tc.type}")
         if problems:
             raise fail(problems)
 
         return cls(
             name=model.name,
-            version=version,
+            version=model.version,
             owner=model.owner,
             description=model.description,
             columns=columns,
@@ -664,77 +671,99 @@ class Contract:
             "time_column": self.time_column,
         }
 
-    # ---- batch validation ----------------------------------------------------------------------------
+    # ---- tables ------------------------------------------------------------------------------------
+
+    def table_schema(self) -> Any:
+        """The pandera DataFrameSchema of this contract, for tables already in the contract's dtypes
+        (`validate` converts them first)."""
+        if "table" not in self._compiled:
+            pa = _pandera()
+            columns = {
+                spec.name: pa.Column(
+                    _TABLE_DTYPES[spec.type],
+                    checks=[rule.table(spec) for rule in _VALUE_RULES if rule.applies(spec)],
+                    nullable=spec.nullable,
+                    unique=spec.unique,
+                    report_duplicates="exclude_first",
+                )
+                for spec in self.columns.values()
+            }
+            # strict=True so pandera reports every column outside the contract; the contract's own
+            # `strict` only decides whether that is an error or a warning.
+            schema = pa.DataFrameSchema(columns, strict=True, name=f"{self.name} v{self.version}")
+            self._compiled["table"] = schema
+        return self._compiled["table"]
 
     def validate(self, frame: pd.DataFrame) -> ValidationReport:
         """Checks every rule on every column and reports all violations; bad data never raises here,
         because the point is to show the user everything that needs fixing at once."""
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"validate() needs a pandas DataFrame, got {type(frame).__name__}")
-        n = len(frame)
-        violations: list[Violation] = []
-        present = set(frame.columns)
         if frame.columns.has_duplicates:
             dups = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
             raise ValueError(f"DataFrame has duplicate column names {dups}; cannot validate it")
+        schema = self.table_schema()
+        pa = _pandera()
+        n = len(frame)
 
-        for spec in self.columns.values():
-            if spec.name not in present:
-                violations.append(Violation(spec.name, "missing", n, "column is missing from the table"))
+        # The type rule runs first (see `_as_contract_type`); pandera checks the rest on the converted
+        # table, which is indexed by position so failure cases can be matched to the type failures.
+        violations: list[Violation] = []
+        table: dict[Any, Any] = {}
+        not_typed: dict[str, np.ndarray] = {}
+        for name in frame.columns:
+            spec = self.columns.get(name)
+            if spec is None:
+                table[name] = frame[name].array  # only its name matters: pandera reports it as unexpected
                 continue
-            violations.extend(self._validate_column(spec, frame[spec.name]))
+            values, bad, note = _as_contract_type(spec, frame[name])
+            table[name] = values
+            if bad.any():
+                not_typed[name] = bad
+                violations.append(_type_violation(spec, frame[name], bad, note))
+        # PANDERA_VALIDATION_ENABLED/_DEPTH would otherwise switch checks off without a word.
+        with pa.config.config_context(validation_enabled=True, validation_depth="SCHEMA_AND_DATA"):
+            try:
+                schema.validate(pd.DataFrame(table, copy=False), lazy=True, inplace=True)
+            except pa.errors.SchemaErrors as exc:
+                for error in exc.schema_errors:
+                    violation = self._violation(error, n, not_typed)
+                    if violation is not None:
+                        violations.append(violation)
 
-        extra = [c for c in frame.columns if c not in self.columns]
-        severity = "error" if self.strict else "warning"
-        for col in extra:
-            violations.append(
-                Violation(str(col), "unexpected", n, "column is not in the contract", severity=severity)
-            )
+        order = {name: i for i, name in enumerate([*self.columns, *frame.columns])}
+        violations.sort(key=lambda v: (order.get(v.column, len(order)), RULES.index(v.rule)))
         return ValidationReport(self.name, self.version, n, tuple(violations))
 
-    def _validate_column(self, spec: ColumnSpec, s: pd.Series) -> list[Violation]:
-        out: list[Violation] = []
-        null = s.isna().to_numpy()
-        values, bad, note = _convert(spec, s, null)
-        if bad.any():
-            out.append(_type_violation(spec, s, bad, note))
-        n_null = int(null.sum())
-        if n_null and not spec.nullable:
-            text = f"{_plural(n_null, 'null value')} in a non-nullable column"
-            out.append(Violation(spec.name, "nullable", n_null, text))
+    def _violation(self, error: Any, n: int, not_typed: dict[str, np.ndarray]) -> Violation | None:
+        """One pandera failure (one column and one check) as a Violation, or None when every failing
+        row was already reported as a type failure."""
+        from pandera.errors import SchemaErrorReason as Reason
 
-        # Value rules only look at rows that are present and of the right type, so one bad value is
-        # reported once, under the rule that explains it.
-        valid = ~null & ~bad
-        if not valid.any():
-            return out
-        good = values[valid]
+        if error.reason_code == Reason.COLUMN_NOT_IN_DATAFRAME:
+            return Violation(str(error.failure_cases), "missing", n, "column is missing from the table")
+        if error.reason_code == Reason.COLUMN_NOT_IN_SCHEMA:
+            severity = "error" if self.strict else "warning"
+            return Violation(str(error.failure_cases), "unexpected", n, "column is not in the contract", severity)
 
-        def flag(rule: str, mask: Any, noun: str, what: str = "") -> None:
-            mask = np.asarray(mask, dtype=bool)
-            k = int(mask.sum())
-            if k:
-                text = _plural(k, noun) + (f" {what}" if what else "")
-                out.append(Violation(spec.name, rule, k, text + _examples(good[mask])))
-
-        if spec.unique:
-            try:
-                flag("unique", good.duplicated(keep="first"), "duplicate row", "beyond the first occurrence")
-            except TypeError:  # unhashable objects: already reported as type violations
-                pass
-        if spec.min is not None:
-            limit = _bound_timestamp(spec.min) if spec.type == "timestamp" else spec.min
-            flag("min", good < limit, "value", f"below min {_fmt_bound(spec.min)}")
-        if spec.max is not None:
-            limit = _bound_timestamp(spec.max) if spec.type == "timestamp" else spec.max
-            flag("max", good > limit, "value", f"above max {_fmt_bound(spec.max)}")
-        if spec.allowed is not None:
-            shown = ", ".join(map(str, spec.allowed[:8])) + (", ..." if len(spec.allowed) > 8 else "")
-            flag("allowed", ~good.isin(list(spec.allowed)), "value", f"not in allowed [{shown}]")
-        if spec.pattern is not None:
-            matched = good.astype(str).str.fullmatch(spec.pattern)
-            flag("pattern", ~matched, "value", f"not matching {spec.pattern}")
-        return out
+        spec = self.columns[error.schema.name]
+        cases = error.failure_cases
+        if not isinstance(cases, pd.DataFrame):  # a check that raised: a bug here rather than bad data
+            return Violation(spec.name, getattr(error.check, "name", None) or "type", n, str(error))
+        if error.reason_code == Reason.SERIES_CONTAINS_NULLS:
+            rule, what = "nullable", ("null value", "in a non-nullable column")
+            if spec.name in not_typed:  # values that are NA only because their type is wrong
+                cases = cases[~not_typed[spec.name][cases["index"].to_numpy(dtype=np.int64)]]
+        elif error.reason_code == Reason.SERIES_CONTAINS_DUPLICATES:
+            rule, what = "unique", ("duplicate row", "beyond the first occurrence")
+            cases = cases[cases["failure_case"].notna()]  # nulls are not values, so never duplicates
+        else:
+            rule = error.check.name
+            what = ("value", next(r.broken(spec) for r in _VALUE_RULES if r.name == rule))
+        if cases.empty:
+            return None
+        examples = "" if rule == "nullable" else _examples(cases["failure_case"])
+        return Violation(spec.name, rule, len(cases), f"{_plural(len(cases), what[0])} {what[1]}{examples}")
 
     def check(self, frame: pd.DataFrame) -> ValidationReport:
         """`validate`, but raising ContractViolation on any error, for pipelines that must stop."""
@@ -743,125 +772,288 @@ class Contract:
             raise ContractViolation(report)
         return report
 
-    def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Returns a copy whose contract columns carry the contract dtypes, so downstream code (feature
-        encoding, TF datasets) can rely on them regardless of how the data was read.
+    # ---- requests ----------------------------------------------------------------------------------
 
-        Columns missing from the frame are skipped and columns outside the contract are kept as they
-        are: reporting those is `validate`'s job. Raises ContractViolation when a value cannot be
-        represented (a type violation, or a null in a non-nullable integer/boolean column).
-        """
-        out = frame.copy()
-        problems: list[Violation] = []
-        for spec in self.columns.values():
-            if spec.name not in out.columns:
-                continue
-            s = out[spec.name]
-            null = s.isna().to_numpy()
-            values, bad, note = _convert(spec, s, null)
-            if bad.any():
-                problems.append(_type_violation(spec, s, bad, note))
-            elif null.any() and not spec.nullable and spec.type in ("integer", "boolean"):
-                k = int(null.sum())
-                text = f"{_plural(k, 'null value')} cannot be stored in a non-nullable {spec.type} column"
-                problems.append(Violation(spec.name, "nullable", k, text))
-            else:
-                # .array assigns by position, which stays correct when the frame's index has duplicates.
-                out[spec.name] = _as_contract_dtype(spec, values, null).array
-        if problems:
-            raise ContractViolation(ValidationReport(self.name, self.version, len(frame), tuple(problems)))
-        return out
+    def request_model(
+        self, extra_fields: Iterable[str] = frozenset(), allow_missing: Iterable[str] = frozenset()
+    ) -> type[BaseModel]:
+        """The pydantic model of one request instance: the serving columns with their rules, strict
+        types and no other fields. `extra_fields` are accepted fields outside the contract (any value);
+        `allow_missing` are contract fields a request may omit (a server fills them in). Cached."""
+        return self._request(frozenset(extra_fields), frozenset(allow_missing))[0]
 
-    # ---- online (REST) validation ----------------------------------------------------------------------
+    def _request(self, extra_fields: frozenset[str], allow_missing: frozenset[str]) -> tuple[type[BaseModel], TypeAdapter]:
+        key = ("request", extra_fields, allow_missing)
+        if key not in self._compiled:
+            model = _request_model(self, extra_fields, allow_missing)
+            self._compiled[key] = (model, TypeAdapter(list[model]))
+        return self._compiled[key]
 
     def validate_records(
         self,
         records: list[dict],
         *,
-        extra_fields: set[str] | frozenset[str] = frozenset(),
-        allow_missing: set[str] | frozenset[str] = frozenset(),
+        extra_fields: Iterable[str] = frozenset(),
+        allow_missing: Iterable[str] = frozenset(),
     ) -> list[str]:
         """Checks request instances field by field and returns human-readable errors naming the
         instance and field (empty when all is well), so the server can answer one 400 that lists
         everything wrong with the request."""
-        if not isinstance(records, list):
-            return [f"instances: expected a list of objects, got {_json_type(records)}"]
-        specs = {c.name: c for c in self.request_columns()}
-        errors: list[str] = []
-        total = 0
-
-        def add(msg: str) -> None:
-            nonlocal total
-            total += 1
-            if len(errors) < _MAX_RECORD_ERRORS:
-                errors.append(msg)
-
-        for i, record in enumerate(records):
-            where = f"instances[{i}]"
-            if not isinstance(record, dict):
-                add(f"{where}: expected an object, got {_json_type(record)}")
-                continue
-            for key in record:
-                if key not in specs and key not in extra_fields:
-                    add(f"{where}.{key}: unknown field")
-            for name, spec in specs.items():
-                if name not in record:
-                    if not spec.nullable and name not in allow_missing:
-                        add(f"{where}: missing required field {name!r}")
-                    continue
-                msg = _check_value(spec, record[name])
-                if msg:
-                    add(f"{where}.{name}: {msg}")
-        if total > len(errors):
-            errors.append(f"... and {total - len(errors)} more")
-        return errors
+        _, instances = self._request(frozenset(extra_fields), frozenset(allow_missing))
+        try:
+            instances.validate_python(records)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False)
+            messages = [_request_problem(self, records, e) for e in errors[:_MAX_RECORD_ERRORS]]
+            if len(errors) > _MAX_RECORD_ERRORS:
+                messages.append(f"... and {len(errors) - _MAX_RECORD_ERRORS} more")
+            return messages
+        return []
 
     def request_json_schema(
         self,
         *,
-        extra_fields: set[str] | frozenset[str] = frozenset(),
-        allow_missing: set[str] | frozenset[str] = frozenset(),
+        extra_fields: Iterable[str] = frozenset(),
+        allow_missing: Iterable[str] = frozenset(),
     ) -> dict[str, Any]:
-        """JSON Schema (2020-12 / OpenAPI 3.1) for one request instance, derived from the serving
-        columns so the API docs can never drift from what `validate_records` enforces."""
-        properties: dict[str, Any] = {}
-        required: list[str] = []
-        for spec in self.request_columns():
-            prop: dict[str, Any]
-            if spec.type == "timestamp":
-                prop = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
-                if spec.nullable:
-                    prop["anyOf"].append({"type": "null"})
-                bounds = [f"{k} {getattr(spec, k)}" for k in ("min", "max") if getattr(spec, k) is not None]
-                note = "ISO-8601 string or epoch seconds" + (f"; {', '.join(bounds)}" if bounds else "")
-                prop["description"] = f"{spec.description} ({note})".strip() if spec.description else note
-            else:
-                json_type = _JSON_TYPES[spec.type]
-                prop = {"type": [json_type, "null"] if spec.nullable else json_type}
-                if spec.min is not None:
-                    prop["minimum"] = spec.min
-                if spec.max is not None:
-                    prop["maximum"] = spec.max
-                if spec.allowed is not None:
-                    prop["enum"] = list(spec.allowed) + ([None] if spec.nullable else [])
-                if spec.pattern is not None:
-                    # JSON Schema patterns search; contract patterns must match the whole value.
-                    prop["pattern"] = f"^(?:{spec.pattern})$"
-                if spec.description:
-                    prop["description"] = spec.description
-            properties[spec.name] = prop
-            if not spec.nullable and spec.name not in allow_missing:
-                required.append(spec.name)
-        for name in sorted(extra_fields):
-            properties.setdefault(name, {})
-        return {
-            "title": f"{self.name} instance",
-            "description": f"One instance for a model trained on contract {self.name} v{self.version}.",
-            "type": "object",
-            "properties": properties,
-            "required": required,
-            "additionalProperties": False,
-        }
+        """JSON Schema (2020-12 / OpenAPI 3.1) for one request instance: the request model's own, so
+        the API docs can never drift from what `validate_records` enforces."""
+        model = self.request_model(extra_fields, allow_missing)
+        return model.model_json_schema(schema_generator=_Untitled)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables: the type rule
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_contract_type(spec: ColumnSpec, s: pd.Series) -> tuple[Any, np.ndarray, str]:
+    """One column in the contract's dtype (`_TABLE_DTYPES`), with NA wherever a value is null or
+    cannot be represented; also returns the mask of the latter and, when the whole column has the
+    wrong dtype, a note saying so. Vectorised: the per-element fallbacks only run on mixed-type
+    object columns."""
+    dtype = s.dtype
+    null = s.isna().to_numpy()
+    is_bool = pd.api.types.is_bool_dtype(dtype)
+    is_num = pd.api.types.is_numeric_dtype(dtype) and not is_bool
+    is_dt = pd.api.types.is_datetime64_any_dtype(dtype)
+    obj = s.astype(object) if isinstance(dtype, pd.CategoricalDtype) else s
+
+    def wrong_dtype(hint: str = "") -> tuple[Any, np.ndarray, str]:
+        empty = pd.array([None] * len(s), dtype=_TABLE_DTYPES[spec.type])
+        return empty, ~null, f"column dtype {dtype} cannot hold {spec.type} values{hint}"
+
+    if spec.type in ("float", "integer"):
+        if is_bool or is_dt:
+            return wrong_dtype()
+        if spec.type == "integer" and pd.api.types.is_integer_dtype(dtype):
+            return s.array.astype("Int64"), np.zeros(len(s), dtype=bool), ""
+        if is_num:
+            numbers_ = s.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            inferred = pd.api.types.infer_dtype(obj, skipna=True)
+            if inferred == "boolean":
+                return wrong_dtype()
+            parsed = pd.to_numeric(obj, errors="coerce")
+            if inferred not in ("integer", "floating", "mixed-integer-float", "decimal", "empty", "string"):
+                # to_numeric turns True into 1; a boolean is not a number in a contract.
+                parsed = parsed.mask(obj.map(_is_bool_value).to_numpy(dtype=bool))
+            numbers_ = parsed.to_numpy(dtype="float64", na_value=np.nan)
+        bad = np.isnan(numbers_) & ~null
+        if spec.type == "integer":
+            with np.errstate(invalid="ignore"):
+                bad |= ~null & ~(np.floor(numbers_) == numbers_) & ~np.isnan(numbers_)
+                bad |= ~null & (np.abs(numbers_) >= 2.0**63)  # beyond int64
+            numbers_ = np.where(bad, np.nan, numbers_)
+            return pd.array(numbers_, dtype="Float64").astype("Int64"), bad, ""
+        return numbers_, bad, ""
+
+    if spec.type == "boolean":
+        if is_bool:
+            return s.array.astype("boolean"), np.zeros(len(s), dtype=bool), ""
+        if is_dt:
+            return wrong_dtype()
+        if is_num:
+            numbers_ = s.to_numpy(dtype="float64", na_value=np.nan)
+            bad = ~np.isin(numbers_, (0.0, 1.0)) & ~null
+            flags = np.where(null | bad, None, numbers_ == 1.0)
+            return pd.array(flags, dtype="boolean"), bad, ""
+        if pd.api.types.infer_dtype(obj, skipna=True) in ("boolean", "empty"):
+            return pd.array(obj.to_numpy(dtype=object), dtype="boolean"), np.zeros(len(s), dtype=bool), ""
+        words = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+        flags = obj.astype(str).str.strip().str.lower().map(words)
+        bad = flags.isna().to_numpy() & ~null
+        return pd.array(flags.where(~null & ~bad, None).to_numpy(dtype=object), dtype="boolean"), bad, ""
+
+    if spec.type == "string":
+        if is_bool or is_num or is_dt:
+            return wrong_dtype()
+        values = obj.to_numpy(dtype=object)
+        if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
+            return values, np.zeros(len(s), dtype=bool), ""
+        bad = ~obj.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool) & ~null
+        return np.where(bad, None, values), bad, ""
+
+    # timestamp
+    if is_dt:
+        stamps = s.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(dtype, "tz", None) else s
+        return _as_nanoseconds(stamps, null)
+    if is_bool or is_num:
+        return wrong_dtype(" (store datetime64 or ISO-8601 strings; epoch numbers are ambiguous)")
+    inferred = pd.api.types.infer_dtype(obj, skipna=True)
+    if inferred not in ("string", "datetime", "datetime64", "date", "empty"):
+        # Integers would be read as epoch nanoseconds; only strings and date/times are timestamps here.
+        obj = obj.mask(obj.map(lambda v: _is_number(v) or _is_bool_value(v)).to_numpy(dtype=bool))
+    parsed = pd.to_datetime(obj, errors="coerce", utc=True, format="ISO8601")
+    stamps = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]", copy=True)
+    failed = np.isnat(stamps) & ~null
+    if failed.any():
+        # Rare non-ISO spellings ("01/02/2024"): parse only the leftovers with the slow mixed parser.
+        retry = pd.to_datetime(obj[failed], errors="coerce", utc=True, format="mixed")
+        stamps[failed] = retry.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    return stamps, np.isnat(stamps) & ~null, ""
+
+
+def _as_nanoseconds(stamps: pd.Series, null: np.ndarray) -> tuple[Any, np.ndarray, str]:
+    """datetime64 of any unit as datetime64[ns]; dates outside its range (years 1677-2262) cannot be
+    compared with the others, so they count as type failures rather than crash the check."""
+    if stamps.dtype == "datetime64[ns]":
+        return stamps.to_numpy(), np.zeros(len(stamps), dtype=bool), ""
+    far = ~null & ((stamps < pd.Timestamp.min) | (stamps > pd.Timestamp.max)).to_numpy()
+    stamps = stamps.mask(far).dt.as_unit("ns")
+    return stamps.to_numpy(), far, "dates outside 1677-2262 (datetime64[ns])" if far.any() else ""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_bool_value(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_))
+
+
+def _naive_utc(ts: pd.Timestamp) -> pd.Timestamp:
+    """The one representation all timestamp comparisons use: tz-aware values are converted to UTC."""
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def _type_violation(spec: ColumnSpec, raw: pd.Series, bad: np.ndarray, note: str) -> Violation:
+    k = int(bad.sum())
+    text = note or f"{_plural(k, 'value')} not convertible to {spec.type}"
+    return Violation(spec.name, "type", k, text + _examples(raw.iloc[np.flatnonzero(bad)[:1000]]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Requests: the model and its messages
+# --------------------------------------------------------------------------------------------------
+
+
+def _request_type(spec: ColumnSpec) -> Any:
+    """The annotation of one serving column: its strict type with every value rule's metadata."""
+    python_type, metadata, before = _REQUEST_TYPES[spec.type]
+    rules = tuple(rule.request(spec) for rule in _VALUE_RULES if rule.applies(spec))
+    # Later metadata wraps earlier metadata, so a before-validator listed last runs first.
+    extra = (BeforeValidator(before),) if before else ()
+    if spec.type == "timestamp":
+        extra += (WithJsonSchema(_TIMESTAMP_JSON),)
+    metadata = (*metadata, *rules, *extra)
+    annotation = Annotated[(python_type, *metadata)] if metadata else python_type
+    return annotation | None if spec.nullable else annotation
+
+
+def _request_description(spec: ColumnSpec) -> str | None:
+    if spec.type != "timestamp":
+        return spec.description or None
+    bounds = [f"{k} {getattr(spec, k)}" for k in ("min", "max") if getattr(spec, k) is not None]
+    note = "ISO-8601 string or epoch seconds" + (f"; {', '.join(bounds)}" if bounds else "")
+    return f"{spec.description} ({note})" if spec.description else note
+
+
+def _attribute(name: str, index: int) -> str:
+    """A Python attribute for a column (the column name itself is the alias requests use): names that
+    are not identifiers, or that BaseModel already uses (`copy`, `json`...), get a neutral one."""
+    usable = name.isidentifier() and not name.startswith("_") and not hasattr(BaseModel, name)
+    return name if usable and not keyword.iskeyword(name) else f"field_{index}"
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _request_model(contract: Contract, extra_fields: frozenset[str], allow_missing: frozenset[str]) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for index, spec in enumerate(contract.request_columns()):
+        if spec.nullable:
+            default: dict[str, Any] = {"default": None}
+        elif spec.name in allow_missing:
+            # May be omitted, but not sent as null; "default": null would claim otherwise in the schema.
+            default = {"default": None, "json_schema_extra": _drop_default}
+        else:
+            default = {}
+        description = _request_description(spec)
+        fields[_attribute(spec.name, index)] = (
+            _request_type(spec),
+            Field(alias=spec.name, description=description, **default),
+        )
+    served = {spec.name for spec in contract.request_columns()}
+    for index, name in enumerate(sorted(extra_fields - served), start=len(fields)):
+        fields[_attribute(name, index)] = (Any, Field(None, alias=name))
+
+    words = re.split(r"[^0-9A-Za-z]+", contract.name)
+    return create_model(
+        "".join(w[:1].upper() + w[1:] for w in words) + "Instance",
+        __config__=ConfigDict(strict=True, extra="forbid", title=f"{contract.name} instance"),
+        __doc__=f"One instance for a model trained on contract {contract.name} v{contract.version}.",
+        __module__=__name__,
+        **fields,
+    )
+
+
+_REQUEST_MESSAGES = {
+    "float_type": "expected a number, got {got}",
+    "int_type": "expected an integer, got {got}",
+    "int_from_float": "expected an integer, got {value}",
+    "bool_type": "expected true or false, got {got}",
+    "string_type": "expected a string, got {got}",
+    "timestamp_type": "expected an ISO-8601 timestamp string or epoch seconds, got {got}",
+    "finite_number": "expected a finite number, got {value}",
+    "greater_than_equal": "{value} is below min {min}",
+    "less_than_equal": "{value} is above max {max}",
+    "literal_error": "{value} is not one of {allowed}",
+    "string_pattern_mismatch": "{value} does not match pattern {pattern}",
+}
+
+
+def _request_problem(contract: Contract, records: Any, error: dict[str, Any]) -> str:
+    """One pydantic error as `instances[i].field: what is wrong`, in the contract's words."""
+    loc, kind = error["loc"], error["type"]
+    if not loc:
+        return f"instances: expected a list of objects, got {_json_type(records)}"
+    where = f"instances[{loc[0]}]"
+    if len(loc) == 1:
+        return f"{where}: expected an object, got {_json_type(error['input'])}"
+    name = loc[1]
+    if kind == "missing":
+        return f"{where}: missing required field {name!r}"
+    if kind == "extra_forbidden":
+        return f"{where}.{name}: unknown field"
+    value = records[loc[0]][name]  # as sent: the error's input may already be parsed (timestamps)
+    spec = contract.columns[name]
+    template = _REQUEST_MESSAGES.get(kind)
+    if value is None and kind.endswith("_type"):
+        message = "null is not allowed"
+    elif template is None:
+        message = error["msg"]
+    else:
+        message = template.format(
+            value=_fmt_value(value),
+            got=_json_type(value),
+            min=_fmt_bound(spec.min),
+            max=_fmt_bound(spec.max),
+            allowed=list(spec.allowed or ()),
+            pattern=spec.pattern,
+        )
+    return f"{where}.{name}: {message}"
 
 
 def _json_type(value: Any) -> str:
@@ -880,52 +1072,38 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_value(spec: ColumnSpec, value: Any) -> str | None:
-    """One request value against one column; returns an error message or None."""
-    if value is None:
-        return None if spec.nullable else "null is not allowed"
-    t = spec.type
-    comparable: Any = value
-    if t in ("float", "integer"):
-        if not _is_number(value):
-            return f"expected {'an integer' if t == 'integer' else 'a number'}, got {_json_type(value)}"
-        if not math.isfinite(float(value)):
-            return f"expected a finite number, got {value!r}"
-        if t == "integer" and not float(value).is_integer():
-            return f"expected an integer, got {value!r}"
-    elif t == "boolean":
-        if not isinstance(value, bool):
-            return f"expected true or false, got {_json_type(value)}"
-    elif t == "string":
-        if not isinstance(value, str):
-            return f"expected a string, got {_json_type(value)}"
-    else:  # timestamp
-        try:
-            if isinstance(value, str):
-                comparable = _to_timestamp(_dt.datetime.fromisoformat(value))
-            elif _is_number(value):
-                comparable = _to_timestamp(_dt.datetime.fromtimestamp(float(value), tz=_dt.timezone.utc))
-            else:
-                raise TypeError
-        except (ValueError, TypeError, OverflowError, OSError):
-            return f"expected an ISO-8601 timestamp string or epoch seconds, got {_json_type(value)}"
+# --------------------------------------------------------------------------------------------------
+# Report formatting
+# --------------------------------------------------------------------------------------------------
 
-    shown = _fmt_value(value)
-    if spec.min is not None:
-        lo = _bound_timestamp(spec.min) if t == "timestamp" else spec.min
-        if comparable < lo:
-            return f"{shown} is below min {_fmt_bound(spec.min)}"
-    if spec.max is not None:
-        hi = _bound_timestamp(spec.max) if t == "timestamp" else spec.max
-        if comparable > hi:
-            return f"{shown} is above max {_fmt_bound(spec.max)}"
-    if spec.allowed is not None and not any(
-        value == a and isinstance(value, bool) == isinstance(a, bool) for a in spec.allowed
-    ):
-        return f"{shown} is not one of {list(spec.allowed)!r}"
-    if spec.pattern is not None and re.fullmatch(spec.pattern, value) is None:
-        return f"{shown} does not match pattern {spec.pattern}"
-    return None
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, (pd.Timestamp, _dt.datetime)):
+        return v.isoformat()
+    if isinstance(v, float) and math.isfinite(v):
+        v = float(f"{v:.6g}")  # keeps reports readable: 57749.6, not 57749.62685887497
+    return repr(v)
+
+
+def _fmt_bound(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _examples(values: pd.Series) -> str:
+    head = values.iloc[:1000]
+    try:
+        picked = list(pd.unique(head.to_numpy(dtype=object)))[:_MAX_EXAMPLES]
+    except TypeError:  # unhashable values (lists, dicts) in an object column
+        picked = list(head.iloc[:_MAX_EXAMPLES])
+    return f" (e.g. {', '.join(_fmt_value(v) for v in picked)})" if picked else ""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -933,51 +1111,34 @@ def _check_value(spec: ColumnSpec, value: Any) -> str | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _find_contracts_dir() -> Path | None:
-    """``$SOLUTIONS_CONTRACTS_DIR`` if set (the same variable ``Settings.contracts_dir`` reads), else
-    `data_contracts/` nearest the working directory, so the CLI works from any folder of a checkout
-    (or a fork); then relative to the installed source, for editable installs."""
-    configured = os.environ.get("SOLUTIONS_CONTRACTS_DIR")
-    if configured:
-        return Path(configured)
-    for start in (Path.cwd(), Path(__file__).resolve().parent):
-        for folder in (start, *start.parents):
-            candidate = folder / "data_contracts"
-            if candidate.is_dir():
-                return candidate
-    return None
-
-
-def available_contracts(contracts_dir: str | os.PathLike | None = None) -> list[str]:
-    """Names of the contracts in a folder (default: the discovered `data_contracts/`)."""
-    folder = Path(contracts_dir) if contracts_dir is not None else _find_contracts_dir()
-    if folder is None or not folder.is_dir():
+def available_contracts(contracts_dir: str | os.PathLike) -> list[str]:
+    """Names of the contracts in a folder (empty when it does not exist)."""
+    folder = Path(contracts_dir)
+    if not folder.is_dir():
         return []
     return sorted({p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()})
 
 
-def load_contract(
-    name_or_path: str | os.PathLike, contracts_dir: str | os.PathLike | None = None
-) -> Contract:
-    """Loads a contract from a `.yaml`/`.yml` path, or by bare name from the contracts folder."""
+def load_contract(name_or_path: str | os.PathLike, contracts_dir: str | os.PathLike | None = None) -> Contract:
+    """Loads a contract from a path (`.yaml`/`.yml`, or anything with a `/`), or by bare name from
+    `contracts_dir` (callers pass `Settings.contracts_dir`: lookup never depends on the working
+    directory, so a run reads the same contract wherever it is started)."""
     text = os.fspath(name_or_path)
     as_path = Path(text)
-    looks_like_path = as_path.suffix in (".yaml", ".yml") or os.sep in text or "/" in text
-    if looks_like_path:
+    if as_path.suffix in (".yaml", ".yml") or os.sep in text or "/" in text:
         if not as_path.is_file():
             raise ContractError(f"{as_path}: contract file not found")
         return Contract.from_yaml(as_path)
 
-    folder = Path(contracts_dir) if contracts_dir is not None else _find_contracts_dir()
-    if folder is None:
+    if contracts_dir is None:
         raise ContractError(
-            f"contract {text!r}: no data_contracts/ folder found above {Path.cwd()}; "
-            "pass contracts_dir or a path to the .yaml file"
+            f"contract {text!r}: a bare name needs contracts_dir (e.g. Settings.contracts_dir); "
+            f"pass contracts_dir or a path to the .yaml file"
         )
+    folder = Path(contracts_dir)
     for suffix in (".yaml", ".yml"):
         candidate = folder / f"{text}{suffix}"
         if candidate.is_file():
             return Contract.from_yaml(candidate)
-    names = available_contracts(folder)
-    listing = ", ".join(names) if names else "none"
+    listing = ", ".join(available_contracts(folder)) or "none"
     raise ContractError(f"contract {text!r} not found in {folder} (available: {listing})")
