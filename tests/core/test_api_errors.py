@@ -1,4 +1,5 @@
-"""Bad requests get a 4xx with a JSON error naming the problem — never a 500."""
+"""Bad requests get a 4xx with a JSON error naming the problem — never a 500; the app's own checks
+and feature store sit between the contract and the model."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import urllib.request
 import pytest
 
 from solutions_core.demo import http_json
+from tiny_app import APP
 
-APP = "fraud_detection"
+NAME = APP.name
 
 
 def post_raw(url: str, data: bytes) -> tuple[int, dict]:
@@ -22,22 +24,26 @@ def post_raw(url: str, data: bytes) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def good(trained):
-    return trained[APP].golden_instances[0]
+def good(tiny_run):
+    return tiny_run.golden_instances[0]
 
 
-def test_unknown_model_is_404(server):
-    status, body = http_json("POST", f"{server.url}/v1/models/nope:predict", {"instances": [{}]})
+def predict(server, payload):
+    return http_json("POST", f"{server.url}/v1/models/{NAME}:predict", payload)
+
+
+def test_unknown_model_is_404(tiny_server):
+    status, body = http_json("POST", f"{tiny_server.url}/v1/models/nope:predict", {"instances": [{}]})
     assert status == 404 and "nope" in body["error"]
 
 
-def test_invalid_json_is_400(server):
-    status, body = post_raw(f"{server.url}/v1/models/{APP}:predict", b"{not json")
+def test_invalid_json_is_400(tiny_server):
+    status, body = post_raw(f"{tiny_server.url}/v1/models/{NAME}:predict", b"{not json")
     assert status == 400 and "JSON" in body["error"]
 
 
-def test_empty_body_is_400(server):
-    status, body = post_raw(f"{server.url}/v1/models/{APP}:predict", b"")
+def test_empty_body_is_400(tiny_server):
+    status, body = post_raw(f"{tiny_server.url}/v1/models/{NAME}:predict", b"")
     assert status == 400 and "Empty" in body["error"]
 
 
@@ -47,47 +53,60 @@ def test_empty_body_is_400(server):
         ({}, "instances"),
         ({"instances": []}, "non-empty"),
         ({"instances": [1, 2]}, "JSON object"),
-        ({"inputs": {"amount": [1, 2], "channel": ["online"]}}, "same non-zero length"),
+        ({"inputs": {"x": [1, 2], "color": ["red"]}}, "same non-zero length"),
         ({"instances": [{}], "inputs": {}}, "not both"),
         ({"signature_name": "other", "instances": [{}]}, "other"),
     ],
 )
-def test_malformed_requests_are_400(server, payload, fragment):
-    status, body = http_json("POST", f"{server.url}/v1/models/{APP}:predict", payload)
+def test_malformed_requests_are_400(tiny_server, payload, fragment):
+    status, body = predict(tiny_server, payload)
     assert status == 400, body
     assert fragment in body["error"]
 
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [
-        ({"amount": -5}, "amount"),
-        ({"amount": "lots"}, "amount"),
-        ({"channel": "carrier_pigeon"}, "channel"),
-        ({"merchant_lat": 123.0}, "merchant_lat"),
-        ({"timestamp": "not a date"}, "timestamp"),
-        ({"surprise_field": 1}, "surprise_field"),
-    ],
+    [({"x": -50}, "x"), ({"x": "lots"}, "x"), ({"color": "purple"}, "color"), ({"y": 99.0}, "y"), ({"surprise_field": 1}, "surprise_field")],
 )
-def test_contract_violations_are_400_naming_the_field(server, good, change, field):
-    status, body = http_json("POST", f"{server.url}/v1/models/{APP}:predict", {"instances": [{**good, **change}]})
+def test_contract_violations_are_400_naming_the_field(tiny_server, good, change, field):
+    status, body = predict(tiny_server, {"instances": [{**good, **change}]})
     assert status == 400, body
     assert field in body["error"]
 
 
-def test_missing_required_field_is_400(server, good):
-    instance = {k: v for k, v in good.items() if k != "amount"}
-    status, body = http_json("POST", f"{server.url}/v1/models/{APP}:predict", {"instances": [instance]})
-    assert status == 400 and "amount" in body["error"]
+def test_missing_required_field_is_400(tiny_server, good):
+    instance = {k: v for k, v in good.items() if k != "x"}
+    status, body = predict(tiny_server, {"instances": [instance]})
+    assert status == 400 and "x" in body["error"]
 
 
-def test_bad_version_is_400_or_404(server):
-    status, body = http_json("GET", f"{server.url}/v1/models/{APP}/versions/abc")
+def test_the_apps_own_check_is_a_400_naming_the_instance(tiny_server, good):
+    status, body = predict(tiny_server, {"instances": [good, {**good, "point_id": "forbidden-1"}]})
+    assert status == 400 and "instances[1].point_id" in body["error"]
+
+
+def test_the_feature_store_fills_inputs_and_records_only_answered_requests(tiny_server, tiny_run, good):
+    status, before = http_json("GET", f"{tiny_server.url}/tiny/recorded")
+    assert status == 200, before
+    # y left out: the store knows this point (training stored its table) and fills it in.
+    status, filled = predict(tiny_server, {"instances": [{k: v for k, v in good.items() if k != "y"}]})
+    assert status == 200, filled
+    status, full = predict(tiny_server, {"instances": [good]})
+    assert filled["predictions"] == full["predictions"]
+    # A rejected request is never recorded.
+    predict(tiny_server, {"instances": [{**good, "color": "purple"}]})
+    predict(tiny_server, {"instances": [{**good, "point_id": "forbidden-2"}]})
+    _, after = http_json("GET", f"{tiny_server.url}/tiny/recorded")
+    assert after["recorded"][len(before["recorded"]):] == [good["point_id"], good["point_id"]]
+
+
+def test_bad_version_is_400_or_404(tiny_server):
+    status, body = http_json("GET", f"{tiny_server.url}/v1/models/{NAME}/versions/abc")
     assert status == 400 and "integer" in body["error"]
-    status, body = http_json("POST", f"{server.url}/v1/models/{APP}/versions/99:predict", {"instances": [{}]})
+    status, body = http_json("POST", f"{tiny_server.url}/v1/models/{NAME}/versions/99:predict", {"instances": [{}]})
     assert status == 404
 
 
-def test_unknown_verb_is_4xx(server, good):
-    status, body = http_json("POST", f"{server.url}/v1/models/{APP}:explode", {"instances": [good]})
+def test_unknown_verb_is_4xx(tiny_server, good):
+    status, body = http_json("POST", f"{tiny_server.url}/v1/models/{NAME}:explode", {"instances": [good]})
     assert 400 <= status < 500 and "error" in body

@@ -1,4 +1,4 @@
-"""The CLI a newcomer meets first: help, list, and validate on good and bad files."""
+"""The CLI a newcomer meets first: help, list, validate on good and bad files, export, evaluate."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from solutions_core.cli import app, parse_overrides
+from solutions_core.solution import Context
+from tiny_app import APP
 
 runner = CliRunner()
 
@@ -13,7 +15,7 @@ runner = CliRunner()
 def test_help_lists_every_command():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("list", "validate", "train", "evaluate", "export", "serve", "demo"):
+    for command in ("list", "validate", "train", "evaluate", "export", "batch", "serve", "demo"):
         assert command in result.output
 
 
@@ -24,68 +26,65 @@ def test_overrides_merge_file_and_assignments(tmp_path):
     assert merged == {"size": 500, "training": {"epochs": 3, "batch_size": 64}, "source": "data.csv"}
 
 
-def test_bad_config_value_is_a_clear_error():
-    result = runner.invoke(app, ["validate", "fraud_detection", "--set", "size=-3"])
+def test_bad_config_value_is_a_clear_error(tiny_registered):
+    result = runner.invoke(app, ["validate", APP.name, "--set", "size=-3"])
     assert result.exit_code == 2
     assert "size" in result.output
 
 
-def test_validate_passes_generated_data_and_fails_a_broken_file(tmp_path):
-    from fraud_detection.generate import generate_transactions
+def test_list_shows_apps_named_in_settings(tiny_registered):
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0 and APP.name in result.output
 
-    good = generate_transactions(500, days=10, fraud_rate=0.02, seed=1)
+
+def test_validate_passes_good_data_and_fails_a_broken_file(tiny_registered, tmp_path):
+    good = APP.data.generate(Context(APP.name, APP.tiny_config(), {}), tmp_path)["tiny_points"]
     good_path = tmp_path / "good.parquet"
     good.to_parquet(good_path)
-    result = runner.invoke(app, ["validate", "fraud_detection", "--source", str(good_path)])
+    result = runner.invoke(app, ["validate", APP.name, "--source", str(good_path)])
     assert result.exit_code == 0, result.output
     assert "OK" in result.output
 
     bad = good.copy()
-    bad.loc[:2, "amount"] = -4.0
-    bad = bad.drop(columns=["channel"])
+    bad.loc[:2, "x"] = -40.0
+    bad = bad.drop(columns=["color"])
     bad_path = tmp_path / "bad.parquet"
     bad.to_parquet(bad_path)
-    result = runner.invoke(app, ["validate", "fraud_detection", "--source", str(bad_path)])
+    result = runner.invoke(app, ["validate", APP.name, "--source", str(bad_path)])
     assert result.exit_code == 1
-    assert "amount" in result.output and "min" in result.output
-    assert "channel" in result.output and "missing" in result.output
+    assert "x" in result.output and "min" in result.output
+    assert "color" in result.output and "missing" in result.output
 
 
-@pytest.mark.parametrize("name", ["no_such_app", "fraud"])
-def test_unknown_app_names_the_installed_ones(name):
+@pytest.mark.parametrize("name", ["no_such_app", "tiny"])
+def test_unknown_app_names_the_installed_ones(tiny_registered, name):
     result = runner.invoke(app, ["validate", name])
     assert result.exit_code == 2
-    assert "fraud_detection" in result.output
+    assert APP.name in result.output
 
 
-def test_export_copies_the_champion_in_tf_serving_layout(trained, home, tmp_path):
-    result = runner.invoke(app, ["export", "fraud_detection", "--out", str(tmp_path), "--home", str(home)])
+def test_export_copies_the_champion_in_tf_serving_layout(tiny_run, tiny_home, tmp_path):
+    result = runner.invoke(app, ["export", APP.name, "--out", str(tmp_path), "--home", str(tiny_home)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "fraud_detection" / "1" / "saved_model.pb").exists()
-    assert (tmp_path / "fraud_detection" / "1" / "assets.extra" / "solution_metadata.json").exists()
+    assert (tmp_path / APP.name / "1" / "saved_model.pb").exists()
+    assert (tmp_path / APP.name / "1" / "assets.extra" / "solution_metadata.json").exists()
 
 
-def test_evaluate_rescores_a_published_version(trained, home, settings):
-    result = runner.invoke(
-        app,
-        ["evaluate", "fraud_detection", "--home", str(home), "--set", "size=4000", "--set", "fraud_rate=0.03", "--set", "days=30"],
-    )
+def test_evaluate_rescores_a_published_version(tiny_registered, tiny_run, tiny_home):
+    result = runner.invoke(app, ["evaluate", APP.name, "--home", str(tiny_home), "--set", f"size={APP.tiny_config().size}"])
     assert result.exit_code == 0, result.output
-    assert "auprc" in result.output and "v1" in result.output
+    assert "auroc" in result.output and "v1" in result.output
 
 
-def test_evaluate_without_a_model_says_so(tmp_path):
-    result = runner.invoke(app, ["evaluate", "fraud_detection", "--home", str(tmp_path)])
+def test_evaluate_without_a_model_says_so(tiny_registered, tmp_path):
+    result = runner.invoke(app, ["evaluate", APP.name, "--home", str(tmp_path)])
     assert result.exit_code == 1
     assert "No published version" in result.output
 
 
 def test_nested_overrides_keep_the_apps_other_defaults():
-    from solutions_core.registry import get_solution
-
-    solution = get_solution("fraud_detection")
-    default = solution.make_config()
-    changed = solution.make_config({"training": {"epochs": 3}, "columns": {"device": None}})
+    default = APP.make_config()
+    changed = APP.make_config({"training": {"epochs": 3}})
     assert changed.training.epochs == 3
-    assert changed.training.early_stopping_monitor == default.training.early_stopping_monitor == "val_auprc"
-    assert changed.columns.device is None and changed.columns.card == default.columns.card
+    assert changed.training.learning_rate == default.training.learning_rate == 0.02
+    assert changed.hidden_units == default.hidden_units

@@ -12,7 +12,7 @@ import pytest
 from solutions_core.data import DataStore, fingerprint, time_split
 from solutions_core.model_registry import ModelRegistry
 from solutions_core.registry import get_solution, list_solutions
-from solutions_core.solution import Evaluation
+from solutions_core.training import Scores
 
 
 def frame(rows: int = 100) -> pd.DataFrame:
@@ -89,22 +89,34 @@ def test_registry_refuses_a_folder_that_is_not_a_saved_model(tmp_path):
     [(0.5, 0.4, True, True), (0.4, 0.5, True, False), (0.5, 0.5, True, False), (0.3, 0.4, False, True), (0.1, None, True, True)],
 )
 def test_gate_comparison(value, other, higher, expected):
-    assert Evaluation({"m": value}, "m", higher).beats(other) is expected
+    assert Scores({"m": value}, "m", higher).beats(other) is expected
 
 
-def test_apps_are_found_through_entry_points():
+def test_installed_apps_load_through_their_entry_points():
+    from importlib.metadata import entry_points
+
+    from solutions_core.registry import ENTRY_POINT_GROUP
+    from solutions_core.solution import Solution
+
     names = [entry.name for entry in list_solutions()]
-    assert "fraud_detection" in names
-    assert get_solution("fraud-detection").name == "fraud_detection"
+    assert names == sorted(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))
+    for name in names:
+        solution = get_solution(name.replace("_", "-"))  # either spelling
+        assert isinstance(solution, Solution) and solution.name == name
     with pytest.raises(KeyError, match="Installed solutions"):
         get_solution("no_such_app")
+
+
+def test_apps_named_in_settings_are_found_too(tiny_registered):
+    assert tiny_registered.name in [entry.name for entry in list_solutions()]
+    assert get_solution(tiny_registered.name) is tiny_registered
 
 
 def test_listing_apps_does_not_import_tensorflow():
     code = (
         "import sys; from typer.testing import CliRunner; from solutions_core.cli import app;"
         "result = CliRunner().invoke(app, ['list']); assert result.exit_code == 0, result.output;"
-        "assert 'fraud_detection' in result.output, result.output;"
+        "assert 'Installed solutions' in result.output, result.output;"
         "assert 'tensorflow' not in sys.modules, 'list imported tensorflow'"
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

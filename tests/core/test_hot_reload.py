@@ -8,12 +8,13 @@ import time
 
 from solutions_core.demo import ServerProcess, http_json
 from solutions_core.model_registry import ModelRegistry
+from tiny_app import APP, server_environment
 
-APP = "fraud_detection"
+NAME = APP.name
 
 
 def served_version(server) -> str:
-    status, body = http_json("GET", f"{server.url}/v1/models/{APP}")
+    status, body = http_json("GET", f"{server.url}/v1/models/{NAME}")
     assert status == 200, body
     return body["model_version_status"][0]["version"]
 
@@ -27,27 +28,26 @@ def wait_for_version(server, wanted: str, timeout: float = 60) -> bool:
     return False
 
 
-def test_new_versions_are_picked_up_and_broken_ones_skipped(trained, home, tmp_path):
-    shutil.copytree(home / "models", tmp_path / "models")
+def test_new_versions_are_picked_up_and_broken_ones_skipped(tiny_run, tiny_home, tmp_path):
+    shutil.copytree(tiny_home / "models", tmp_path / "models")
     registry = ModelRegistry(tmp_path / "models")
-    champion = registry.champion(APP)
-    instance = trained[APP].golden_instances[0]
-    with ServerProcess(tmp_path) as server:
-        server.wait_ready([APP])
+    champion = registry.champion(NAME)
+    instance = tiny_run.golden_instances[0]
+    with ServerProcess(tmp_path, extra_env=server_environment()) as server:
+        server.wait_ready([NAME])
         assert served_version(server) == str(champion.version)
 
         # A broken "version" (no variables) appears first: the server must keep serving.
-        broken = tmp_path / "models" / APP / str(champion.version + 1)
+        broken = tmp_path / "models" / NAME / str(champion.version + 1)
         broken.mkdir()
         (broken / "saved_model.pb").write_bytes(b"not a model")
         time.sleep(3)
         assert served_version(server) == str(champion.version)
-        status, _ = http_json("POST", f"{server.url}/v1/models/{APP}:predict", {"instances": [instance]})
+        status, _ = http_json("POST", f"{server.url}/v1/models/{NAME}:predict", {"instances": [instance]})
         assert status == 200
 
-        published = registry.publish(APP, champion.path, champion.metadata())
+        published = registry.publish(NAME, champion.path, champion.metadata())
         assert published.version == champion.version + 2
         assert wait_for_version(server, str(published.version))
-        status, body = http_json("POST", f"{server.url}/v1/models/{APP}/versions/{published.version}:predict",
-                                 {"instances": [instance]})
+        status, body = http_json("POST", f"{server.url}/v1/models/{NAME}/versions/{published.version}:predict", {"instances": [instance]})
         assert status == 200, body

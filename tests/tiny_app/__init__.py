@@ -39,6 +39,16 @@ from solutions_core.solution import (
 )
 
 CONTRACTS = Path(__file__).with_name("contracts")
+# What a process needs to find this app and its contract (a server started by a test).
+ENVIRONMENT = {"SOLUTIONS_APPS": json.dumps(["tiny_app:APP"]), "SOLUTIONS_CONTRACTS_DIR": str(CONTRACTS)}
+
+
+def server_environment() -> dict[str, str]:
+    """``ENVIRONMENT`` plus this package's folder on PYTHONPATH, for a child process."""
+    import os
+
+    folder = str(Path(__file__).resolve().parents[1])
+    return {**ENVIRONMENT, "PYTHONPATH": os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH", "")]))}
 COLORS = ("red", "green", "blue")
 TABLE = "tiny_points"
 
@@ -69,6 +79,9 @@ class TinyData(Data):
             "timestamp": pd.Timestamp("2025-01-01") + pd.to_timedelta(np.arange(size), unit="h"),
             "x": x, "y": y, "color": color, "label": (logit > 0).astype("int64"),
         })}
+
+    def load(self, context: Context, source: str) -> dict[str, pd.DataFrame]:
+        return {TABLE: pd.read_parquet(source)}
 
     def split(self, context: Context, examples: pd.DataFrame) -> Any:
         return time_split(examples, "timestamp", context.config.valid_fraction, context.config.test_fraction)
