@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from vision_qc.evaluate import (
     HistogramLogisticBaseline,
+    as_decisions,
     PatchGaussianBaseline,
     choose_threshold,
     image_metrics,
@@ -77,7 +78,7 @@ def test_threshold_separates_perfectly_separable_scores():
     scores = np.r_[rng.uniform(0.0, 0.4, 30), rng.uniform(0.6, 1.0, 10)]
     threshold = choose_threshold(labels, scores)
     assert scores[labels == 0].max() < threshold <= scores[labels == 1].min()
-    assert image_metrics(labels, scores, threshold)["accuracy"] == 1.0
+    assert image_metrics(labels, scores, scores >= threshold)["accuracy"] == 1.0
 
 
 def test_threshold_is_the_midpoint_between_neighbouring_scores():
@@ -98,7 +99,7 @@ def test_threshold_maximizes_balanced_accuracy_on_overlapping_scores():
 
     best = max(balanced_accuracy(cut) for cut in np.r_[scores, scores.max() + 1])
     assert balanced_accuracy(threshold) == pytest.approx(best)
-    assert image_metrics(labels, scores, threshold)["balanced_accuracy"] == pytest.approx(best)
+    assert image_metrics(labels, scores, scores >= threshold)["balanced_accuracy"] == pytest.approx(best)
     assert not np.isin(threshold, scores)  # a midpoint, not a score
 
 
@@ -136,8 +137,9 @@ def test_threshold_rejects_bad_quantile():
 def test_image_metrics_match_a_hand_computation():
     labels = [0, 0, 0, 1, 1, 1]
     scores = [0.1, 0.4, 0.6, 0.35, 0.8, 0.9]
-    metrics = image_metrics(labels, scores, 0.5)
-    # Rejected (>= 0.5): 0.6 (good, false alarm), 0.8 and 0.9 (defects); 0.35 is a missed defect.
+    served = [b"good", b"good", b"defect", b"good", b"defect", b"defect"]  # as a threshold of 0.5 decides
+    metrics = image_metrics(labels, scores, served)
+    # Rejected: 0.6 (good, false alarm), 0.8 and 0.9 (defects); 0.35 is a missed defect.
     assert (metrics["true_positives"], metrics["false_positives"]) == (2.0, 1.0)
     assert (metrics["false_negatives"], metrics["true_negatives"]) == (1.0, 2.0)
     assert metrics["accuracy"] == pytest.approx(4 / 6)
@@ -148,14 +150,41 @@ def test_image_metrics_match_a_hand_computation():
     assert metrics["balanced_accuracy"] == pytest.approx(2 / 3)
     assert metrics["image_auroc"] == pytest.approx(7 / 9)  # 7 of 9 (defect, good) pairs ranked right
     assert metrics["average_precision"] == pytest.approx((1 + 1 + 3 / 5) / 3)
-    assert metrics["threshold"] == 0.5
+    # The same decisions as booleans, 0/1 or str labels are the same metrics.
+    decided = np.asarray(scores) >= 0.5
+    for same in (decided, decided.astype(int), [d.decode() for d in served]):
+        assert image_metrics(labels, scores, same) == metrics
     assert all(isinstance(value, float) for value in metrics.values())
+
+
+def test_image_metrics_judge_the_decisions_as_given_not_the_scores():
+    """A served model decides with its own threshold: the metrics count its decisions, even ones no
+    threshold on these scores could produce (here the top-scoring good part passes, a low defect is caught)."""
+    labels = [0, 0, 1, 1]
+    scores = [0.1, 0.9, 0.2, 0.8]
+    metrics = image_metrics(labels, scores, [b"good", b"good", b"defect", b"defect"])
+    assert metrics["accuracy"] == 1.0 and metrics["false_positives"] == 0.0
+    assert metrics["image_auroc"] == pytest.approx(0.5)  # the ranking is still the scores'
+    flipped = image_metrics(labels, scores, [b"defect", b"defect", b"good", b"good"])
+    assert flipped["accuracy"] == 0.0 and flipped["image_auroc"] == pytest.approx(0.5)
+
+
+def test_decisions_accept_served_labels_and_reject_anything_else():
+    np.testing.assert_array_equal(as_decisions(np.asarray([b"defect", b"good"], dtype=object)), [True, False])
+    np.testing.assert_array_equal(as_decisions(["good", "defect"]), [False, True])
+    np.testing.assert_array_equal(as_decisions([[1], [0]]), [True, False])
+    with pytest.raises(ValueError, match="maybe"):
+        as_decisions([b"defect", b"maybe"])
+    with pytest.raises(ValueError, match="0/1"):
+        as_decisions([0, 2])
+    with pytest.raises(ValueError, match="2 decisions but 3 images"):
+        as_decisions([0, 1], count=3)
 
 
 def test_image_metrics_counts_add_up(test_set):
     _, labels, _ = test_set
     scores = np.random.default_rng(4).random(len(labels))
-    metrics = image_metrics(labels, scores, 0.5)
+    metrics = image_metrics(labels, scores, scores >= 0.5)
     counts = ("true_negatives", "false_positives", "false_negatives", "true_positives")
     assert sum(metrics[name] for name in counts) == len(labels)
     assert metrics["true_positives"] + metrics["false_negatives"] == labels.sum()
@@ -163,21 +192,28 @@ def test_image_metrics_counts_add_up(test_set):
 
 
 def test_image_metrics_are_nan_where_undefined():
-    only_good = image_metrics([0, 0, 0], [0.1, 0.5, 0.9], 0.5)
+    only_good = image_metrics([0, 0, 0], [0.1, 0.5, 0.9], [False, True, True])
     assert np.isnan(only_good["image_auroc"]) and np.isnan(only_good["average_precision"])
     assert only_good["false_positive_rate"] == pytest.approx(2 / 3)
-    only_defects = image_metrics([1, 1], [0.1, 0.9], 0.5)
+    only_defects = image_metrics([1, 1], [0.1, 0.9], [False, True])
     assert np.isnan(only_defects["image_auroc"]) and np.isnan(only_defects["false_positive_rate"])
     assert only_defects["recall"] == 0.5
 
 
 @pytest.mark.parametrize(
-    ("labels", "scores", "threshold"),
-    [([], [], 0.5), ([0, 1], [0.1], 0.5), ([0, 1], [0.1, np.nan], 0.5), ([0, 1], [0.1, 0.2], float("nan"))],
+    ("labels", "scores", "decisions"),
+    [
+        ([], [], []),
+        ([0, 1], [0.1], [0, 1]),
+        ([0, 1], [0.1, np.nan], [0, 1]),
+        ([0, 1], [0.1, 0.2], [0]),  # a decision missing
+        ([0, 1], [0.1, 0.2], [0.5, np.nan]),  # not decisions at all
+        ([0, 1], [0.1, 0.2], [b"good", b"unsure"]),
+    ],
 )
-def test_image_metrics_reject_bad_input(labels, scores, threshold):
+def test_image_metrics_reject_bad_input(labels, scores, decisions):
     with pytest.raises(ValueError):
-        image_metrics(labels, scores, threshold)
+        image_metrics(labels, scores, decisions)
 
 
 # ---- resize_maps / pixel_auroc --------------------------------------------------------------------------
@@ -327,17 +363,17 @@ def test_baselines_reject_bad_input(fitted_patch_gaussian, test_set):
 def test_plots_write_png_files(tmp_path, fitted_patch_gaussian, test_set):
     images, labels, masks = test_set
     scores, maps = fitted_patch_gaussian.score(images)
-    threshold = choose_threshold(labels, scores)
+    decisions = scores >= choose_threshold(labels, scores)
     other = np.random.default_rng(10).random(len(labels))
     written = [
-        plot_overlays(images, maps, scores, labels, threshold, tmp_path / "overlays.png", masks=masks),
+        plot_overlays(images, maps, scores, labels, decisions, tmp_path / "overlays.png", masks=masks),
         plot_overlays(
-            images[..., :1].astype(np.uint8), None, scores, labels, threshold, tmp_path / "gray.png",
-            max_images=5,
+            images[..., :1].astype(np.uint8), None, scores, labels, np.where(decisions, b"defect", b"good"),
+            tmp_path / "gray.png", max_images=5,
         ),
         plot_roc(labels, {"patch_gaussian": scores, "random": other}, tmp_path / "nested" / "roc.png"),
         plot_roc(np.zeros(5, int), {"model": other[:5]}, tmp_path / "roc_one_class.png"),
-        plot_confusion(labels, scores, threshold, tmp_path / "confusion.png"),
+        plot_confusion(labels, decisions, tmp_path / "confusion.png"),
     ]
     for path in written:
         assert_png(path)
@@ -346,9 +382,14 @@ def test_plots_write_png_files(tmp_path, fitted_patch_gaussian, test_set):
 def test_plots_reject_bad_input(tmp_path, test_set):
     images, labels, _ = test_set
     scores = np.linspace(0, 1, len(labels))
+    decisions = scores >= 0.5
     with pytest.raises(ValueError):
-        plot_confusion(labels, scores[:-1], 0.5, tmp_path / "c.png")
+        plot_confusion(labels, decisions[:-1], tmp_path / "c.png")
+    with pytest.raises(ValueError):
+        plot_confusion(labels, scores, tmp_path / "c.png")  # scores are not decisions
     with pytest.raises(ValueError):
         plot_roc(labels, {"model": np.r_[scores[:-1], np.nan]}, tmp_path / "r.png")
     with pytest.raises(ValueError):
-        plot_overlays(images[:-1], None, scores, labels, 0.5, tmp_path / "o.png")
+        plot_overlays(images[:-1], None, scores, labels, decisions, tmp_path / "o.png")
+    with pytest.raises(ValueError):
+        plot_overlays(images, None, scores, labels, decisions[:-1], tmp_path / "o.png")

@@ -187,15 +187,20 @@ def pixels_of(module: Any, images: list[bytes], batch_size: int = 32) -> np.ndar
     return np.concatenate(parts) if parts else np.zeros((0,), dtype=np.float32)
 
 
-def export_edge_models(module: Any, splits: Any, valid_outputs: Mapping[str, np.ndarray], config: VisionQCConfig, out_dir: Path) -> Any:
-    """float16 + int8 TFLite with metadata, the parity gate on validation images, and a report."""
+def export_edge_models(
+    module: Any, splits: Any, valid_outputs: Mapping[str, np.ndarray], threshold: float, config: VisionQCConfig, out_dir: Path
+) -> Any:
+    """float16 + int8 TFLite with metadata, the parity gate on validation images, and a report.
+
+    ``threshold`` is the calibrated one the version records (``Chosen.parameters``, which the core also
+    wrote into the module): the edge models carry that very number, so they decide as the server does."""
     from solutions_core.solution import EdgeExport
     from vision_qc.edge_metadata import embed_metadata
     from vision_qc.model import is_quantization_aware, quantization_off
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    threshold = float(module.threshold.numpy())
+    threshold = float(threshold)
     saved_model = export_network(module.network, config, out_dir / "network_saved_model")
     aware = is_quantization_aware(module.network)
     # float16 is for float hardware (GPU delegates): the network off its int8 grids, or the converter

@@ -3,8 +3,10 @@
 Conventions shared by everything here:
 
 * labels: 1 = defect, 0 = good;
-* scores: a higher score means "more likely defective", and a part is rejected when
-  ``score >= threshold``;
+* scores: a higher score means "more likely defective"; ``choose_threshold`` calibrates the cut
+  (``score >= threshold`` is a defect) that the served model then applies itself;
+* decisions: what a model decided per image, judged as given (never re-derived from scores): booleans
+  or 0/1 (1 = defect), or the served labels ``b"defect"`` / ``b"good"`` (bytes or str);
 * images: numpy arrays ``[N, S, S, C]`` (``C`` = 3, sometimes 1), uint8 or floats in 0..255;
 * anomaly maps: coarse ``[N, h, w]`` float arrays (e.g. 7x7 or 14x14) that say *where* the part looks wrong;
 * masks: per image ``None`` (no annotation) or a 2-D float/bool array of any resolution (1 = defect pixel).
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "as_decisions",
     "choose_threshold",
     "image_metrics",
     "pixel_auroc",
@@ -79,14 +82,29 @@ def _check(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     return labels, scores
 
 
-def _check_threshold(threshold: Any) -> float:
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise ValueError(f"threshold must be a number, got {threshold!r}.") from None
-    if np.isnan(value):
-        raise ValueError("threshold is NaN; calibrate it with choose_threshold first.")
-    return value
+DECISION_LABELS = ("good", "defect")  # what the served model's ``decision`` output says, 0 and 1
+
+
+def as_decisions(decisions: Any, count: int | None = None, name: str = "decisions") -> np.ndarray:
+    """Decisions as a 1-D bool array (True = defect): from booleans, 0/1, or the served labels
+    ``b"defect"`` / ``b"good"`` (bytes or str). ``count``, when given, is the number of images."""
+    array = np.asarray(decisions)
+    if array.ndim == 2 and 1 in array.shape:
+        array = array.reshape(-1)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array with one decision per image, got shape {np.shape(decisions)}.")
+    if array.size and array.dtype.kind in "OSU":
+        text = np.asarray([value.decode() if isinstance(value, (bytes, bytearray)) else str(value) for value in array.tolist()])
+        unknown = sorted(set(text.tolist()) - set(DECISION_LABELS))[:5]
+        if unknown:
+            raise ValueError(f"{name} must be {DECISION_LABELS[1]!r} or {DECISION_LABELS[0]!r}; also found {', '.join(unknown)}.")
+        array = text == DECISION_LABELS[1]
+    elif array.size:
+        if array.dtype.kind not in "biuf" or not np.isin(array, (0, 1)).all():
+            raise ValueError(f"{name} must be booleans, 0/1 or the labels 'defect'/'good', got {array.dtype} values.")
+    if count is not None and len(array) != count:
+        raise ValueError(f"Got {len(array)} {name} but {count} images; they must describe the same images.")
+    return array.astype(bool)
 
 
 def _prepare_images(images: Any, size: int) -> np.ndarray:
@@ -165,8 +183,10 @@ def choose_threshold(labels: Any, scores: Any, good_quantile: float = 0.99) -> f
     return float(cuts[best])
 
 
-def image_metrics(labels: Any, scores: Any, threshold: float) -> dict[str, float]:
-    """Threshold-free ranking quality (AUROC, average precision) and the decisions at ``threshold``.
+def image_metrics(labels: Any, scores: Any, decisions: Any) -> dict[str, float]:
+    """Threshold-free ranking quality (AUROC, average precision) of ``scores`` and the quality of the
+    ``decisions`` (see ``as_decisions``) as given: a served model's own, or a baseline's
+    ``scores >= threshold``.
 
     All values are floats so the dict can be logged and compared as one homogeneous record. Metrics that
     are undefined on the given data are NaN rather than a misleading number: AUROC with a single class,
@@ -176,8 +196,7 @@ def image_metrics(labels: Any, scores: Any, threshold: float) -> dict[str, float
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     labels, scores = _check(labels, scores)
-    threshold = _check_threshold(threshold)
-    predicted = scores >= threshold
+    predicted = as_decisions(decisions, len(labels))
     defect = labels == 1
     tp = float(np.sum(predicted & defect))
     fp = float(np.sum(predicted & ~defect))
@@ -207,7 +226,6 @@ def image_metrics(labels: Any, scores: Any, threshold: float) -> dict[str, float
         "false_positives": fp,
         "false_negatives": fn,
         "true_positives": tp,
-        "threshold": threshold,
     }
 
 
@@ -570,11 +588,13 @@ def plot_roc(labels: Any, scores_by_model: dict[str, Any], path: Any) -> Path:
     return _save(figure, path)
 
 
-def plot_confusion(labels: Any, scores: Any, threshold: float, path: Any) -> Path:
-    """2x2 confusion matrix at the operating threshold: what the line will actually do with parts."""
-    labels, scores = _check(labels, scores)
-    threshold = _check_threshold(threshold)
-    predicted = (scores >= threshold).astype(int)
+def plot_confusion(labels: Any, decisions: Any, path: Any) -> Path:
+    """2x2 confusion matrix of the decisions (the served model's, at its calibrated threshold): what the
+    line will actually do with parts."""
+    labels = _as_labels(labels)
+    if not len(labels):
+        raise ValueError("No images: labels are empty.")
+    predicted = as_decisions(decisions, len(labels)).astype(int)
     matrix = np.array([[int(np.sum((labels == t) & (predicted == p))) for p in (0, 1)] for t in (0, 1)])
     figure = _figure(4, 4)
     axis = figure.subplots()
@@ -587,7 +607,7 @@ def plot_confusion(labels: Any, scores: Any, threshold: float, path: Any) -> Pat
                 color="white" if dark else "black",
             )
     axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["good", "defect"], yticklabels=["good", "defect"],
-             xlabel="decision", ylabel="truth", title=f"Confusion at threshold {threshold:.3g}")
+             xlabel="decision", ylabel="truth", title="Confusion of the decisions")
     return _save(figure, path)
 
 
@@ -605,15 +625,15 @@ def _pick_examples(labels: np.ndarray, scores: np.ndarray, max_images: int) -> l
     return list(dict.fromkeys(chosen))[:max_images]
 
 
-def plot_overlays(images: Any, maps: Any, scores: Any, labels: Any, threshold: float, path: Any,
+def plot_overlays(images: Any, maps: Any, scores: Any, labels: Any, decisions: Any, path: Any,
                   masks: Any = None, max_images: int = 12) -> Path:
     """A grid of images with their anomaly map as a semi-transparent heat overlay and the annotated
-    defect outlined (cyan), titled ``score 0.93 · defect ✓`` (the decision at ``threshold``; ✓ when it
+    defect outlined (cyan), titled ``score 0.93 · defect ✓`` (the image's decision; ✓ when it
     matches the truth, ✗ when it does not). It shows the highest-scoring defects, the highest-scoring good
     parts (false alarms) and the lowest-scoring defects (misses), so a reviewer sees whether the map points
     at the defect and what the model gets wrong. ``maps`` may be None (a model without maps)."""
     labels, scores = _check(labels, scores)
-    threshold = _check_threshold(threshold)
+    decided = as_decisions(decisions, len(labels))
     pixels = np.asarray(images)
     if pixels.ndim != 4 or pixels.shape[-1] not in (1, 3) or len(pixels) != len(labels):
         raise ValueError(
@@ -657,7 +677,7 @@ def plot_overlays(images: Any, maps: Any, scores: Any, labels: Any, threshold: f
             outline = _resize_mask(masks[index], height, width)
             if outline.any() and not outline.all():
                 axis.contour(outline.astype(np.float32), levels=[0.5], colors="cyan", linewidths=1)
-        decided_defect = bool(scores[index] >= threshold)
+        decided_defect = bool(decided[index])
         mark = "✓" if decided_defect == bool(labels[index]) else "✗"
         decision = "defect" if decided_defect else "good"
         axis.set_title(f"score {scores[index]:.2f} · {decision} {mark}", fontsize=9)

@@ -10,15 +10,16 @@
    image score from the map's max and mean. Both are trained: the score on image labels, the map on
    defect masks where they exist.
 3. Two candidates over the same features:
-   * ``supervised``: a head trained with ``fit`` on the image labels and, per location, on the defect
-     masks, plus synthetic defects pasted on good images (CutPaste-style);
+   * ``supervised``: a head trained by the core's Keras loop (``trainer.fit``) on the image labels and,
+     per location, on the defect masks, plus synthetic defects pasted on good images (CutPaste-style);
    * ``one_class``: good images only (for lines with few or no defect images): one Gaussian over the
      features of all locations, its Mahalanobis distance written into the graph as the map.
 4. ``calibrate_quantization`` / ``finish_training``: after training, the network computes on the int8
    model's grids (fake quantization at every tensor int8 stores, ranges observed on training images)
-   and the supervised one is fine-tuned there, so the int8 edge model decides as the served model does.
+   and the supervised one is fine-tuned there (a second ``trainer.fit`` on the same datasets), so the
+   int8 edge model decides as the served model does.
 5. ``VisionServingModule``: bytes in; ``defect_score``, ``decision`` and ``anomaly_map`` out, with the
-   threshold held in a variable the calibration step sets.
+   threshold held in a ``tf.Variable`` named threshold, which the core sets from ``calibrate``.
 
 The edge model (edge.py) is the network alone: pixels in, no decoding (TFLite has no image decoder).
 """
@@ -691,26 +692,42 @@ def quantization_aware(config: VisionQCConfig) -> bool:
     return config.edge.enabled and config.edge.quantization_aware and not config.backbone.enabled
 
 
-def finish_training(config: VisionQCConfig) -> Callable[..., Any]:
-    """After ``fit``: switch the supervised network onto its int8 grids and fine-tune it there for
-    ``edge.quantization_aware_epochs`` (the core calls this inside the distribution strategy)."""
+def finish_training(config: VisionQCConfig, datasets: "Datasets") -> Callable[..., Any]:
+    """``KerasCandidate.finish`` of the supervised network: after ``fit``, fold the head's batch norm,
+    switch the network onto its int8 grids and fine-tune it there through the core's loop
+    (``trainer.fit``) for ``edge.quantization_aware_epochs`` epochs, at 0.3 times the learning rate and
+    without early stopping, on the very datasets the first fit iterated (``datasets`` memoizes them, so
+    the decoded images are not decoded again)."""
 
-    def finish(network: Any, splits: Any, runtime: Any, train_data: Any, valid_data: Any) -> Any:
-        if not quantization_aware(config):
-            return network
-        fold_batch_norm(network.get_layer("head_conv"), network.get_layer("head_bn"))
-        rng = np.random.default_rng(config.seed)
-        count = min(config.edge.calibration_images, len(splits.train))
-        chosen = np.sort(rng.choice(len(splits.train), size=count, replace=False))
-        calibrate_quantization(network, training_pixels(splits.train.iloc[chosen], config, limit=len(chosen)))
-        epochs = config.edge.quantization_aware_epochs
-        if epochs:  # the datasets fit used (decoded once), a lower learning rate
-            training = config.training.model_copy(update={"learning_rate": config.training.learning_rate * 0.3})
-            network.compile(**compile_options(config)(training), jit_compile=runtime.jit_compile)
-            network.fit(
-                train_data, validation_data=valid_data, epochs=epochs, steps_per_epoch=training.steps_per_epoch, verbose=0
+    def finish(network: Any, splits: Any, trainer: Any) -> Any:
+        from solutions_core.solution import KerasFit
+
+        try:
+            if not quantization_aware(config):
+                return network
+            with trainer.scope():
+                fold_batch_norm(network.get_layer("head_conv"), network.get_layer("head_bn"))
+                rng = np.random.default_rng(config.seed)
+                count = min(config.edge.calibration_images, len(splits.train))
+                chosen = np.sort(rng.choice(len(splits.train), size=count, replace=False))
+                calibrate_quantization(network, training_pixels(splits.train.iloc[chosen], config, limit=len(chosen)))
+            epochs = config.edge.quantization_aware_epochs
+            if not epochs:
+                return network
+            training = trainer.training.model_copy(
+                update={"learning_rate": trainer.training.learning_rate * 0.3, "epochs": epochs, "early_stopping_patience": 0}
             )
-        return network
+            return trainer.fit(
+                KerasFit(
+                    "quantization_aware",
+                    build=lambda: network,  # trained further, on the grids
+                    compile=compile_options(config),
+                    data=lambda training, batch: datasets(splits.train if training else splits.valid, training, batch),
+                    training=training,
+                )
+            )
+        finally:
+            datasets.clear()  # the decoded images are not needed once the network is final
 
     return finish
 
@@ -834,6 +851,25 @@ def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, ba
         lambda image, label, target: (tf.clip_by_value(photometric(image, training=True), 0.0, 255.0), label, target)
     )
     return dataset.map(as_example).prefetch(2)
+
+
+class Datasets:
+    """``make_dataset`` memoized per (split, training, global batch) for one candidate: a second fit on
+    the same split (the quantization-aware fine-tune) gets the same Dataset objects, whose ``cache()``
+    already holds the decoded images. ``clear()`` lets them go."""
+
+    def __init__(self, config: VisionQCConfig):
+        self.config = config
+        self._made: dict[tuple[int, bool, int], tuple[pd.DataFrame, Any]] = {}
+
+    def __call__(self, frame: pd.DataFrame, training: bool, batch_size: int) -> Any:
+        key = (id(frame), bool(training), int(batch_size))
+        if key not in self._made:  # the frame is kept with its dataset, so its id is not reused meanwhile
+            self._made[key] = (frame, make_dataset(frame, self.config, training, batch_size))
+        return self._made[key][1]
+
+    def clear(self) -> None:
+        self._made.clear()
 
 
 # ---- serving -------------------------------------------------------------------------------------------------

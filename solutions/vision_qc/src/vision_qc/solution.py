@@ -1,5 +1,6 @@
 """The vision QC app: what it brings to the core's pipeline (images, candidates, metrics, the edge
-target). Everything generic — validation, fitting, gate, export, serving — is the core's."""
+target), one part per class, top to bottom. Everything generic — validation, fitting, calibration, gate,
+export, serving — is the core's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from solutions_core.solution import CustomCandidate, Evaluation, KerasCandidate, SkipCandidate, Solution, Splits
+from solutions_core.solution import (
+    Baseline,
+    Candidate,
+    Chosen,
+    Context,
+    Data,
+    Edge,
+    Evaluation,
+    Gate,
+    KerasCandidate,
+    Metrics,
+    Models,
+    Outputs,
+    Serving,
+    SkipCandidate,
+    Solution,
+    Splits,
+    Tables,
+)
 from vision_qc.config import VisionQCConfig
 
 TABLE = "vision_qc_images"
@@ -20,42 +39,11 @@ DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what tf.io.decode_image
 MASK_RESOLUTION = 64  # masks are kept at this size for pixel AUROC
 
 
-class VisionQC(Solution):
-    name = "vision_qc"
-    title = "Vision quality control"
-    description = "Good or defective from an image, with an anomaly map; supervised and one-class models; TFLite int8 edge export."
-    contracts = (TABLE,)
-    gate_metric = "image_auroc"
-    higher_is_better = True
-    config_class = VisionQCConfig
-    predict_batch_size = 32
-
-    def demo_config(self) -> VisionQCConfig:
-        # Half the default images keep the laptop demo to a few minutes on 2 cores.
-        return self.make_config({"size": 400})
-
-    def tiny_config(self) -> VisionQCConfig:
-        return self.make_config(
-            {
-                "size": 64,
-                "image_size": 64,
-                "source_image_size": 64,
-                "defect_rate": 0.4,
-                "valid_fraction": 0.25,
-                "test_fraction": 0.25,
-                "training": {"epochs": 3, "early_stopping_patience": 0},
-                "edge": {"calibration_images": 16, "latency_runs": 5},
-            }
-        )
-
-    # ---- data ------------------------------------------------------------------------------------
-    def generate(self, config: VisionQCConfig, workdir: Path | None = None) -> dict[str, pd.DataFrame]:
+class VisionData(Data):
+    def generate(self, context: Context, workdir: Path) -> Tables:
         from vision_qc.generate import generate_images
 
-        if workdir is None:
-            from solutions_core.settings import Settings
-
-            workdir = Settings().resolved_data_dir() / self.name / "generated"
+        config: VisionQCConfig = context.config
         folder = Path(workdir) / (
             f"seed{config.seed}-n{config.size}-px{config.source_image_size}-c{config.channels}-d{config.defect_rate}"
         )
@@ -76,19 +64,20 @@ class VisionQC(Solution):
             manifest[column] = [str(folder / value) if value else "" for value in manifest[column]]
         return {TABLE: manifest}
 
-    def load(self, source: str, config: VisionQCConfig) -> dict[str, pd.DataFrame]:
+    def load(self, context: Context, source: str) -> Tables:
         """A manifest file, a folder of class subfolders, or an MVTec-style tree (see manifest.py).
         Labels other than ``config.good_label`` are defects; the original label is kept as defect_type."""
         from PIL import Image
 
         from vision_qc.manifest import load_manifest
 
+        good_label = context.config.good_label
         frame = load_manifest(source)
         original = frame["label"].astype(str)
         if "defect_type" not in frame.columns:
-            frame["defect_type"] = np.where(original == config.good_label, "none", original)
+            frame["defect_type"] = np.where(original == good_label, "none", original)
         # "unknown" (a flat folder of unlabelled images) stays, so the contract says why it cannot train.
-        frame["label"] = np.where(original == config.good_label, "good", np.where(original == "unknown", original, "defect"))
+        frame["label"] = np.where(original == good_label, "good", np.where(original == "unknown", original, "defect"))
         sizes = []
         for path in frame["image_path"]:
             try:
@@ -102,7 +91,7 @@ class VisionQC(Solution):
         columns = ["image_path", "label", "defect_type", "mask_path", "surface", "width", "height", "channels"]
         return {TABLE: frame[columns].reset_index(drop=True)}
 
-    def prepare(self, tables: Mapping[str, pd.DataFrame], config: VisionQCConfig) -> pd.DataFrame:
+    def prepare(self, context: Context, tables: Tables) -> pd.DataFrame:
         """Manifest -> examples: the encoded image bytes (decoded later, in the graph), a 0/1 label and
         the defect mask at a fixed small size for pixel-level metrics."""
         from vision_qc.manifest import read_image, read_mask
@@ -125,8 +114,9 @@ class VisionQC(Solution):
         frame["mask"] = masks
         return frame
 
-    def split(self, examples: pd.DataFrame, config: VisionQCConfig) -> Splits:
+    def split(self, context: Context, examples: pd.DataFrame) -> Splits:
         """Stratified random split: images have no time order, and every split needs both classes."""
+        config = context.config
         rng = np.random.default_rng(config.seed)
         parts: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
         for _, group in examples.groupby("label_id"):
@@ -142,9 +132,12 @@ class VisionQC(Solution):
                 raise ValueError(f"The {name} split is empty: {len(examples)} images are too few for these fractions.")
         return Splits(**frames)
 
-    # ---- models ----------------------------------------------------------------------------------
-    def candidates(self, config: VisionQCConfig) -> list[Any]:
+
+class VisionModels(Models):
+    def candidates(self, context: Context) -> list[Candidate | KerasCandidate]:
         from vision_qc import model
+
+        config: VisionQCConfig = context.config
 
         def build_supervised(train: pd.DataFrame) -> Any:
             defects = int(train["label_id"].sum())
@@ -155,46 +148,41 @@ class VisionQC(Solution):
                 )
             return model.build_training_model(config, train)
 
+        datasets = model.Datasets(config)  # fit and the quantization-aware fine-tune share them
         return [
             KerasCandidate(
                 "supervised",
                 build_model=build_supervised,
                 compile_options=model.compile_options(config),
-                make_dataset=lambda frame, training, batch: model.make_dataset(frame, config, training, batch),
-                finish_training=model.finish_training(config),
+                make_dataset=datasets,
+                finish=model.finish_training(config, datasets),
             ),
-            CustomCandidate("one_class", fit=lambda splits, runtime: model.fit_feature_gaussian(splits.train, config)),
+            # A Gaussian fitted with numpy/scikit-learn on the extractor's features (inference only).
+            Candidate("one_class", fit=lambda splits, trainer: model.fit_feature_gaussian(splits.train, config)),
         ]
 
-    def serving_module(self, candidate: Any, fitted: Any, config: VisionQCConfig) -> Any:
-        from vision_qc.model import serving_module
 
-        return serving_module(fitted, config)  # both candidates fit the two-output network itself
-
-    def calibrate(self, module: Any, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray], config: VisionQCConfig) -> dict[str, Any]:
-        from vision_qc.evaluate import choose_threshold
-
-        threshold = float(choose_threshold(examples["label_id"].to_numpy(), outputs["defect_score"]))
-        module.threshold.assign(threshold)
-        return {"threshold": threshold}
-
-    def evaluate(self, outputs: Mapping[str, np.ndarray], examples: pd.DataFrame, config: VisionQCConfig) -> Evaluation:
+class VisionEvaluation(Evaluation):
+    def evaluate(self, context: Context, examples: pd.DataFrame, outputs: Outputs) -> Metrics:
+        """The served outputs as they are: scores for the ranking metrics, the served ``decision`` for
+        the decision metrics, the anomaly maps against the masks."""
         from vision_qc.evaluate import image_metrics, pixel_auroc
 
         labels = examples["label_id"].to_numpy()
-        scores = np.asarray(outputs["defect_score"], dtype=np.float64)
-        metrics = image_metrics(labels, scores, _served_threshold(outputs))
+        metrics = image_metrics(labels, outputs["defect_score"], outputs["decision"])
         metrics["pixel_auroc"] = float(pixel_auroc(outputs["anomaly_map"], list(examples["mask"]), labels, resolution=MASK_RESOLUTION))
-        return Evaluation(metrics, self.gate_metric, self.higher_is_better)
+        return metrics
 
-    def _pixels(self, frame: pd.DataFrame, config: VisionQCConfig) -> np.ndarray:
-        """Small arrays for the baselines, decoded outside the graph (they are not exported)."""
-        from vision_qc.manifest import read_image
+    def calibrate(self, context: Context, examples: pd.DataFrame, outputs: Outputs) -> dict[str, float]:
+        """The threshold that balances recall and false alarms on validation (see ``choose_threshold``),
+        as the float32 the served module holds, so the server, the version's metadata and the edge
+        models carry one and the same number."""
+        from vision_qc.evaluate import choose_threshold
 
-        size = min(config.image_size, 128)
-        return np.stack([read_image(path, size=size, channels=config.channels) for path in frame["image_path"]])
+        threshold = choose_threshold(examples["label_id"].to_numpy(), outputs["defect_score"])
+        return {"threshold": float(np.float32(threshold))}
 
-    def baselines(self, splits: Splits, config: VisionQCConfig) -> dict[str, Evaluation]:
+    def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
         from vision_qc.evaluate import (
             HistogramLogisticBaseline,
             PatchGaussianBaseline,
@@ -203,7 +191,8 @@ class VisionQC(Solution):
             pixel_auroc,
         )
 
-        images = {name: self._pixels(getattr(splits, name), config) for name in ("train", "valid", "test")}
+        config: VisionQCConfig = context.config
+        images = {name: baseline_pixels(getattr(splits, name), config) for name in ("train", "valid", "test")}
         labels = {name: getattr(splits, name)["label_id"].to_numpy() for name in ("train", "valid", "test")}
         models: dict[str, Any] = {"patch_gaussian": PatchGaussianBaseline()}
         if len(np.unique(labels["train"])) == 2:
@@ -212,70 +201,82 @@ class VisionQC(Solution):
         for name, baseline in models.items():
             baseline.fit(images["train"], labels["train"])
             valid_scores, _ = baseline.score(images["valid"])
-            threshold = float(choose_threshold(labels["valid"], valid_scores))
+            threshold = float(choose_threshold(labels["valid"], valid_scores))  # the baseline's own
             test_scores, test_maps = baseline.score(images["test"])
-            metrics = image_metrics(labels["test"], test_scores, threshold)
+            metrics = image_metrics(labels["test"], test_scores, test_scores >= threshold)
             metrics["pixel_auroc"] = (
                 float(pixel_auroc(test_maps, list(splits.test["mask"]), labels["test"], resolution=MASK_RESOLUTION))
                 if test_maps is not None
                 else float("nan")
             )
-            results[name] = Evaluation(metrics, self.gate_metric, self.higher_is_better, extras={"scores": test_scores})
+            results[name] = Baseline(metrics, outputs={"scores": test_scores})
         return results
 
-    def report(self, outputs, examples, baselines, out_dir: Path, config: VisionQCConfig) -> list[Path]:
+    def report(self, context: Context, examples: pd.DataFrame, outputs: Outputs, baselines: Mapping[str, Baseline], out_dir: Path) -> list[Path]:
         from vision_qc.evaluate import plot_confusion, plot_overlays, plot_roc
 
         out_dir = Path(out_dir)
         labels = examples["label_id"].to_numpy()
         scores = np.asarray(outputs["defect_score"])
-        threshold = _served_threshold(outputs)
+        decisions = outputs["decision"]  # as served
         curves = {"model": scores}
-        curves.update({name: ev.extras["scores"] for name, ev in baselines.items() if "scores" in ev.extras})
-        plots = [plot_roc(labels, curves, out_dir / "roc.png"), plot_confusion(labels, scores, threshold, out_dir / "confusion.png")]
-        plots.append(
+        curves.update({name: baseline.outputs["scores"] for name, baseline in baselines.items() if "scores" in baseline.outputs})
+        return [
+            plot_roc(labels, curves, out_dir / "roc.png"),
+            plot_confusion(labels, decisions, out_dir / "confusion.png"),
             plot_overlays(
-                self._pixels(examples, config),
+                baseline_pixels(examples, context.config),
                 np.asarray(outputs["anomaly_map"]),
                 scores,
                 labels,
-                threshold,
+                decisions,
                 out_dir / "anomaly_maps.png",
                 masks=list(examples["mask"]),
-            )
-        )
-        return plots
+            ),
+        ]
 
-    def export_edge(self, module: Any, splits: Splits, valid_outputs: Mapping[str, np.ndarray], config: VisionQCConfig, out_dir: Path) -> Any:
-        if not config.edge.enabled:
-            return None
-        from vision_qc.edge import export_edge_models
 
-        return export_edge_models(module, splits, valid_outputs, config, out_dir)
+class VisionServing(Serving):
+    # A request carries only the model's input (the image), which the server always accepts; the
+    # manifest's columns (ids, labels, metadata) describe stored files, not requests: the default
+    # request schema (nothing extra, nothing optional) is right.
 
-    # ---- serving ---------------------------------------------------------------------------------
-    def golden_instances(self, examples: pd.DataFrame, config: VisionQCConfig, count: int = 8) -> list[dict[str, Any]]:
+    def module(self, context: Context, fitted: Any) -> Any:
+        from vision_qc.model import serving_module
+
+        return serving_module(fitted, context.config)  # both candidates fit the two-output network itself
+
+    def golden_instances(self, context: Context, examples: pd.DataFrame, count: int = 8) -> list[dict[str, Any]]:
         defects = examples[examples["label_id"] == 1].head(count // 2)
         rows = pd.concat([defects, examples[examples["label_id"] == 0].head(count - len(defects))])
         return [{"image": {"b64": base64.b64encode(data).decode()}} for data in rows["image"]]
 
-    def request_fields(self, config: VisionQCConfig) -> tuple[set[str], set[str]]:
-        # A request carries only the model's input (the image), which the server always accepts; the
-        # manifest's columns (ids, labels, metadata) describe stored files, not requests.
-        return set(), set()
-
-    def online_enricher(self, data_dir: Path, config: VisionQCConfig) -> Any:
+    def check(self, context: Context, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Checks each uploaded image before the graph decodes it (a corrupt or huge image is a 400 with
         a reason, not a decoder crash), and turns images sent as arrays into PNG bytes."""
-        return lambda instances: [_checked_instance(index, instance, config) for index, instance in enumerate(instances)]
+        return [_checked_instance(index, instance, context.config) for index, instance in enumerate(instances)]
 
 
-def _served_threshold(outputs: Mapping[str, np.ndarray]) -> float:
-    """The threshold that reproduces the served decisions exactly (score >= threshold is a defect):
-    the module keeps its threshold inside the graph, the outputs carry only its effect."""
-    scores = np.asarray(outputs["defect_score"], dtype=np.float64)
-    decisions = np.asarray([d.decode() if isinstance(d, bytes) else str(d) for d in outputs["decision"]]) == "defect"
-    return float(scores[decisions].min()) if decisions.any() else float(np.nextafter(scores.max(), np.inf))
+class VisionEdge(Edge):
+    def export(self, context: Context, chosen: Chosen, splits: Splits, out_dir: Path) -> Any:
+        """float16 and int8 TFLite models with the calibrated threshold inside, and their parity gate."""
+        config: VisionQCConfig = context.config
+        if not config.edge.enabled:
+            return None
+        from vision_qc.edge import export_edge_models
+
+        return export_edge_models(chosen.module, splits, chosen.valid_outputs, chosen.parameters["threshold"], config, out_dir)
+
+
+# ---- helpers the parts share -------------------------------------------------------------------------
+
+
+def baseline_pixels(frame: pd.DataFrame, config: VisionQCConfig) -> np.ndarray:
+    """Small arrays for the baselines and the report, decoded outside the graph (they are not exported)."""
+    from vision_qc.manifest import read_image
+
+    size = min(config.image_size, 128)
+    return np.stack([read_image(path, size=size, channels=config.channels) for path in frame["image_path"]])
 
 
 def _png_bytes(pixels: np.ndarray) -> bytes:
@@ -325,3 +326,36 @@ def _checked_instance(index: int, instance: dict[str, Any], config: VisionQCConf
     if width * height > config.max_image_pixels:
         raise ValueError(f"{where}: image too large: {width}x{height} > {config.max_image_pixels} pixels")
     return {**instance, "image": data}
+
+
+class VisionQC(Solution):
+    name = "vision_qc"
+    title = "Vision quality control"
+    description = "Good or defective from an image, with an anomaly map; supervised and one-class models; TFLite int8 edge export."
+    contracts = (TABLE,)
+    gate = Gate("image_auroc", higher_is_better=True)
+    config_class = VisionQCConfig
+    predict_batch_size = 32
+    data = VisionData()
+    models = VisionModels()
+    evaluation = VisionEvaluation()
+    serving = VisionServing()
+    edge = VisionEdge()
+
+    def demo_config(self) -> VisionQCConfig:
+        # Half the default images keep the laptop demo to a few minutes on 2 cores.
+        return self.make_config({"size": 400})
+
+    def tiny_config(self) -> VisionQCConfig:
+        return self.make_config(
+            {
+                "size": 64,
+                "image_size": 64,
+                "source_image_size": 64,
+                "defect_rate": 0.4,
+                "valid_fraction": 0.25,
+                "test_fraction": 0.25,
+                "training": {"epochs": 3, "early_stopping_patience": 0},
+                "edge": {"calibration_images": 16, "latency_runs": 5},
+            }
+        )
