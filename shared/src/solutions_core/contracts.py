@@ -197,16 +197,47 @@ class ContractViolation(ValueError):
 # --------------------------------------------------------------------------------------------------
 # The rules, each declared once
 # --------------------------------------------------------------------------------------------------
+#
+# A table is checked by a pandera DataFrameSchema and a request instance by a strict pydantic model;
+# both are compiled from the two tables below, `_TYPES` (the type rule) and `_VALUE_RULES` (min, max,
+# pattern, allowed). The other rules are one parameter on each side: missing (pandera's required
+# columns, pydantic's required fields), nullable (`nullable=`, `X | None`), unique (tables only: it is a
+# property of many rows) and unexpected (pandera's `strict`, pydantic's `extra="forbid"`).
+
+
+def _pandera() -> Any:
+    # pandera takes ~0.4 s to import and only table validation needs it: the server's request path and
+    # `solutions list` never pay for it.
+    import pandera.pandas
+
+    return pandera.pandas
+
+
+@dataclass(frozen=True)
+class _Type:
+    """One contract type, as tables and requests hold it.
+
+    pandera's own type handling does not fit contracts: its dtype check is all or nothing per column,
+    and a failed `coerce=True` leaves the column unconverted for the other checks, which then raise or
+    double-count. Contracts are lenient about representation (numeric strings, 0/1 booleans, ISO
+    strings, tz-aware times) and count bad values row by row. So `to_table` converts a column to
+    `dtype`, the dtype pandera then checks, with NA where a value cannot be represented and the mask of
+    those rows (the `type` violations), or returns None when the column's dtype cannot hold the type at
+    all. Requests use pydantic's strict `python` type, after `parse` where JSON needs one.
+    """
+
+    dtype: str
+    to_table: Callable[[pd.Series], tuple[Any, np.ndarray] | None]
+    python: Any
+    parse: Callable[[Any], Any] | None = None
+    hint: str = ""  # why a whole column's dtype is wrong, when that is not obvious
 
 
 @dataclass(frozen=True)
 class _ValueRule:
-    """A rule on the values of one column, as tables and requests enforce it.
-
-    `table` builds the pandera Check (named after the rule, which is how a failure finds its way back
-    into the report); `request` builds the pydantic metadata, from which pydantic both validates and
-    writes the JSON Schema; `broken` says what a failing value is, for the report.
-    """
+    """A rule on the values of one column: `table` builds its pandera Check (named after the rule, which
+    is how a failure finds its way back into the report), `request` its pydantic metadata (from which
+    pydantic validates and writes the JSON Schema), and `broken` says what a failing value is."""
 
     name: str
     applies: Callable[[ColumnSpec], bool]
@@ -215,9 +246,164 @@ class _ValueRule:
     broken: Callable[[ColumnSpec], str]
 
 
+# ---- the type rule on tables: each returns (values as `dtype` with NA where bad, bad) or None --------
+
+
+def _numbers(s: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """float64 values of a numeric or text column (NaN where null or not a number), and the mask of
+    the values that are not numbers."""
+    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return None
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return s.to_numpy(dtype="float64", na_value=np.nan), np.zeros(len(s), dtype=bool)
+    objects = _objects(s)
+    inferred = pd.api.types.infer_dtype(objects, skipna=True)
+    if inferred == "boolean":
+        return None
+    parsed = pd.to_numeric(objects, errors="coerce")
+    if inferred not in ("integer", "floating", "mixed-integer-float", "decimal", "empty", "string"):
+        # to_numeric turns True into 1; a boolean is not a number in a contract.
+        parsed = parsed.mask(objects.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool))
+    values = parsed.to_numpy(dtype="float64", na_value=np.nan)
+    return values, np.isnan(values) & s.notna().to_numpy()
+
+
+def _as_float(s: pd.Series) -> tuple[Any, np.ndarray] | None:
+    return _numbers(s)
+
+
+def _as_integer(s: pd.Series) -> tuple[Any, np.ndarray] | None:
+    if pd.api.types.is_integer_dtype(s.dtype):
+        return s.array.astype("Int64"), np.zeros(len(s), dtype=bool)
+    converted = _numbers(s)
+    if converted is None:
+        return None
+    values, bad = converted
+    with np.errstate(invalid="ignore"):
+        whole = (np.floor(values) == values) & (np.abs(values) < 2.0**63)  # False for NaN
+    bad |= ~whole & ~np.isnan(values)
+    return pd.array(np.where(whole, values, np.nan), dtype="Float64").astype("Int64"), bad
+
+
+def _as_boolean(s: pd.Series) -> tuple[Any, np.ndarray] | None:
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.array.astype("boolean"), np.zeros(len(s), dtype=bool)
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return None
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        values = s.to_numpy(dtype="float64", na_value=np.nan)
+        flags = pd.Series(values).map({0.0: False, 1.0: True})
+    else:
+        objects = _objects(s)
+        if pd.api.types.infer_dtype(objects, skipna=True) in ("boolean", "empty"):
+            return pd.array(objects.to_numpy(dtype=object), dtype="boolean"), np.zeros(len(s), dtype=bool)
+        words = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+        flags = objects.astype(str).str.strip().str.lower().map(words)
+    bad = flags.isna().to_numpy() & s.notna().to_numpy()
+    return pd.array(flags.to_numpy(dtype=object), dtype="boolean"), bad
+
+
+def _as_string(s: pd.Series) -> tuple[Any, np.ndarray] | None:
+    if not (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)) and not (
+        isinstance(s.dtype, pd.CategoricalDtype)
+    ):
+        return None
+    objects = _objects(s)
+    values = objects.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(objects, skipna=True) in ("string", "empty"):
+        return values, np.zeros(len(s), dtype=bool)
+    bad = ~objects.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool) & s.notna().to_numpy()
+    return np.where(bad, None, values), bad
+
+
+def _as_timestamp(s: pd.Series) -> tuple[Any, np.ndarray] | None:
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        stamps = s.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(s.dtype, "tz", None) else s
+        if stamps.dtype == "datetime64[ns]":
+            return stamps.to_numpy(), np.zeros(len(s), dtype=bool)
+        # Other units reach beyond what nanoseconds can hold (years 1677-2262); such dates cannot be
+        # compared with the others, so they count as type failures rather than crash the check.
+        bad = (stamps.notna() & ~stamps.between(pd.Timestamp.min, pd.Timestamp.max)).to_numpy()
+        return stamps.mask(bad).dt.as_unit("ns").to_numpy(), bad
+    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+        return None
+    objects = _objects(s)
+    if pd.api.types.infer_dtype(objects, skipna=True) not in ("string", "datetime", "datetime64", "date", "empty"):
+        # Integers would be read as epoch nanoseconds; only strings and date/times are timestamps here.
+        objects = objects.mask(objects.map(lambda v: isinstance(v, (numbers.Number, np.bool_))).to_numpy(bool))
+    parsed = pd.to_datetime(objects, errors="coerce", utc=True, format="ISO8601")
+    stamps = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]", copy=True)
+    null = s.isna().to_numpy()
+    failed = np.isnat(stamps) & ~null
+    if failed.any():
+        # Rare non-ISO spellings ("01/02/2024"): parse only the leftovers with the slow mixed parser.
+        retry = pd.to_datetime(objects[failed], errors="coerce", utc=True, format="mixed")
+        stamps[failed] = retry.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    return stamps, np.isnat(stamps) & ~null
+
+
+def _objects(s: pd.Series) -> pd.Series:
+    return s.astype(object) if isinstance(s.dtype, (pd.CategoricalDtype, pd.StringDtype)) else s
+
+
+# ---- the type rule on requests -----------------------------------------------------------------------
+
+
+def _integral_float_as_int(value: Any) -> Any:
+    """JSON Schema counts 3.0 as an integer and many clients send one; 2.5 is not."""
+    if type(value) is not float:
+        return value
+    if not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "expected a finite number")
+    if not value.is_integer():
+        raise PydanticCustomError("int_from_float", "expected an integer")
+    return int(value)
+
+
+def _request_timestamp(value: Any) -> Any:
+    """An ISO-8601 string or epoch seconds, as a naive UTC datetime (what bounds compare against)."""
+    if value is None:
+        return value
+    try:
+        if isinstance(value, str):
+            stamp = _dt.datetime.fromisoformat(value)
+        elif _is_number(value):
+            stamp = _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
+        else:
+            raise TypeError
+    except (ValueError, TypeError, OverflowError, OSError):
+        raise PydanticCustomError("timestamp_type", "expected an ISO-8601 timestamp or epoch seconds") from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    return stamp
+
+
+_TYPES = {
+    "string": _Type("object", _as_string, str),
+    "integer": _Type("Int64", _as_integer, int, parse=_integral_float_as_int),
+    "float": _Type("float64", _as_float, Annotated[float, AllowInfNan(False)]),
+    "boolean": _Type("boolean", _as_boolean, bool),
+    "timestamp": _Type(
+        "datetime64[ns]",
+        _as_timestamp,
+        # JSON Schema cannot bound a date-time string: `_request_description` states the bounds.
+        Annotated[_dt.datetime, WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]})],
+        parse=_request_timestamp,
+        hint=" (store datetime64 or ISO-8601 strings; epoch numbers are ambiguous)",
+    ),
+}
+
+
+# ---- the value rules ---------------------------------------------------------------------------------
+
+
 def _bound(spec: ColumnSpec, value: Any) -> Any:
     """A min/max in the form both engines compare with: naive UTC datetimes for timestamps."""
     return _naive_utc(pd.Timestamp(value)).to_pydatetime() if spec.type == "timestamp" else value
+
+
+def _anchored(pattern: str) -> str:
+    return f"^(?:{pattern})$"
 
 
 class _OneOf:
@@ -235,17 +421,9 @@ class _OneOf:
         return {**handler(schema), "enum": list(self.values)}
 
 
-def _shown_allowed(spec: ColumnSpec) -> str:
+def _not_allowed(spec: ColumnSpec) -> str:
     shown = ", ".join(map(str, spec.allowed[:8])) + (", ..." if len(spec.allowed) > 8 else "")
     return f"not in allowed [{shown}]"
-
-
-def _pandera() -> Any:
-    # pandera takes ~0.4 s to import and only table validation needs it: the server's request path and
-    # `solutions list` never pay for it.
-    import pandera.pandas
-
-    return pandera.pandas
 
 
 # In request-annotation order: pydantic applies Annotated metadata inside out, so the bounds and the
@@ -268,7 +446,7 @@ _VALUE_RULES = (
     _ValueRule(
         "pattern",
         applies=lambda c: c.pattern is not None,
-        # Contract patterns match the whole value. Tables use Python's re; requests use pydantic's Rust
+        # Contract patterns match the whole value. Tables use Python's re; requests pydantic's Rust
         # regex, which is linear-time on user input and whose `$` (like JSON Schema's) ends the text.
         table=lambda c: _pandera().Check(lambda s: s.str.fullmatch(c.pattern, na=True), name="pattern"),
         request=lambda c: StringConstraints(pattern=_anchored(c.pattern)),
@@ -279,72 +457,9 @@ _VALUE_RULES = (
         applies=lambda c: c.allowed is not None,
         table=lambda c: _pandera().Check.isin(list(c.allowed), name="allowed"),
         request=lambda c: _OneOf(c.allowed),
-        broken=_shown_allowed,
+        broken=_not_allowed,
     ),
 )
-
-
-def _anchored(pattern: str) -> str:
-    return f"^(?:{pattern})$"
-
-
-# ---- the type rule -------------------------------------------------------------------------------
-#
-# Neither library's type handling fits as is, so each side gets a small converter of its own:
-# - tables: pandera's dtype check is all-or-nothing per column, and a failed `coerce=True` leaves the
-#   column unconverted for the other checks (which then fail or double-count). Contracts are lenient
-#   about representation (numeric strings, 0/1 booleans, ISO strings, tz-aware times) and report bad
-#   values row by row. `_as_contract_type` converts each column to the dtype pandera is told to
-#   expect, with NA where a value cannot be represented; those rows are the `type` violations, and
-#   `Contract.validate` keeps them out of the other rules.
-# - requests: pydantic's strict types, plus a before-validator where JSON needs one.
-
-_TABLE_DTYPES = {
-    "string": "object",
-    "integer": "Int64",
-    "float": "float64",
-    "boolean": "boolean",
-    "timestamp": "datetime64[ns]",
-}
-
-
-def _integral_float_as_int(value: Any) -> Any:
-    """JSON Schema counts 3.0 as an integer and many clients send one; 2.5 is not."""
-    if type(value) is float:
-        if not value.is_integer():
-            raise PydanticCustomError("int_from_float", "expected an integer")
-        return int(value)
-    return value
-
-
-def _request_timestamp(value: Any) -> Any:
-    """An ISO-8601 string or epoch seconds, as a naive UTC datetime (what bounds compare against)."""
-    if value is None:
-        return value
-    try:
-        if isinstance(value, str):
-            stamp = _dt.datetime.fromisoformat(value)
-        elif _is_number(value):
-            stamp = _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
-        else:
-            raise TypeError
-    except (ValueError, TypeError, OverflowError, OSError):
-        raise PydanticCustomError("timestamp_type", "expected an ISO-8601 timestamp or epoch seconds") from None
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(_dt.timezone.utc).replace(tzinfo=None)
-    return stamp
-
-
-# (python type, its metadata, a before-validator or None) per contract type.
-_REQUEST_TYPES: dict[str, tuple[Any, tuple, Callable | None]] = {
-    "string": (str, (), None),
-    "float": (float, (AllowInfNan(False),), None),
-    "integer": (int, (), _integral_float_as_int),
-    "boolean": (bool, (), None),
-    "timestamp": (_dt.datetime, (), _request_timestamp),
-}
-# JSON Schema cannot bound a date-time string, so timestamps carry their bounds in the description.
-_TIMESTAMP_JSON = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
 
 
 class _Untitled(GenerateJsonSchema):
@@ -680,7 +795,7 @@ class Contract:
             pa = _pandera()
             columns = {
                 spec.name: pa.Column(
-                    _TABLE_DTYPES[spec.type],
+                    _TYPES[spec.type].dtype,
                     checks=[rule.table(spec) for rule in _VALUE_RULES if rule.applies(spec)],
                     nullable=spec.nullable,
                     unique=spec.unique,
@@ -706,8 +821,8 @@ class Contract:
         pa = _pandera()
         n = len(frame)
 
-        # The type rule runs first (see `_as_contract_type`); pandera checks the rest on the converted
-        # table, which is indexed by position so failure cases can be matched to the type failures.
+        # The type rule runs first (see `_Type`); pandera checks the others on the converted table,
+        # indexed by position so that its failure cases can be told apart from the type failures.
         violations: list[Violation] = []
         table: dict[Any, Any] = {}
         not_typed: dict[str, np.ndarray] = {}
@@ -716,11 +831,9 @@ class Contract:
             if spec is None:
                 table[name] = frame[name].array  # only its name matters: pandera reports it as unexpected
                 continue
-            values, bad, note = _as_contract_type(spec, frame[name])
-            table[name] = values
-            if bad.any():
-                not_typed[name] = bad
-                violations.append(_type_violation(spec, frame[name], bad, note))
+            violation, table[name], not_typed[name] = _table_type(spec, frame[name])
+            if violation is not None:
+                violations.append(violation)
         # PANDERA_VALIDATION_ENABLED/_DEPTH would otherwise switch checks off without a word.
         with pa.config.config_context(validation_enabled=True, validation_depth="SCHEMA_AND_DATA"):
             try:
@@ -731,7 +844,7 @@ class Contract:
                     if violation is not None:
                         violations.append(violation)
 
-        order = {name: i for i, name in enumerate([*self.columns, *frame.columns])}
+        order = {name: i for i, name in enumerate([*self.columns, *frame.columns.difference(self.columns, sort=False)])}
         violations.sort(key=lambda v: (order.get(v.column, len(order)), RULES.index(v.rule)))
         return ValidationReport(self.name, self.version, n, tuple(violations))
 
@@ -822,114 +935,8 @@ class Contract:
         return model.model_json_schema(schema_generator=_Untitled)
 
 
-# --------------------------------------------------------------------------------------------------
-# Tables: the type rule
-# --------------------------------------------------------------------------------------------------
-
-
-def _as_contract_type(spec: ColumnSpec, s: pd.Series) -> tuple[Any, np.ndarray, str]:
-    """One column in the contract's dtype (`_TABLE_DTYPES`), with NA wherever a value is null or
-    cannot be represented; also returns the mask of the latter and, when the whole column has the
-    wrong dtype, a note saying so. Vectorised: the per-element fallbacks only run on mixed-type
-    object columns."""
-    dtype = s.dtype
-    null = s.isna().to_numpy()
-    is_bool = pd.api.types.is_bool_dtype(dtype)
-    is_num = pd.api.types.is_numeric_dtype(dtype) and not is_bool
-    is_dt = pd.api.types.is_datetime64_any_dtype(dtype)
-    obj = s.astype(object) if isinstance(dtype, pd.CategoricalDtype) else s
-
-    def wrong_dtype(hint: str = "") -> tuple[Any, np.ndarray, str]:
-        empty = pd.array([None] * len(s), dtype=_TABLE_DTYPES[spec.type])
-        return empty, ~null, f"column dtype {dtype} cannot hold {spec.type} values{hint}"
-
-    if spec.type in ("float", "integer"):
-        if is_bool or is_dt:
-            return wrong_dtype()
-        if spec.type == "integer" and pd.api.types.is_integer_dtype(dtype):
-            return s.array.astype("Int64"), np.zeros(len(s), dtype=bool), ""
-        if is_num:
-            numbers_ = s.to_numpy(dtype="float64", na_value=np.nan)
-        else:
-            inferred = pd.api.types.infer_dtype(obj, skipna=True)
-            if inferred == "boolean":
-                return wrong_dtype()
-            parsed = pd.to_numeric(obj, errors="coerce")
-            if inferred not in ("integer", "floating", "mixed-integer-float", "decimal", "empty", "string"):
-                # to_numeric turns True into 1; a boolean is not a number in a contract.
-                parsed = parsed.mask(obj.map(_is_bool_value).to_numpy(dtype=bool))
-            numbers_ = parsed.to_numpy(dtype="float64", na_value=np.nan)
-        bad = np.isnan(numbers_) & ~null
-        if spec.type == "integer":
-            with np.errstate(invalid="ignore"):
-                bad |= ~null & ~(np.floor(numbers_) == numbers_) & ~np.isnan(numbers_)
-                bad |= ~null & (np.abs(numbers_) >= 2.0**63)  # beyond int64
-            numbers_ = np.where(bad, np.nan, numbers_)
-            return pd.array(numbers_, dtype="Float64").astype("Int64"), bad, ""
-        return numbers_, bad, ""
-
-    if spec.type == "boolean":
-        if is_bool:
-            return s.array.astype("boolean"), np.zeros(len(s), dtype=bool), ""
-        if is_dt:
-            return wrong_dtype()
-        if is_num:
-            numbers_ = s.to_numpy(dtype="float64", na_value=np.nan)
-            bad = ~np.isin(numbers_, (0.0, 1.0)) & ~null
-            flags = np.where(null | bad, None, numbers_ == 1.0)
-            return pd.array(flags, dtype="boolean"), bad, ""
-        if pd.api.types.infer_dtype(obj, skipna=True) in ("boolean", "empty"):
-            return pd.array(obj.to_numpy(dtype=object), dtype="boolean"), np.zeros(len(s), dtype=bool), ""
-        words = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
-        flags = obj.astype(str).str.strip().str.lower().map(words)
-        bad = flags.isna().to_numpy() & ~null
-        return pd.array(flags.where(~null & ~bad, None).to_numpy(dtype=object), dtype="boolean"), bad, ""
-
-    if spec.type == "string":
-        if is_bool or is_num or is_dt:
-            return wrong_dtype()
-        values = obj.to_numpy(dtype=object)
-        if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
-            return values, np.zeros(len(s), dtype=bool), ""
-        bad = ~obj.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool) & ~null
-        return np.where(bad, None, values), bad, ""
-
-    # timestamp
-    if is_dt:
-        stamps = s.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(dtype, "tz", None) else s
-        return _as_nanoseconds(stamps, null)
-    if is_bool or is_num:
-        return wrong_dtype(" (store datetime64 or ISO-8601 strings; epoch numbers are ambiguous)")
-    inferred = pd.api.types.infer_dtype(obj, skipna=True)
-    if inferred not in ("string", "datetime", "datetime64", "date", "empty"):
-        # Integers would be read as epoch nanoseconds; only strings and date/times are timestamps here.
-        obj = obj.mask(obj.map(lambda v: _is_number(v) or _is_bool_value(v)).to_numpy(dtype=bool))
-    parsed = pd.to_datetime(obj, errors="coerce", utc=True, format="ISO8601")
-    stamps = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]", copy=True)
-    failed = np.isnat(stamps) & ~null
-    if failed.any():
-        # Rare non-ISO spellings ("01/02/2024"): parse only the leftovers with the slow mixed parser.
-        retry = pd.to_datetime(obj[failed], errors="coerce", utc=True, format="mixed")
-        stamps[failed] = retry.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-    return stamps, np.isnat(stamps) & ~null, ""
-
-
-def _as_nanoseconds(stamps: pd.Series, null: np.ndarray) -> tuple[Any, np.ndarray, str]:
-    """datetime64 of any unit as datetime64[ns]; dates outside its range (years 1677-2262) cannot be
-    compared with the others, so they count as type failures rather than crash the check."""
-    if stamps.dtype == "datetime64[ns]":
-        return stamps.to_numpy(), np.zeros(len(stamps), dtype=bool), ""
-    far = ~null & ((stamps < pd.Timestamp.min) | (stamps > pd.Timestamp.max)).to_numpy()
-    stamps = stamps.mask(far).dt.as_unit("ns")
-    return stamps.to_numpy(), far, "dates outside 1677-2262 (datetime64[ns])" if far.any() else ""
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_bool_value(v: Any) -> bool:
-    return isinstance(v, (bool, np.bool_))
 
 
 def _naive_utc(ts: pd.Timestamp) -> pd.Timestamp:
@@ -937,10 +944,22 @@ def _naive_utc(ts: pd.Timestamp) -> pd.Timestamp:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
-def _type_violation(spec: ColumnSpec, raw: pd.Series, bad: np.ndarray, note: str) -> Violation:
-    k = int(bad.sum())
-    text = note or f"{_plural(k, 'value')} not convertible to {spec.type}"
-    return Violation(spec.name, "type", k, text + _examples(raw.iloc[np.flatnonzero(bad)[:1000]]))
+def _table_type(spec: ColumnSpec, s: pd.Series) -> tuple[Violation | None, Any, np.ndarray]:
+    """The type rule on one column: its violation (or None), its values in the contract's dtype (NA
+    where null or bad) and the mask of the bad rows."""
+    kind = _TYPES[spec.type]
+    converted = kind.to_table(s)
+    if converted is None:
+        bad = s.notna().to_numpy()
+        values = pd.array([None] * len(s), dtype=kind.dtype)
+        detail = f"column dtype {s.dtype} cannot hold {spec.type} values{kind.hint}"
+    else:
+        values, bad = converted
+        detail = f"{_plural(int(bad.sum()), 'value')} not convertible to {spec.type}"
+    if not bad.any():
+        return None, values, bad
+    examples = _examples(s.iloc[np.flatnonzero(bad)[:1000]])
+    return Violation(spec.name, "type", int(bad.sum()), detail + examples), values, bad
 
 
 # --------------------------------------------------------------------------------------------------
@@ -950,14 +969,11 @@ def _type_violation(spec: ColumnSpec, raw: pd.Series, bad: np.ndarray, note: str
 
 def _request_type(spec: ColumnSpec) -> Any:
     """The annotation of one serving column: its strict type with every value rule's metadata."""
-    python_type, metadata, before = _REQUEST_TYPES[spec.type]
-    rules = tuple(rule.request(spec) for rule in _VALUE_RULES if rule.applies(spec))
-    # Later metadata wraps earlier metadata, so a before-validator listed last runs first.
-    extra = (BeforeValidator(before),) if before else ()
-    if spec.type == "timestamp":
-        extra += (WithJsonSchema(_TIMESTAMP_JSON),)
-    metadata = (*metadata, *rules, *extra)
-    annotation = Annotated[(python_type, *metadata)] if metadata else python_type
+    kind = _TYPES[spec.type]
+    metadata = [rule.request(spec) for rule in _VALUE_RULES if rule.applies(spec)]
+    if kind.parse is not None:  # listed last, so it wraps the others and runs first
+        metadata.append(BeforeValidator(kind.parse))
+    annotation = Annotated[(kind.python, *metadata)] if metadata else kind.python
     return annotation | None if spec.nullable else annotation
 
 
