@@ -23,25 +23,26 @@ FRAUD = [
         "from pathlib import Path\n"
         "import pandas as pd\n\n"
         "from solutions_core.registry import get_solution\n"
-        "from solutions_core.settings import Settings\n\n"
+        "from solutions_core.settings import Settings\n"
+        "from solutions_core.training import context_for\n\n"
         "SIZE = int(os.environ.get('NOTEBOOK_SIZE', 30_000))\n"
         "HOME = Path(tempfile.mkdtemp(prefix='fraud-walkthrough-'))  # models, data and reports land here\n"
         "solution = get_solution('fraud_detection')\n"
         "config = solution.make_config({'size': SIZE, 'days': 60, 'fraud_rate': 0.01,\n"
         "                               'training': {'epochs': 2}})\n"
         "settings = Settings(home=HOME)\n"
+        "context = context_for(solution, config, settings)  # the config and the contracts every hook sees\n"
         "config.model_dump()"
     ),
     new_markdown_cell("## 1. Data and its contract\nThe generator is the embedded default; a client's data is loaded with `source=` instead."),
     new_code_cell(
-        "tables = solution.generate(config)\n"
+        "tables = solution.data.generate(context, HOME / 'data')\n"
         "transactions = tables['fraud_transactions']\n"
         "print(f\"{len(transactions):,} transactions, {transactions.is_fraud.mean():.2%} fraud\")\n"
         "transactions.head()"
     ),
     new_code_cell(
-        "from solutions_core.contracts import load_contract\n\n"
-        "contract = load_contract('fraud_transactions')\n"
+        "contract = context.contract  # data_contracts/fraud_transactions.yaml, found through Settings.contracts_dir\n"
         "print(contract.validate(transactions).format())\n\n"
         "broken = transactions.head(100).assign(amount=-1.0)\n"
         "print(contract.validate(broken).format())"
@@ -51,7 +52,7 @@ FRAUD = [
         "The same definitions run offline (vectorized over the table) and online (per request, in the server)."
     ),
     new_code_cell(
-        "examples = solution.prepare(tables, config)\n"
+        "examples = solution.data.prepare(context, tables)\n"
         "from fraud_detection.history import HISTORY_FEATURES\n"
         "examples.groupby('is_fraud')[list(HISTORY_FEATURES)].median().T"
     ),
@@ -103,7 +104,8 @@ VISION = [
         "import numpy as np\n"
         "import pandas as pd\n\n"
         "from solutions_core.registry import get_solution\n"
-        "from solutions_core.settings import Settings\n\n"
+        "from solutions_core.settings import Settings\n"
+        "from solutions_core.training import context_for\n\n"
         "QUICK = os.environ.get('NOTEBOOK_QUICK') == '1'\n"
         "HOME = Path(tempfile.mkdtemp(prefix='vision-walkthrough-'))  # images, models and reports land here\n"
         "solution = get_solution('vision_qc')\n"
@@ -113,6 +115,7 @@ VISION = [
         "    if QUICK else\n"
         "    {'size': 400, 'image_size': 128, 'source_image_size': 128})\n"
         "settings = Settings(home=HOME)\n"
+        "context = context_for(solution, config, settings)  # the config and the contracts every hook sees\n"
         "config.model_dump(include={'size', 'image_size', 'channels', 'training'})"
     ),
     new_markdown_cell(
@@ -122,7 +125,7 @@ VISION = [
         "or an MVTec-style tree."
     ),
     new_code_cell(
-        "tables = solution.generate(config, workdir=HOME / 'images')\n"
+        "tables = solution.data.generate(context, HOME / 'images')\n"
         "manifest = tables['vision_qc_images']\n"
         "print(manifest.label.value_counts().to_dict())\n"
         "manifest.head()"
@@ -138,8 +141,7 @@ VISION = [
         "for axis in axes.flat: axis.axis('off')"
     ),
     new_code_cell(
-        "from solutions_core.contracts import load_contract\n\n"
-        "contract = load_contract('vision_qc_images')\n"
+        "contract = context.contract  # data_contracts/vision_qc_images.yaml, found through Settings.contracts_dir\n"
         "print(contract.validate(manifest).format())\n"
         "print(contract.validate(manifest.head(10).assign(label='maybe')).format())"
     ),
@@ -212,7 +214,8 @@ RECOMMENDATION = [
         "from pathlib import Path\n"
         "import pandas as pd\n\n"
         "from solutions_core.registry import get_solution\n"
-        "from solutions_core.settings import Settings\n\n"
+        "from solutions_core.settings import Settings\n"
+        "from solutions_core.training import context_for\n\n"
         "QUICK = os.environ.get('NOTEBOOK_QUICK') == '1'\n"
         "SIZE = int(os.environ.get('NOTEBOOK_SIZE', 30_000))\n"
         "HOME = Path(tempfile.mkdtemp(prefix='recommendation-walkthrough-'))  # data, models and reports land here\n"
@@ -220,6 +223,7 @@ RECOMMENDATION = [
         "config = solution.make_config({'size': SIZE, 'users': max(100, SIZE // 30), 'items': max(100, SIZE // 50),\n"
         "                               'training': {'epochs': 2 if QUICK else 6}, 'ranking': {'epochs': 1 if QUICK else 3}})\n"
         "settings = Settings(home=HOME)\n"
+        "context = context_for(solution, config, settings)  # the config and the contracts every hook sees\n"
         "config.model_dump(include={'size', 'users', 'items', 'top_k', 'columns', 'training'})"
     ),
     new_markdown_cell(
@@ -228,7 +232,7 @@ RECOMMENDATION = [
         "`movielens-100k`, read from the installed recbole package)."
     ),
     new_code_cell(
-        "tables = solution.generate(config)\n"
+        "tables = solution.data.generate(context, HOME / 'data')\n"
         "log, users, items = tables['rec_interactions'], tables['rec_users'], tables['rec_items']\n"
         "counts = log.item_id.value_counts()\n"
         "print(f'{len(log):,} interactions, {log.user_id.nunique():,} users, {len(items):,} items; '\n"
@@ -236,10 +240,9 @@ RECOMMENDATION = [
         "items.head()"
     ),
     new_code_cell(
-        "from solutions_core.contracts import load_contract\n\n"
         "for name, table in tables.items():\n"
-        "    print(load_contract(name).validate(table).format())\n"
-        "print(load_contract('rec_users').validate(users.head(20).assign(region='mars')).format())"
+        "    print(context.contracts[name].validate(table).format())\n"
+        "print(context.contracts['rec_users'].validate(users.head(20).assign(region='mars')).format())"
     ),
     new_markdown_cell(
         "## 2. Train, evaluate against baselines, gate, publish\nEach user's latest interaction is the test, the "
@@ -301,7 +304,8 @@ FORECASTING = [
         "from pathlib import Path\n"
         "import pandas as pd\n\n"
         "from solutions_core.registry import get_solution\n"
-        "from solutions_core.settings import Settings\n\n"
+        "from solutions_core.settings import Settings\n"
+        "from solutions_core.training import context_for\n\n"
         "QUICK = os.environ.get('NOTEBOOK_QUICK') == '1'\n"
         "SERIES = int(os.environ.get('NOTEBOOK_SERIES', 30 if QUICK else 200))\n"
         "HOME = Path(tempfile.mkdtemp(prefix='forecasting-walkthrough-'))  # data, models and reports land here\n"
@@ -310,6 +314,7 @@ FORECASTING = [
         "                               'baselines': ['seasonal_naive'] if QUICK else ['seasonal_naive', 'theta'],\n"
         "                               'training': {'epochs': 2 if QUICK else 10}})\n"
         "settings = Settings(home=HOME)\n"
+        "context = context_for(solution, config, settings)  # the config and the contracts every hook sees\n"
         "config.model_dump(include={'size', 'days', 'horizon', 'lookback', 'quantiles', 'backtest_origins', 'baselines'})"
     ),
     new_markdown_cell(
@@ -319,17 +324,16 @@ FORECASTING = [
         "official horizons."
     ),
     new_code_cell(
-        "tables = solution.generate(config)\n"
+        "tables = solution.data.generate(context, HOME / 'data')\n"
         "sales, series = tables['demand_sales'], tables['demand_series']\n"
         "print(f'{len(sales):,} rows, {len(series)} series, {sales.stockout.mean():.1%} of days censored by a stock-out, '\n"
         "      f'{(sales.quantity == 0).mean():.0%} zero days')\n"
         "sales.head()"
     ),
     new_code_cell(
-        "from solutions_core.contracts import load_contract\n\n"
         "for name, table in tables.items():\n"
-        "    print(load_contract(name).validate(table).format())\n"
-        "print(load_contract('demand_sales').validate(sales.head(50).assign(promotion=3)).format())"
+        "    print(context.contracts[name].validate(table).format())\n"
+        "print(context.contracts['demand_sales'].validate(sales.head(50).assign(promotion=3)).format())"
     ),
     new_markdown_cell(
         "## 2. Backtest, baselines, gate, publish\nThe model is fitted once on the history before the validation "

@@ -82,14 +82,54 @@ def test_openapi_publishes_the_contract_request_schema(app, trained, server):
 
 @pytest.mark.parametrize("app", APPS)
 def test_edge_models_are_published_only_when_their_parity_gate_passes(app, trained):
-    """Apps with an edge target (TFLite) compare it with the SavedModel on validation data; a model
-    that fails that gate still serves as a SavedModel but ships no edge files."""
+    """Apps with an edge part compare their TFLite models with the SavedModel on validation data; a
+    model that fails that gate still serves as a SavedModel but ships no edge files."""
     result = trained[app]
     metadata = result.version.metadata()
     published = sorted(path.name for path in (result.version.path / "assets.extra").glob("*.tflite"))
-    if result.edge is None:
+    if result.edge is None:  # no edge part: the next test checks what `export --format tflite` gives instead
         assert metadata["edge"] is None and not published
         return
     assert metadata["edge"]["passed"] == result.edge.passed
     assert published == (sorted(result.edge.files) if result.edge.passed else [])
     assert all(path.exists() for path in result.edge.files.values())
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_tflite_export_gives_the_parity_gated_model_or_reproduces_the_model_or_says_why(app, trained, home, tmp_path):
+    """What ``solutions export --format tflite`` gives: an app's own edge models exactly as published
+    (they passed its parity gate); for an app without an edge part, a generic TFLite model that answers
+    the golden requests as the SavedModel does (within int8 weight rounding), or exit code 1 with the
+    reason it cannot convert — never a file that answers wrongly."""
+    from typer.testing import CliRunner
+
+    from solutions_core.cli import app as cli
+    from solutions_core.export import input_specs, to_tensor_value
+
+    result = trained[app]
+    outcome = CliRunner().invoke(cli, ["export", app, "--format", "tflite", "--out", str(tmp_path), "--home", str(home)])
+    if result.edge is not None:
+        if result.edge.passed:
+            assert outcome.exit_code == 0, outcome.output
+            copied = sorted(path.name.split(f"-v{result.version.version}-", 1)[1] for path in tmp_path.glob("*.tflite"))
+            assert copied == sorted(result.edge.files)
+            for name in copied:
+                assert (tmp_path / f"{app}-v{result.version.version}-{name}").read_bytes() == (result.version.path / "assets.extra" / name).read_bytes()
+        else:
+            assert outcome.exit_code == 1 and "parity gate" in outcome.output
+        return
+    if outcome.exit_code != 0:
+        assert outcome.exit_code == 1, outcome.output
+        assert "cannot be converted to TFLite" in outcome.output
+        return
+    from ai_edge_litert.interpreter import Interpreter
+
+    (model,) = tmp_path.glob("*.tflite")
+    runner = Interpreter(model_path=str(model)).get_signature_runner("serving_default")
+    version = ModelRegistry(result.version.path.parent.parent).champion(app)
+    specs = input_specs(load_signature(version.path, version.metadata()["custom_ops"]))
+    inputs = {name: to_tensor_value([i.get(name) for i in result.golden_instances], spec.dtype, spec.shape) for name, spec in specs.items()}
+    outputs = runner(**inputs)
+    assert set(outputs) == set(result.golden_outputs)
+    for name, expected in result.golden_outputs.items():
+        np.testing.assert_allclose(np.asarray(outputs[name], dtype=np.float64), np.asarray(expected, dtype=np.float64), atol=0.02)

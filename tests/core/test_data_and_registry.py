@@ -121,3 +121,17 @@ def test_listing_apps_does_not_import_tensorflow():
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_the_default_split_is_by_the_contracts_time_column_else_random(tiny_settings):
+    from solutions_core.training import context_for
+    from tiny_app import APP
+
+    context = context_for(APP, APP.tiny_config(), tiny_settings)
+    examples = APP.data.generate(context, tiny_settings.home).pop("tiny_points").sample(frac=1.0, random_state=3)
+    by_time = APP.data.split(context, examples)
+    assert by_time.train["timestamp"].max() < by_time.valid["timestamp"].min() <= by_time.valid["timestamp"].max() < by_time.test["timestamp"].min()
+    untimed = APP.data.split(context, examples.drop(columns=["timestamp"]))
+    assert sum(untimed.sizes().values()) == len(examples)
+    assert set(untimed.test["point_id"]) == set(APP.data.split(context, examples.drop(columns=["timestamp"])).test["point_id"])  # seeded
+    assert not set(untimed.test["point_id"]) & set(untimed.train["point_id"])

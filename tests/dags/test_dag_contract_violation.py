@@ -32,7 +32,7 @@ def test_contract_violating_data_fails_at_validation_and_publishes_nothing(airfl
     # The violation report is in the validate task's log, every broken rule named.
     assert "Data contract violated" in output
     assert "amount" in output and "channel" in output and "fax" in output
-    assert "[DAG TEST] starting task_id=validate " in output and "[DAG TEST] starting task_id=train " not in output
+    assert "[DAG TEST] starting task_id=validate_data " in output and "[DAG TEST] starting task_id=split_data " not in output
     assert ModelRegistry(settings.resolved_models_dir()).versions("fraud_detection") == before
     run_dir = settings.resolved_runs_dir() / "fraud_detection" / "scheduled-20261101T000000"
     report = json.loads((run_dir / "validation.json").read_text())

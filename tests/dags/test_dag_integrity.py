@@ -13,7 +13,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-STAGES = ["validate", "train", "evaluate", "gate", "export", "publish", "report"]
+from solutions_core.stages import STAGES as STAGE_TABLE  # noqa: E402  (no TensorFlow, no pandas)
+
+STAGES = [stage.name for stage in STAGE_TABLE]
 # Seconds per file (Airflow's own import timeout is 30 s). training.py imports neither TensorFlow nor
 # pandas (≈ 0.3–1 s on a busy 2-core machine); batch.py imports each app to ask whether it has batch
 # work, which pulls in pandas (≈ 1–7 s there, depending on load).
@@ -52,22 +54,24 @@ def test_one_training_dag_per_app_and_batch_dags_for_apps_with_batch_work(loaded
     from solutions_core.registry import get_solution
 
     apps = registered()
-    with_batch = [app for app in apps if get_solution(app).has_batch]
+    with_batch = [app for app in apps if get_solution(app).batch is not None]
     assert {"fraud_detection", "recommendation", "demand_forecasting"} <= set(with_batch)
     assert set(loaded["dags"]) == {f"train_{app}" for app in apps} | {f"batch_{app}" for app in with_batch}
 
 
 def test_training_dags_chain_the_core_stages(loaded):
+    """The DAG is the pipeline's own stage table, task for task (the table run_training follows)."""
+    assert STAGES == ["validate_data", "split_data", "train_candidates", "score_on_test", "gate", "publish", "write_report"]
     for app in registered():
         dag = loaded["dags"][f"train_{app}"]
         tasks = dag["tasks"]
         assert sorted(tasks) == sorted(STAGES)
         for before, after in zip(STAGES, STAGES[1:]):
             assert tasks[before]["downstream"] == [after], (app, before)
-        assert tasks["report"]["downstream"] == []
-        # The gate skips export and publish when the candidate loses; the report runs either way.
+        assert tasks["write_report"]["downstream"] == []
+        # The gate skips publish when the candidate loses; the report runs either way.
         assert tasks["gate"]["operator"] == "ShortCircuitOperator"
-        assert tasks["report"]["trigger_rule"] == "none_failed"
+        assert tasks["write_report"]["trigger_rule"] == "none_failed"
         assert all(task["retries"] >= 1 for task in tasks.values())
         assert {"target", "source", "preset", "config"} <= set(dag["params"])
         assert dag["catchup"] is False and dag["max_active_runs"] == 1
@@ -83,7 +87,7 @@ def test_batch_dags_run_one_task_on_a_daily_schedule(loaded):
 
 def test_on_a_cluster_the_train_task_requests_the_targets_accelerator(loaded):
     pods = loaded["cluster_executor_config"]
-    train = pods["train"]["pod_spec"]  # no kubernetes client here: the rendered manifest is attached as is
+    train = pods["train_candidates"]["pod_spec"]  # no kubernetes client here: the rendered manifest is attached as is
     resources = train["spec"]["containers"][0]["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == "1" and resources["requests"]["nvidia.com/gpu"] == "1"
     assert train["spec"]["nodeSelector"] and train["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -99,7 +103,7 @@ def test_pod_specs_per_target():
     from solutions_core.orchestration.kubernetes import executor_config, render_pod
 
     config = KubernetesConfig(enabled=True, image="registry.example.com/solutions:1.2", namespace="ml")
-    tpu = render_pod(config, app="recommendation", stage="train", target="tpu")
+    tpu = render_pod(config, app="recommendation", stage="train_candidates", target="tpu")
     container = tpu["spec"]["containers"][0]
     assert tpu["kind"] == "Pod" and tpu["metadata"]["namespace"] == "ml"
     assert container["name"] == "base" and container["image"] == "registry.example.com/solutions:1.2"
@@ -107,11 +111,11 @@ def test_pod_specs_per_target():
     assert tpu["spec"]["nodeSelector"]["cloud.google.com/gke-tpu-topology"] == "2x2"
     assert {"name": "SOLUTIONS_TARGET", "value": "tpu"} in container["env"]
     assert tpu["metadata"]["labels"]["solutions/app"] == "recommendation"
-    cpu = render_pod(config, app="fraud_detection", stage="validate", target="gpu")
+    cpu = render_pod(config, app="fraud_detection", stage="validate_data", target="gpu")
     assert cpu["metadata"]["labels"]["solutions/target"] == "cpu" and "nodeSelector" not in cpu["spec"]
-    assert executor_config(KubernetesConfig(), app="fraud_detection", stage="train", target="gpu") == {}
+    assert executor_config(KubernetesConfig(), app="fraud_detection", stage="train_candidates", target="gpu") == {}
     with pytest.raises(ValueError, match="No pod resources"):
-        render_pod(KubernetesConfig(targets={"cpu": {}}), app="x", stage="train", target="gpu")
+        render_pod(KubernetesConfig(targets={"cpu": {}}), app="x", stage="train_candidates", target="gpu")
 
 
 def test_orchestration_config_file_and_errors(tmp_path):

@@ -27,7 +27,8 @@ def test_online_features_through_the_api_match_offline(trained, home, settings, 
     replay = fresh[fresh["card_id"].isin(cards)].sort_values(["timestamp", "transaction_id"]).head(40)
     offline = solution.data.prepare(context, {"fraud_transactions": replay})
 
-    version = ModelRegistry(home / "models").champion(APP)
+    version = trained[APP].version
+    assert version == ModelRegistry(home / "models").champion(APP)
     expected = predict_frame(load_signature(version.path, ("ydf_tf",)), offline)["fraud_probability"]
 
     # A server of its own, with a copy of the models and an empty online table.

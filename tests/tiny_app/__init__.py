@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from solutions_core.data import time_split
 from solutions_core.solution import (
     Baseline,
     Batch,
@@ -83,8 +82,6 @@ class TinyData(Data):
     def load(self, context: Context, source: str) -> dict[str, pd.DataFrame]:
         return {TABLE: pd.read_parquet(source)}
 
-    def split(self, context: Context, examples: pd.DataFrame) -> Any:
-        return time_split(examples, "timestamp", context.config.valid_fraction, context.config.test_fraction)
 
 
 def build_network(config: TinyConfig) -> Any:

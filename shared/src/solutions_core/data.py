@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from solutions_core.solution import Splits
@@ -101,3 +102,17 @@ def time_split(frame: pd.DataFrame, time_column: str, valid_fraction: float, tes
         if part.empty:
             raise ValueError(f"The time split left the {name} split empty; use more data or other fractions.")
     return Splits(train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True))
+
+
+def random_split(frame: pd.DataFrame, valid_fraction: float, test_fraction: float, seed: int = 0) -> Splits:
+    """A seeded random split, for examples with no time order."""
+    if len(frame) < 10:
+        raise ValueError(f"Cannot split {len(frame)} rows into train/valid/test; need at least 10.")
+    order = np.random.default_rng(seed).permutation(len(frame))
+    n_valid, n_test = int(round(len(frame) * valid_fraction)), int(round(len(frame) * test_fraction))
+    parts = order[n_valid + n_test :], order[:n_valid], order[n_valid : n_valid + n_test]
+    train, valid, test = (frame.iloc[np.sort(rows)].reset_index(drop=True) for rows in parts)
+    for name, part in (("train", train), ("valid", valid), ("test", test)):
+        if part.empty:
+            raise ValueError(f"The random split left the {name} split empty; use more data or other fractions.")
+    return Splits(train, valid, test)

@@ -5,13 +5,13 @@
         config_class = MyConfig              # a SolutionConfig subclass: typed, defaults in code
         contracts = ("my_table", ...)        # data_contracts/<name>.yaml per table; the first is the primary one
         gate = Gate("auprc", higher_is_better=True)
-        data = MyData()                      # generate*, load, prepare, resolve_config, split*
+        data = MyData()                      # generate*, load, prepare, resolve_config, split
         models = MyModels()                  # candidates*, ensembles
         evaluation = MyEvaluation()          # evaluate*, calibrate, baselines, report
         serving = MyServing()                # module*, golden_instances, request, check, features, routers
         edge = None                          # Edge: export — edge models (TFLite) checked against the SavedModel
         batch = None                         # Batch: run — scheduled work with the champion
-        def tiny_config(self): ...           # * and this one: the rest have defaults
+        def tiny_config(self): ...           # * and this: five methods to write, the other 16 have defaults
 
 Every hook takes the ``Context`` first (the run's config and the contracts its data is checked against),
 then what it works on. The core owns everything else: validation, storage, splits, the one Keras fit loop
@@ -316,7 +316,18 @@ class Data:
         return context.config
 
     def split(self, context: Context, examples: Any) -> Splits:
-        raise NotImplementedError
+        """Default (a table of examples): by time when the primary contract names a ``time_column`` the
+        examples have — validation and test lie after training, as in production — else a seeded
+        random split."""
+        from solutions_core.data import random_split, time_split
+
+        config = context.config
+        if not isinstance(examples, pd.DataFrame):
+            raise NotImplementedError("Examples that are not a DataFrame need their own split.")
+        column = context.contract.time_column
+        if column and column in examples.columns:
+            return time_split(examples, column, config.valid_fraction, config.test_fraction)
+        return random_split(examples, config.valid_fraction, config.test_fraction, config.seed)
 
 
 class Models:
