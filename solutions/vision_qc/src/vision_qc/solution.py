@@ -170,7 +170,8 @@ class VisionEvaluation(Evaluation):
 
         labels = examples["label_id"].to_numpy()
         metrics = image_metrics(labels, outputs["defect_score"], outputs["decision"])
-        metrics["pixel_auroc"] = float(pixel_auroc(outputs["anomaly_map"], list(examples["mask"]), labels, resolution=MASK_RESOLUTION))
+        maps, masks = outputs["anomaly_map"], list(examples["mask"])
+        metrics["pixel_auroc"] = float(pixel_auroc(maps, masks, labels, resolution=MASK_RESOLUTION))
         return metrics
 
     def calibrate(self, context: Context, examples: pd.DataFrame, outputs: Outputs) -> dict[str, float]:
@@ -212,7 +213,9 @@ class VisionEvaluation(Evaluation):
             results[name] = Baseline(metrics, outputs={"scores": test_scores})
         return results
 
-    def report(self, context: Context, examples: pd.DataFrame, outputs: Outputs, baselines: Mapping[str, Baseline], out_dir: Path) -> list[Path]:
+    def report(
+        self, context: Context, examples: pd.DataFrame, outputs: Outputs, baselines: Mapping[str, Baseline], out_dir: Path
+    ) -> list[Path]:
         from vision_qc.evaluate import plot_confusion, plot_overlays, plot_roc
 
         out_dir = Path(out_dir)
@@ -220,7 +223,7 @@ class VisionEvaluation(Evaluation):
         scores = np.asarray(outputs["defect_score"])
         decisions = outputs["decision"]  # as served
         curves = {"model": scores}
-        curves.update({name: baseline.outputs["scores"] for name, baseline in baselines.items() if "scores" in baseline.outputs})
+        curves.update({name: b.outputs["scores"] for name, b in baselines.items() if "scores" in b.outputs})
         return [
             plot_roc(labels, curves, out_dir / "roc.png"),
             plot_confusion(labels, decisions, out_dir / "confusion.png"),
@@ -265,7 +268,8 @@ class VisionEdge(Edge):
             return None
         from vision_qc.edge import export_edge_models
 
-        return export_edge_models(chosen.module, splits, chosen.valid_outputs, chosen.parameters["threshold"], config, out_dir)
+        threshold = chosen.parameters["threshold"]  # the calibrated one, recorded in the version
+        return export_edge_models(chosen.module, splits, chosen.valid_outputs, threshold, config, out_dir)
 
 
 # ---- helpers the parts share -------------------------------------------------------------------------
