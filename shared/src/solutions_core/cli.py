@@ -258,7 +258,7 @@ def export(
         try:
             path = convert_to_tflite(chosen.path, out / f"{name}-v{chosen.version}.tflite")
         except ValueError as problem:
-            console.print(f"[red]{problem}[/red]")
+            console.print(f"[red]{problem}[/red]", soft_wrap=True)
             raise typer.Exit(1) from None
         console.print(f"TFLite v{chosen.version} → {path}")
     else:
@@ -299,7 +299,7 @@ def batch(
         console.print(f"[red]Data contract violated — no batch output was written.[/red]\n{violation}")
         raise typer.Exit(1) from None
     except FileNotFoundError as problem:
-        console.print(f"[red]{problem}[/red]")
+        console.print(f"[red]{problem}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"{solution.name} {result.logical_date}: champion v{result.champion_version} → {result.folder}")
 

@@ -393,7 +393,7 @@ class Serving:
 
     def routers(self, manager: Any) -> list[Any]:
         """Extra FastAPI routers beside the TF-Serving API (e.g. ``/recommend``); ``manager.get(name,
-        version)`` gives a served version, ``served.features`` its store."""
+        version)`` gives a served version, ``served.feature_store(MyStore)`` its store as the app's type."""
         return []
 
 
