@@ -1,7 +1,8 @@
-"""Tests for solutions_core.contracts: file parsing, batch validation, coercion and request checks."""
+"""Tests for solutions_core.contracts: file parsing, batch validation and request checks."""
 
 from __future__ import annotations
 
+import pickle
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from solutions_core.contracts import (
     Contract,
@@ -129,6 +131,17 @@ def test_malformed_contract_names_file_and_key(tmp_path, mutate, expected):
         Contract.from_yaml(path)
     assert str(path) in str(exc.value)
     assert expected in str(exc.value)
+
+
+def test_pattern_the_request_engine_cannot_run_is_rejected_for_served_columns(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(CONTRACT))
+    data["columns"]["device_id"]["pattern"] = "(?<!x)dev_[0-9a-f]+"  # look-behind: Python re only
+    with pytest.raises(ContractError, match=r"columns\.device_id\.pattern: .*not supported for request checks"):
+        Contract.from_dict(data)
+    data["columns"]["device_id"]["serving"] = False  # then only tables check it, with Python's re
+    contract = Contract.from_dict(data)
+    frame = clean_frame().assign(device_id=["dev_0a", "xdev_1", None, "dev_ff"])
+    assert only(contract.validate(frame), "device_id", "pattern").count == 1
 
 
 def test_duplicate_yaml_keys_are_rejected(tmp_path):
@@ -253,6 +266,70 @@ def test_numeric_strings_and_tz_aware_timestamps_are_valid(contract):
     assert contract.validate(frame).ok
 
 
+def test_bad_typed_values_are_neither_nulls_nor_duplicates(contract):
+    frame = clean_frame()
+    frame["transaction_id"] = ["a", 1, 2, "a"]  # 1 and 2 are NA once typed: not nulls, not duplicates
+    frame["n_items"] = [1, None, None, 4]  # nullable, and no unique rule: nothing to report
+    assert {v.rule: v.count for v in contract.validate(frame).violations} == {"type": 2, "unique": 1}
+
+
+def test_nulls_in_a_nullable_unique_column_are_not_duplicates(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(CONTRACT))
+    data["columns"]["device_id"]["unique"] = True
+    contract = Contract.from_dict(data)
+    frame = clean_frame().assign(device_id=[None, "dev_1", None, "dev_1"])
+    assert [(v.rule, v.count) for v in contract.validate(frame).violations] == [("unique", 1)]
+
+
+def test_allowed_compares_with_type_in_tables(contract):
+    frame = clean_frame()
+    frame["is_fraud"] = pd.Series([0, 1, True, 0], dtype=object)  # True == 1, but is no integer
+    assert [(v.rule, v.count) for v in contract.validate(frame).violations] == [("type", 1)]
+
+
+def test_patterns_match_whole_values_in_tables(contract):
+    frame = clean_frame().assign(device_id=["dev_0a\n", "xdev_1", None, "dev_ff"])
+    assert only(contract.validate(frame), "device_id", "pattern").count == 2
+
+
+def test_other_representations_of_valid_values(contract):
+    frame = clean_frame()
+    frame["timestamp"] = frame["timestamp"].astype("datetime64[s]")
+    frame["merchant_category"] = frame["merchant_category"].astype("category")
+    frame["device_id"] = frame["device_id"].astype("string")
+    frame["n_items"] = pd.array([1, None, 3, 4], dtype="Int64")
+    frame["is_online"] = ["true", "False", "1", "0"]
+    frame["is_fraud"] = [0.0, 1.0, 0.0, 0.0]
+    frame.index = [7, 7, 3, 3]  # duplicate labels: failure cases are matched by position
+    assert contract.validate(frame).ok, contract.validate(frame).format()
+    frame["amount"] = [1.0, -1.0, None, 2.0]
+    assert {v.rule: v.count for v in contract.validate(frame).violations} == {"nullable": 1, "min": 1}
+
+
+def test_dates_beyond_nanosecond_timestamps_are_type_failures(contract):
+    frame = clean_frame()
+    frame["timestamp"] = np.array(["2024-01-01", "3000-01-01", "2024-01-03", "2024-01-04"], dtype="datetime64[s]")
+    assert only(contract.validate(frame), "timestamp", "type").count == 1
+
+
+def test_pandera_settings_cannot_switch_the_checks_off(contract):
+    import pandera.pandas as pa
+
+    frame = clean_frame().assign(amount=-1.0)
+    # What PANDERA_VALIDATION_ENABLED=False or PANDERA_VALIDATION_DEPTH=SCHEMA_ONLY would set.
+    with pa.config.config_context(validation_enabled=False, validation_depth="SCHEMA_ONLY"):
+        assert only(contract.validate(frame), "amount", "min").count == 4
+
+
+def test_contract_pickles_after_its_schemas_were_compiled(contract):
+    contract.validate(clean_frame())
+    contract.validate_records([instance()])
+    copy = pickle.loads(pickle.dumps(contract))
+    assert copy == contract
+    assert copy.validate(clean_frame().assign(amount=-1.0)).errors()[0].rule == "min"
+    assert copy.validate_records([instance(amount=-1)]) == ["instances[0].amount: -1 is below min 0.01"]
+
+
 # ---- online requests -------------------------------------------------------------------------------------
 
 
@@ -318,6 +395,127 @@ def test_validate_records_timestamps():
     assert errors[1].startswith("instances[1].timestamp: '2019-12-31' is below min 2020-01-01")
 
 
+def test_requests_refuse_nan_inf_and_booleans_as_numbers(contract):
+    errors = contract.validate_records([instance(amount=float("nan")), instance(amount=float("inf"))])
+    assert errors == [
+        "instances[0].amount: expected a finite number, got nan",
+        "instances[1].amount: expected a finite number, got inf",
+    ]
+    assert contract.validate_records([instance(n_items=True)]) == [
+        "instances[0].n_items: expected an integer, got boolean true"
+    ]
+    assert contract.validate_records([instance(n_items=float("inf"))]) == [
+        "instances[0].n_items: expected a finite number, got inf"
+    ]
+
+
+def test_request_allowed_compares_with_type():
+    columns = {
+        "flag": {"type": "integer", "allowed": [0, 1]},
+        "on": {"type": "boolean", "allowed": [True]},
+        "ratio": {"type": "float", "allowed": [0.5, 1]},
+    }
+    contract = Contract.from_dict({**CONTRACT, "time_column": None, "columns": columns})
+    assert contract.validate_records([{"flag": 1.0, "on": True, "ratio": 1}]) == []
+    assert contract.validate_records([{"flag": True, "on": 1, "ratio": True}]) == [
+        "instances[0].flag: expected an integer, got boolean true",
+        "instances[0].on: expected true or false, got number 1",
+        "instances[0].ratio: expected a number, got boolean true",
+    ]
+    assert contract.validate_records([{"flag": 2, "on": False, "ratio": 0.25}]) == [
+        "instances[0].flag: 2 is not one of [0, 1]",
+        "instances[0].on: False is not one of [True]",
+        "instances[0].ratio: 0.25 is not one of [0.5, 1]",
+    ]
+
+
+def test_request_patterns_match_whole_values(contract):
+    errors = contract.validate_records([instance(device_id="dev_0a\n"), instance(device_id="xdev_0a")])
+    assert [e.split(":")[0] for e in errors] == ["instances[0].device_id", "instances[1].device_id"]
+    assert contract.validate_records([instance(device_id="dev_0a")]) == []
+
+
+def test_allow_missing_fields_may_be_omitted_but_not_null(contract):
+    assert contract.validate_records([without("amount")], allow_missing={"amount"}) == []
+    assert contract.validate_records([instance(amount=None)], allow_missing={"amount"}) == [
+        "instances[0].amount: null is not allowed"
+    ]
+    schema = contract.request_json_schema(allow_missing={"amount"})
+    assert "amount" not in schema["required"]
+    assert "default" not in schema["properties"]["amount"]  # omitting it is fine, null is not
+    assert schema["properties"]["device_id"]["default"] is None  # nullable: omitting it means null
+
+
+def test_validate_records_needs_a_list_of_objects(contract):
+    assert contract.validate_records({"amount": 1}) == ["instances: expected a list of objects, got object"]
+    assert contract.validate_records(["x", None]) == [
+        "instances[0]: expected an object, got string 'x'",
+        "instances[1]: expected an object, got null",
+    ]
+
+
+def test_request_model_is_cached_and_usable_directly(contract):
+    model = contract.request_model(frozenset({"request_id"}))
+    assert contract.request_model({"request_id"}) is model  # sets and frozensets alike
+    assert contract.request_model() is not model
+    assert model.__module__ == "solutions_core.contracts"
+    parsed = model.model_validate({**instance(), "request_id": "r1"})
+    assert (parsed.amount, parsed.n_items, parsed.device_id, parsed.request_id) == (10.0, 2, None, "r1")
+    with pytest.raises(ValidationError):
+        model.model_validate(instance(amount=-1))
+
+
+def test_column_names_that_are_no_python_identifiers(recwarn):
+    # pydantic refuses fields named _id, takes model_config as the model's configuration and warns
+    # about json: the model's attributes get neutral names, requests keep the column names.
+    names = ["home-lat", "json", "class", "_id", "model_config"]
+    columns = {name: {"type": "integer", "min": 0} for name in names}
+    contract = Contract.from_dict({**CONTRACT, "time_column": None, "columns": columns})
+    assert contract.validate_records([dict.fromkeys(names, 1)]) == []
+    assert contract.validate_records([{**dict.fromkeys(names, 1), "home-lat": -1, "model_config": "x"}]) == [
+        "instances[0].home-lat: -1 is below min 0",
+        "instances[0].model_config: expected an integer, got string 'x'",
+    ]
+    assert list(contract.request_json_schema()["properties"]) == names
+    assert not [w for w in recwarn if "shadows" in str(w.message)]
+
+
+def test_request_json_schema_of_timestamps():
+    served = {"type": "timestamp", "min": "2020-01-01", "nullable": True, "description": "When."}
+    contract = Contract.from_dict({**CONTRACT, "columns": {**CONTRACT["columns"], "timestamp": served}})
+    prop = contract.request_json_schema()["properties"]["timestamp"]
+    assert prop["anyOf"] == [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}]
+    assert prop["description"] == "When. (ISO-8601 string or epoch seconds; min 2020-01-01)"
+
+
+def test_request_json_schema_is_valid_and_agrees_with_validate_records(contract):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = contract.request_json_schema(extra_fields={"request_id"})
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    candidates = [
+        instance(),
+        instance(n_items=3.0),
+        without("n_items"),
+        {**instance(), "request_id": [1, 2]},
+        instance(amount=-5),
+        instance(amount=60000),
+        instance(amount="abc"),
+        instance(amount=True),
+        instance(amount=None),
+        instance(merchant_category="foo"),
+        instance(device_id="x"),  # (not "dev_0a\n": jsonschema's Python `re` lets `$` match before it)
+        instance(n_items=2.5),
+        instance(n_items=0),
+        instance(is_online="true"),
+        instance(bogus=1),
+        without("amount"),
+    ]
+    for candidate in candidates:
+        valid = not contract.validate_records([candidate], extra_fields={"request_id"})
+        assert validator.is_valid(candidate) == valid, candidate
+
+
 def test_request_json_schema(contract):
     schema = contract.request_json_schema()
     assert schema["type"] == "object"
@@ -334,6 +532,7 @@ def test_request_json_schema(contract):
 def test_module_does_not_import_tensorflow():
     import subprocess
 
-    code = "import sys, solutions_core.contracts; print('tensorflow' in sys.modules)"
+    # pandera too: only validating a table needs it, not the server's request path.
+    code = "import sys, solutions_core.contracts; print('tensorflow' in sys.modules, 'pandera' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "False False"

@@ -900,8 +900,7 @@ def _table_violation(
     if rule == "nullable":
         cases = cases[~bad_type[spec.name][cases["index"].to_numpy(dtype=np.int64)]]
         detail = f"{_plural(len(cases), 'null value')} in a non-nullable column"
-    elif rule == "unique":
-        cases = cases[cases["failure_case"].notna()]  # nulls are no values, so never duplicates
+    elif rule == "unique":  # (pandera leaves nulls out of the duplicates already)
         detail = f"{_plural(len(cases), 'duplicate row')} beyond the first occurrence"
     else:
         broken = next(r.broken(spec) for r in _VALUE_RULES if r.name == rule)
