@@ -846,7 +846,9 @@ class Contract:
     ) -> dict[str, Any]:
         """JSON Schema (2020-12 / OpenAPI 3.1) of one request instance: the request model's own, so the
         API docs can never drift from what `validate_records` enforces."""
-        return self.request_model(extra_fields, allow_missing).model_json_schema(schema_generator=_Untitled)
+        schema = self.request_model(extra_fields, allow_missing).model_json_schema(schema_generator=_Untitled)
+        schema.setdefault("required", [])  # pydantic leaves it out when empty; clients and specs expect the key
+        return schema
 
 
 # --------------------------------------------------------------------------------------------------
