@@ -146,8 +146,9 @@ VISION = [
         "print(contract.validate(manifest.head(10).assign(label='maybe')).format())"
     ),
     new_markdown_cell(
-        "## 2. Train, evaluate against baselines, gate, publish\nOne call runs the core's pipeline: both "
-        "candidates are fitted with `model.fit`, the better one on validation AUROC is exported, scored on "
+        "## 2. Train, evaluate against baselines, gate, publish\nOne call runs the core's pipeline: the "
+        "supervised network is fitted by the core's Keras loop (then fine-tuned on its int8 grids through the "
+        "same loop), the one-class Gaussian by its own learner; the better one on validation AUROC is exported, scored on "
         "the test split against the baselines, converted to TFLite and checked for int8 parity, then published "
         "if it beats the current champion."
     ),
