@@ -121,3 +121,25 @@ def test_retrieval_alone_is_an_ensemble_of_the_fitted_recommender(fitted):
     context = Context(solution.name, alone, {})
     assert [c.name for c in solution.models.candidates(context)] == ["two_tower"]
     assert solution.models.ensembles(context) == []
+
+
+def test_the_ranker_reorders_only_users_with_a_history(fitted):
+    """The ranker learned from users with a history only; without one (a new user known by features)
+    its similarity features are far outside what it saw (logits of ~1e6 once), so such users keep
+    retrieval's order and scores, while a user with a history is re-scored."""
+    import tensorflow as tf
+
+    from recommendation.model import serving_module
+
+    recommender, train, config, _ = fitted
+    ranked, retrieval = serving_module(recommender, config), serving_module(recommender.without_ranker(), config)
+    row = train.interactions[train.interactions["history"] != ""].iloc[0]
+    features = {name: [str(row[name])] * 2 for name in config.columns.user_categorical}
+    request = {"user_id": ["new-1", str(row["user_id"])], "history": ["", row["history"]], "exclude": ["", ""], **features}
+    request = {name: tf.constant(values) for name, values in request.items()}
+    with_ranker, without = ranked.serve(request), retrieval.serve(request)
+    assert [s.decode() for s in with_ranker["strategy"].numpy()] == ["features", "personalized"]
+    np.testing.assert_array_equal(with_ranker["item_ids"].numpy()[0], without["item_ids"].numpy()[0])
+    np.testing.assert_allclose(with_ranker["scores"].numpy()[0], without["scores"].numpy()[0], rtol=1e-6)
+    assert np.abs(with_ranker["scores"].numpy()).max() < 1e3
+    assert not np.allclose(with_ranker["scores"].numpy()[1], without["scores"].numpy()[1]), "the ranker re-scores users with a history"

@@ -10,7 +10,8 @@
 2. A DCN ranker (``keras_rs.layers.FeatureCross``) that re-scores the retrieved candidates from user
    and item features, the retrieval score, popularity and the candidate's similarity to the user's
    history. It learns from the lists retrieval returns for interactions the towers never saw (each
-   user's last training interaction), so it is trained on what it will be shown.
+   user's last training interaction), so it is trained on what it will be shown — always a user with
+   a history, so users without one keep retrieval's order.
 3. ``RecommenderModule``: what gets exported. The item vectors of the whole catalog and the candidate
    index live inside it, so one signature maps a user to top-k item ids and scores. Exclusions (items
    already seen) are applied inside the search; a user with nothing known gets popular items.
@@ -572,7 +573,8 @@ class RecommenderModule(tf.Module):
         return {"item_ids": item_ids, "scores": tf.where(valid, scores, 0.0), "strategy": strategy}
 
     def _rerank(self, inputs: dict[str, Any], scores: Any, rows: Any) -> tuple[Any, Any]:
-        """Re-score every retrieved candidate with the ranker and re-sort (padding stays last)."""
+        """Re-score every retrieved candidate of users with a history with the ranker and re-sort
+        (padding stays last)."""
         batch, width = tf.shape(rows)[0], tf.shape(rows)[1]
         valid = rows >= 0
         safe_rows = tf.maximum(rows, 0)
@@ -584,6 +586,10 @@ class RecommenderModule(tf.Module):
         # Logits, not probabilities: they include retrieval's logit (cosine / temperature), and a
         # sigmoid would saturate to 1.0 at the top of the list and tie the best candidates.
         ranked = tf.reshape(self.ranker(flat, training=False), [batch, width])
+        # The ranker learned only from users with a history (its similarity features need one): a user
+        # without any (new, or known by features alone) keeps retrieval's order and scores.
+        has_history = tf.reduce_any(self._rows(inputs["history"]) >= 0, axis=1)
+        ranked = tf.where(has_history[:, None], ranked, scores)
         ranked = tf.where(valid, ranked, -np.inf)
         order = tf.argsort(ranked, axis=1, direction="DESCENDING", stable=True)
         return tf.gather(ranked, order, batch_dims=1), tf.gather(rows, order, batch_dims=1)
