@@ -208,3 +208,22 @@ def test_steps_per_epoch_repeats_the_training_data(tmp_path):
     model = Trainer(Runtime(), training, tmp_path, "mlp").fit(spec())
     assert len(model.history.epoch) == 2  # 3 steps of 256 from 256 rows only works on repeated data
     assert np.isfinite(model.history.history["loss"]).all()
+
+
+def test_a_stage_summary_is_strict_json_when_a_metric_is_nan(tiny_registered, tmp_path, monkeypatch):
+    """A stage's summary is an Airflow XCom, which must be strict JSON: a baseline's NaN metric (a
+    pixel AUROC from a baseline without pixel maps, say) comes back as null, not as a failed task."""
+    from solutions_core import orchestration
+    from solutions_core.solution import Baseline
+
+    original = APP.evaluation.baselines
+
+    def with_a_nan(context, splits):
+        return {name: Baseline({**b.metrics, "accuracy": float("nan")}, b.outputs) for name, b in original(context, splits).items()}
+
+    monkeypatch.setattr(APP.evaluation, "baselines", with_a_nan)
+    for stage in STAGES[:4]:  # through score_on_test, the stage that carries the baselines' metrics
+        summary = orchestration.run_stage(stage.name, APP.name, "strict-json", preset="tiny", home=str(tmp_path))
+    json.dumps(summary, allow_nan=False)
+    assert summary["baselines"]["x_alone"]["accuracy"] is None
+    assert 0.0 <= summary["baselines"]["x_alone"]["auroc"] <= 1.0  # finite metrics pass through

@@ -399,6 +399,22 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` as strict JSON (what XComs and HTTP bodies need): numpy values as Python ones and a
+    NaN or infinite metric (an AUROC over one class, say) as null."""
+    if isinstance(value, dict):
+        return {str(key): strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return strict_json(_json_default(value))
+
+
 def write_json(path: Path, payload: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=_json_default, allow_nan=True))

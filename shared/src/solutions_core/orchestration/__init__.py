@@ -82,7 +82,7 @@ def run_stage(
     config = make_config(solution, preset, overrides, source)
     run = training.PipelineRun(solution, config, settings_for(target, home), run_id, verbose=2, report=report, min_delta=min_delta)
     artifact = run.run_stage(stage)
-    return {**artifact.summary(), "run_dir": str(run.run_dir)}
+    return training.strict_json({**artifact.summary(), "run_dir": str(run.run_dir)})
 
 
 def report_lines(summary: Mapping[str, Any]) -> list[str]:
