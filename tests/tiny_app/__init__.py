@@ -145,7 +145,8 @@ class TinyEvaluation(Evaluation):
     def baselines(self, context: Context, splits: Any) -> dict[str, Baseline]:
         labels = splits.test["label"].to_numpy()
         scores = splits.test["x"].to_numpy()  # "the one column a client would try first"
-        return {"x_alone": Baseline({"auroc": auroc(labels, scores), "accuracy": float(np.mean((scores > 0) == labels))}, {"scores": scores})}
+        served = {"probability": 1 / (1 + np.exp(-scores)), "decision": (scores > 0).astype(np.int64)}
+        return {"x_alone": Baseline(self.evaluate(context, splits.test, served), {"scores": scores}, served)}
 
     def report(self, context: Context, examples: pd.DataFrame, outputs: Any, baselines: Any, out_dir: Path) -> list[Path]:
         import matplotlib

@@ -64,6 +64,25 @@ class TrainingConfig(BaseModel):
     steps_per_epoch: int | None = Field(default=None, ge=1, description="Cap steps (tests use a few).")
 
 
+class GateConfig(BaseModel):
+    """What a candidate must beat to be published (besides the champion, always)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    beat_baselines: bool = Field(
+        default=True,
+        description="Publish only a model that beats the best baseline trained in the same run on the gate "
+        "metric (a first run too). Off only for plumbing runs on tiny data (tiny_config).",
+    )
+    baseline_margin: float = Field(default=0.0, ge=0, description="How much the model must beat the best baseline by.")
+    bootstrap_rounds: int = Field(
+        default=200, ge=0, description="Paired bootstrap rounds for the model-minus-baseline interval in the report (0: none)."
+    )
+    bootstrap_max_rows: int = Field(
+        default=20_000, ge=0, description="Bootstrap only test splits up to this many rows (where one split's noise matters)."
+    )
+
+
 class SolutionConfig(BaseModel):
     """Fields every app's config has; apps subclass it and add their own with defaults in code.
 
@@ -85,6 +104,7 @@ class SolutionConfig(BaseModel):
     test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     candidates: list[str] | None = Field(default=None, description="Train only these candidates.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
 
 
 ConfigT = TypeVar("ConfigT", bound=SolutionConfig)
@@ -198,10 +218,13 @@ class SkipCandidate(Exception):
 @dataclass
 class Baseline:
     """A simple model trained in the same run, scored on the test split; ``outputs`` (optional) are its
-    test outputs for the report's plots (scores, lists, forecasts)."""
+    test outputs for the report's plots (scores, lists, forecasts). ``served`` (optional) are its test
+    outputs in the served model's format, one row per test example, so that ``Evaluation.evaluate``
+    scores them like the model's: the core then reports a paired bootstrap interval of the difference."""
 
     metrics: Metrics
     outputs: dict[str, Any] = field(default_factory=dict)
+    served: Outputs | None = None
 
 
 @dataclass

@@ -144,6 +144,46 @@ class Scores:
         return self.gate_value < other - min_delta
 
 
+def best_baseline(baselines: Mapping[str, Scores], higher_is_better: bool) -> tuple[str, float] | None:
+    """The baseline with the best finite gate value, or None when no baseline has one."""
+    finite = {name: scores.gate_value for name, scores in baselines.items() if math.isfinite(scores.gate_value)}
+    if not finite:
+        return None
+    name = (max if higher_is_better else min)(finite, key=finite.__getitem__)
+    return name, finite[name]
+
+
+def paired_bootstrap(
+    gate_value: Callable[[Any, Mapping[str, np.ndarray]], float],
+    examples: pd.DataFrame,
+    model: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    rounds: int,
+    higher_is_better: bool,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The model-minus-baseline difference on the gate metric over ``rounds`` resamples of the test rows,
+    both scored on the same resample each round (paired): a 95 % interval and how often the model won.
+    Rounds where either value is not finite (a resample with one class) are left out."""
+    rng = np.random.default_rng(seed)
+    model = {name: np.asarray(values) for name, values in model.items()}
+    baseline = {name: np.asarray(values) for name, values in baseline.items()}
+    differences = []
+    for _ in range(rounds):
+        rows = rng.integers(0, len(examples), len(examples))
+        sample = examples.iloc[rows]
+        ours = gate_value(sample, {name: values[rows] for name, values in model.items()})
+        theirs = gate_value(sample, {name: values[rows] for name, values in baseline.items()})
+        if math.isfinite(ours) and math.isfinite(theirs):
+            differences.append(ours - theirs)
+    if not differences:
+        return {"rounds": 0}
+    differences_array = np.asarray(differences)
+    better = differences_array > 0 if higher_is_better else differences_array < 0
+    low, high = np.percentile(differences_array, [2.5, 97.5])
+    return {"rounds": len(differences), "low": float(low), "high": float(high), "model_better": float(better.mean())}
+
+
 def scores_of(solution: Solution, metrics: Mapping[str, float]) -> Scores:
     metrics = {name: float(value) for name, value in metrics.items()}
     if solution.gate.metric not in metrics:
@@ -224,12 +264,16 @@ class TestScores:
     baselines: dict[str, Scores]
     plots: list[Path]
     champion_before: dict[str, Any] | None
+    # Per baseline: the model-minus-baseline gate metric on the test split, with a paired bootstrap
+    # interval where the app gives the baseline's served outputs and the split is small.
+    comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
             "gate_metric": self.test.gate_metric,
             "test": self.test.metrics,
             "baselines": {name: scores.metrics for name, scores in self.baselines.items()},
+            "comparisons": self.comparisons,
             "champion_before": self.champion_before,
         }
 
@@ -243,9 +287,11 @@ class GateDecision:
     gate_value: float
     champion_value: float | None
     min_delta: float
+    baseline: str | None = None  # the best baseline of the run (what the model had to beat too)
+    baseline_value: float | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reason": self.reason}
+        return {"passed": self.passed, "reason": self.reason, "baseline": self.baseline, "baseline_value": self.baseline_value}
 
 
 @dataclass
@@ -273,6 +319,7 @@ class RunResult:
     champion_before: dict[str, Any] | None
     version: ModelVersion | None
     reason: str = ""
+    comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)
     candidates: list[CandidateResult] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     golden_instances: list[dict[str, Any]] = field(default_factory=list)
@@ -295,6 +342,7 @@ class RunResult:
             "gate_metric": self.test.gate_metric,
             "test": self.test.metrics,
             "baselines": {name: scores.metrics for name, scores in self.baselines.items()},
+            "comparisons": self.comparisons,
             "champion_before": self.champion_before,
             "candidates": [
                 {"name": c.name, "kind": c.kind, "valid": c.valid.metrics, "calibration": c.calibration, "fit_seconds": round(c.fit_seconds, 2)}
@@ -646,27 +694,69 @@ def score_on_test(run: PipelineRun, split: SplitData, trained: TrainedModel) -> 
     scores = scores_of(solution, solution.evaluation.evaluate(context, test, outputs))
     say(f"test: {trained.candidate} {scores.gate_metric}={scores.gate_value:.4f}")
     baselines = solution.evaluation.baselines(context, split.splits)
+    comparisons = compare_with_baselines(run, context, test, outputs, scores, baselines)
     for name, baseline in baselines.items():
-        say(f"baseline: {name} {solution.gate.metric}={baseline.metrics.get(solution.gate.metric, float('nan')):.4f}")
+        interval = comparisons[name]
+        spread = f" (model − baseline {interval['difference']:+.4f}, 95 % bootstrap {interval['low']:+.4f} … {interval['high']:+.4f})" if "low" in interval else ""
+        say(f"baseline: {name} {solution.gate.metric}={baseline.metrics.get(solution.gate.metric, float('nan')):.4f}{spread}")
     plots = solution.evaluation.report(context, test, outputs, baselines, run.run_dir)
     champion = ModelRegistry(run.settings.resolved_models_dir()).champion(solution.name)
     champion_before = evaluate_champion(solution, context, champion, test) if champion else None
-    return TestScores(scores, {name: scores_of(solution, b.metrics) for name, b in baselines.items()}, list(plots), champion_before)
+    baseline_scores = {name: scores_of(solution, b.metrics) for name, b in baselines.items()}
+    return TestScores(scores, baseline_scores, list(plots), champion_before, comparisons)
+
+
+def compare_with_baselines(run: PipelineRun, context: Context, test: Any, outputs: Mapping[str, Any], scores: Scores, baselines: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Model minus each baseline on the gate metric; with a paired bootstrap interval when the baseline
+    gives its served outputs and the test split is a table small enough for one split to mislead."""
+    solution, gate_config = run.solution, context.config.gate
+    comparisons: dict[str, dict[str, Any]] = {}
+
+    def gate_value(examples: Any, sample_outputs: Mapping[str, np.ndarray]) -> float:
+        return float(solution.evaluation.evaluate(context, examples, sample_outputs).get(solution.gate.metric, float("nan")))
+
+    for name, baseline in baselines.items():
+        theirs = float(baseline.metrics.get(solution.gate.metric, float("nan")))
+        comparison: dict[str, Any] = {"difference": scores.gate_value - theirs}
+        bootstrappable = isinstance(test, pd.DataFrame) and 0 < len(test) <= gate_config.bootstrap_max_rows
+        if baseline.served is not None and gate_config.bootstrap_rounds and bootstrappable:
+            comparison |= paired_bootstrap(
+                gate_value, test, outputs, baseline.served, gate_config.bootstrap_rounds, solution.gate.higher_is_better, context.config.seed
+            )
+        comparisons[name] = comparison
+    return comparisons
 
 
 def gate(run: PipelineRun, scored: TestScores) -> GateDecision:
     """Passed when the candidate beats the champion (re-scored on the same test split) by more than the
-    run's ``min_delta``; a rejected run ends here and the champion keeps serving."""
+    run's ``min_delta`` AND the best baseline trained in this run by more than ``config.gate.
+    baseline_margin`` — a first run is no exception. A rejected run ends here (a normal outcome, not an
+    error) and the champion keeps serving."""
     test, champion = scored.test, scored.champion_before
+    gate_config = run.config.gate
     champion_value = champion["value"] if champion else None
-    passed = test.beats(champion_value, run.min_delta) and math.isfinite(test.gate_value)
-    if passed:
-        reason = f"{test.gate_metric} {test.gate_value:.4f} beats " + (f"champion v{champion['version']} at {champion_value:.4f}" if champion_value is not None else "no champion")
+    champion_text = f"champion v{champion['version']} at {champion_value:.4f}" if champion_value is not None else None
+    best = best_baseline(scored.baselines, test.higher_is_better) if gate_config.beat_baselines else None
+    baseline_name, baseline_value = best if best else (None, None)
+    margin = f" by more than {gate_config.baseline_margin:g}" if gate_config.baseline_margin else ""
+    baseline_text = f"the best baseline of this run, {baseline_name} at {baseline_value:.4f}{margin}" if best else None
+    comparison = scored.comparisons.get(baseline_name or "", {})
+    if "low" in comparison:
+        baseline_text += f" (model − baseline 95 % bootstrap interval {comparison['low']:+.4f} … {comparison['high']:+.4f})"
+
+    value = f"{test.gate_metric} {test.gate_value:.4f}"
+    if not math.isfinite(test.gate_value):
+        passed, reason = False, f"{value} is not a finite value"
+    elif not test.beats(champion_value, run.min_delta):
+        passed, reason = False, f"{value} does not beat {champion_text}"
+    elif best and not test.beats(baseline_value, gate_config.baseline_margin):
+        passed, reason = False, f"{value} does not beat {baseline_text}: {baseline_name} would serve better than this model"
     else:
-        against = f"champion v{champion['version']} at {champion_value:.4f}" if champion_value is not None else "a finite value"
-        reason = f"{test.gate_metric} {test.gate_value:.4f} does not beat {against}"
+        beaten = [text for text in (champion_text or "no champion", baseline_text) if text]
+        passed, reason = True, f"{value} beats " + " and ".join(beaten)
+    if not passed:
         run.say(f"gate: rejected ({reason}); nothing published")
-    return GateDecision(passed, reason, test.gate_value, champion_value, run.min_delta)
+    return GateDecision(passed, reason, test.gate_value, champion_value, run.min_delta, baseline_name, baseline_value)
 
 
 def publish(
@@ -703,6 +793,7 @@ def publish(
         "test_metrics": scored.test.metrics,
         "valid_metrics": trained.chosen.valid.metrics,
         "baselines": {name: scores.metrics for name, scores in scored.baselines.items()},
+        "baseline_comparisons": scored.comparisons,
         "calibration": trained.chosen.calibration,
         "contract": {"name": primary.name, "version": primary.version},
         "contracts": contracts,
@@ -755,6 +846,7 @@ def write_report(run: PipelineRun, trained: TrainedModel, scored: TestScores, de
         champion_before=scored.champion_before,
         version=version,
         reason=decision.reason,
+        comparisons=scored.comparisons,
         candidates=trained.candidates,
         plots=scored.plots,
         golden_instances=trained.golden_instances,
