@@ -88,3 +88,35 @@ def test_nested_overrides_keep_the_apps_other_defaults():
     assert changed.training.epochs == 3
     assert changed.training.learning_rate == default.training.learning_rate == 0.02
     assert changed.hidden_units == default.hidden_units
+
+
+def test_a_contract_is_found_by_name_in_contracts_dir_or_the_working_folder(tiny_registered, tmp_path, monkeypatch):
+    from tiny_app import CONTRACTS
+
+    good = APP.data.generate(Context(APP.name, APP.tiny_config(), {}), tmp_path)["tiny_points"]
+    good.to_parquet(tmp_path / "points.parquet")
+    client = tmp_path / "client"
+    client.mkdir()
+    (client / "my_points.yaml").write_text((CONTRACTS / "tiny_points.yaml").read_text().replace("name: tiny_points", "name: my_points"))
+    monkeypatch.setenv("SOLUTIONS_CONTRACTS_DIR", str(tmp_path / "empty"))  # no such folder: skipped
+
+    arguments = ["validate", APP.name, "--source", str(tmp_path / "points.parquet"), "--contract", "my_points"]
+    result = runner.invoke(app, [*arguments, "--contracts-dir", str(client)])
+    assert result.exit_code == 0, result.output
+
+    monkeypatch.chdir(client)  # a client's project keeps its contracts beside its configs
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 1
+    assert "my_points" in result.output and "not found" in result.output and "--contracts-dir" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_data_is_a_clear_message_not_a_traceback(tiny_registered, tmp_path):
+    result = runner.invoke(app, ["validate", APP.name, "--source", str(tmp_path / "nowhere.parquet")])
+    assert result.exit_code == 1
+    assert "nowhere.parquet" in result.output and "Cannot validate" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

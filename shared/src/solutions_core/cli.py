@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -31,6 +33,13 @@ SetOption = Annotated[
     Optional[list[str]], typer.Option("--set", "-s", help="Override one config field: key=value (dots for nesting).")
 ]
 HomeOption = Annotated[Optional[Path], typer.Option("--home", help="Artifacts root (default ./artifacts or $SOLUTIONS_HOME).")]
+ContractsDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--contracts-dir",
+        help="Folder of contracts named by bare name (searched first; then the working folder, then the suite's data_contracts/).",
+    ),
+]
 
 
 def _settings(home: Path | None = None, **overrides: Any):
@@ -132,6 +141,7 @@ def validate(
     source: Annotated[Optional[str], typer.Option(help="Data file/folder to check (default: generate).")] = None,
     contract: Annotated[Optional[str], typer.Option(help="Contract name or YAML path (default: the app's).")] = None,
     home: HomeOption = None,
+    contracts_dir: ContractsDirOption = None,
 ) -> None:
     """Check data against the app's data contract; exit 1 and list every violated rule if it fails."""
     from solutions_core.training import acquire, context_for
@@ -139,9 +149,10 @@ def validate(
     solution, config = _solution_and_config(name, config_file, assignments)
     updates = {k: v for k, v in {"source": source, "contract": contract}.items() if v}
     config = config.model_copy(update=updates)
-    settings = _settings(home)
-    context = context_for(solution, config, settings)
-    tables = acquire(solution, context, settings)
+    settings = _settings(home, contracts_dir=contracts_dir)
+    with clear_errors(f"Cannot validate {solution.name}'s data"):
+        context = context_for(solution, config, settings)
+        tables = acquire(solution, context, settings)
     failed = False
     for table_name, table_contract in context.contracts.items():
         report = table_contract.validate(tables[table_name])
@@ -171,6 +182,7 @@ def train(
     assignments: SetOption = None,
     target: Annotated[str, typer.Option(help="cpu | gpu | tpu | edge.")] = "cpu",
     home: HomeOption = None,
+    contracts_dir: ContractsDirOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run the whole pipeline: validate → train candidates → evaluate vs baselines → gate → publish."""
@@ -179,15 +191,34 @@ def train(
 
     _quiet_tensorflow()
     solution, config = _solution_and_config(name, config_file, assignments)
-    settings = _settings(home, target=target)
+    settings = _settings(home, target=target, contracts_dir=contracts_dir)
     try:
-        result = run_training(
-            solution, config, settings, verbose=0 if quiet else 1, report=lambda m: console.print(f"[cyan]▸[/cyan] {m}")
-        )
+        with clear_errors(f"Cannot train {solution.name} — nothing was published"):
+            result = run_training(
+                solution, config, settings, verbose=0 if quiet else 1, report=lambda m: console.print(f"[cyan]▸[/cyan] {m}")
+            )
     except ContractViolation as violation:
         console.print(f"[red]Data contract violated — nothing was trained or published.[/red]\n{violation}")
         raise typer.Exit(1) from None
     print_run(result)
+
+
+@contextmanager
+def clear_errors(what: str) -> Iterator[None]:
+    """Bad data or a bad config (a ``ValueError`` naming what is wrong, a missing file) ends the command
+    with that message and exit code 1, not a traceback; ``SOLUTIONS_TRACEBACK=1`` shows the traceback.
+    A contract violation passes through for the caller's own message."""
+    from solutions_core.contracts import ContractViolation
+
+    try:
+        yield
+    except ContractViolation:
+        raise
+    except (ValueError, FileNotFoundError) as problem:
+        if os.environ.get("SOLUTIONS_TRACEBACK"):
+            raise
+        console.print(f"[red]{what}:[/red] {problem}", soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

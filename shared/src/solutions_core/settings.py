@@ -53,3 +53,15 @@ class Settings(BaseSettings):
 
     def resolved_contracts_dir(self) -> Path:
         return Path(self.contracts_dir)
+
+    def contract_folders(self) -> list[Path]:
+        """Where a contract given by bare name is looked up, first match wins: ``contracts_dir``, the
+        folder the command runs in (a client's project keeps its contracts beside its configs), and the
+        suite's own ``data_contracts/`` (the apps' default contracts, wherever the command runs)."""
+        folders = [self.resolved_contracts_dir(), Path.cwd(), SUITE_CONTRACTS]
+        unique = dict.fromkeys(folder.resolve() for folder in folders if folder.is_dir())
+        return list(unique)
+
+
+# The checkout's data_contracts/ (shared/src/solutions_core/settings.py -> the repository root).
+SUITE_CONTRACTS = Path(__file__).resolve().parents[3] / "data_contracts"

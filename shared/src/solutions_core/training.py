@@ -365,10 +365,25 @@ def contracts_for(solution: Solution, config: SolutionConfig, settings: Settings
     if unknown:
         raise ValueError(f"table_contracts names tables {solution.name} does not have: {unknown}; its tables are {list(solution.contracts)}.")
     found = {}
+    folders = settings.contract_folders()
     for index, table in enumerate(solution.contracts):
         chosen = config.contract if (index == 0 and config.contract) else config.table_contracts.get(table, table)
-        found[table] = load_contract(chosen, settings.resolved_contracts_dir())
+        found[table] = find_contract(chosen, folders)
     return found
+
+
+def find_contract(name_or_path: str, folders: list[Path]) -> Contract:
+    """A contract by path, or by bare name from the first of ``folders`` that has it."""
+    from solutions_core.contracts import ContractError
+
+    for folder in folders:
+        try:
+            return load_contract(name_or_path, folder)
+        except ContractError as error:
+            if "not found in" not in str(error):  # a path that is missing, or a broken file: say so now
+                raise
+    searched = ", ".join(str(folder) for folder in folders) or "no existing folder"
+    raise ContractError(f"contract {name_or_path!r} not found (looked in {searched}; set --contracts-dir or give a path to the .yaml file)")
 
 
 def context_for(solution: Solution, config: SolutionConfig, settings: Settings) -> Context:
