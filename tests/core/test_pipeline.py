@@ -227,3 +227,23 @@ def test_a_stage_summary_is_strict_json_when_a_metric_is_nan(tiny_registered, tm
     json.dumps(summary, allow_nan=False)
     assert summary["baselines"]["x_alone"]["accuracy"] is None
     assert 0.0 <= summary["baselines"]["x_alone"]["auroc"] <= 1.0  # finite metrics pass through
+
+
+def test_refit_on_all_data_publishes_a_model_fitted_on_every_example(tmp_path):
+    from solutions_core.export import load_signature, predict_frame
+    from solutions_core.settings import Settings
+    from tiny_app import CONTRACTS
+
+    settings = Settings(home=tmp_path, contracts_dir=CONTRACTS)
+    config = APP.make_config({**APP.tiny_config().model_dump(), "candidates": ["logistic"], "refit_on_all_data": True})
+    result = run_training(APP, config, settings, verbose=0)
+    assert result.promoted, result.reason
+    version = ModelRegistry(settings.resolved_models_dir()).champion(APP.name)
+    assert version.metadata()["refit_on_all_data"] is True
+    golden = pd.DataFrame(result.golden_instances)
+    published = predict_frame(load_signature(version.path), golden, 64)["probability"]
+    as_trained = predict_frame(load_signature(result.run_dir / "export" / "logistic"), golden, 64)["probability"]
+    # More examples move the coefficients: the published model is not the one trained on the train split.
+    assert not np.allclose(published, as_trained)
+    assert np.all((published > 0) & (published < 1))
+    assert version.metadata()["calibration"] == result.candidates[0].calibration

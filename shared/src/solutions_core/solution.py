@@ -105,6 +105,12 @@ class SolutionConfig(BaseModel):
     candidates: list[str] | None = Field(default=None, description="Train only these candidates.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    refit_on_all_data: bool = Field(
+        default=False,
+        description="Once the gate passes, fit the chosen candidate again on train + validation + test and "
+        "publish that: for small data where every row counts. Its calibrated parameters (a threshold) stay the "
+        "ones chosen on validation, and its reported test scores are those of the model before the refit.",
+    )
 
 
 ConfigT = TypeVar("ConfigT", bound=SolutionConfig)

@@ -340,6 +340,7 @@ class RunResult:
             "candidate": self.candidate,
             "version": self.version.version if self.version else None,
             "gate_metric": self.test.gate_metric,
+            "higher_is_better": self.test.higher_is_better,
             "test": self.test.metrics,
             "baselines": {name: scores.metrics for name, scores in self.baselines.items()},
             "comparisons": self.comparisons,
@@ -798,8 +799,9 @@ def publish(
     if edge is not None and edge.passed:
         extra.update(edge.files)
     edge_report = edge.report if edge is not None else None
+    saved_model = refit_on_all_data(run, split, trained) if context.config.refit_on_all_data else trained.saved_model
     if settings.target == "edge" and edge is None:
-        edge_report = _convert_for_edge(run, trained.saved_model, extra)
+        edge_report = _convert_for_edge(run, saved_model, extra)
     metadata = {
         "run_id": run.run_id,
         "candidate": trained.candidate,
@@ -823,10 +825,43 @@ def publish(
         "champion_before": scored.champion_before,
         "gate": decision.reason,
         "edge": edge_report,
+        "refit_on_all_data": saved_model != trained.saved_model,
     }
-    version = registry.publish(solution.name, trained.saved_model, metadata, extra_files=extra)
+    version = registry.publish(solution.name, saved_model, metadata, extra_files=extra)
     run.say(f"gate: promoted as version {version.version} ({decision.reason})")
     return PublishedVersion(version.version, version.path)
+
+
+def refit_on_all_data(run: PipelineRun, split: SplitData, trained: TrainedModel) -> Path:
+    """The chosen candidate (or ensemble) fitted again on every example of the run, with the parameters
+    calibrated on validation written in, saved beside the first export. Its validation data (for early
+    stopping) is part of what it trains on, so it stops no later than it should; its scores are not
+    re-measured (no example is left out)."""
+    from solutions_core.export import predict_frame, save_module
+    from solutions_core.strategy import make_runtime
+
+    solution, context, splits = run.solution, run.context(split.config), split.splits
+    parts = (splits.train, splits.valid, splits.test)
+    if not all(isinstance(part, pd.DataFrame) for part in parts):
+        run.say("refit: skipped (this app's examples are not tables it can concatenate); publishing the model as trained")
+        return trained.saved_model
+    everything = Splits(train=pd.concat(parts, ignore_index=True), valid=splits.valid, test=splits.test)
+    ensembles = {ensemble.name: ensemble for ensemble in solution.models.ensembles(context)}
+    candidates = {candidate.name: candidate for candidate in solution.models.candidates(context)}
+    members = ensembles[trained.candidate].members if trained.candidate in ensembles else (trained.candidate,)
+    runtime = make_runtime(run.settings.target, seed=context.config.seed)
+    fitted = []
+    for name in members:
+        run.say(f"refit: {name} on all {len(everything.train):,} examples")
+        trainer = Trainer(runtime, context.config.training, run.run_dir / "tensorboard" / f"{name}-refit", name, run.verbose)
+        fitted.append(candidates[name].fit(everything, trainer))
+    model = ensembles[trained.candidate].combine(fitted) if trained.candidate in ensembles else fitted[0]
+    module = solution.serving.module(context, model)
+    write_parameters(module, trained.chosen.calibration)
+    outputs = predict_frame(module.serve, _head(splits.test, 256), solution.predict_batch_size)
+    if not all(np.all(np.isfinite(np.asarray(values, dtype=float))) for values in outputs.values() if np.asarray(values).dtype.kind in "fiu"):
+        raise RuntimeError(f"The refitted {trained.candidate} gives non-finite outputs; nothing was published.")
+    return save_module(module, run.run_dir / "export-refit" / trained.candidate)
 
 
 def _convert_for_edge(run: PipelineRun, saved_model: Path, extra: dict[str, Path]) -> dict[str, Any]:
