@@ -247,3 +247,39 @@ def test_refit_on_all_data_publishes_a_model_fitted_on_every_example(tmp_path):
     assert not np.allclose(published, as_trained)
     assert np.all((published > 0) & (published < 1))
     assert version.metadata()["calibration"] == result.candidates[0].calibration
+
+
+def test_cross_validation_chooses_and_calibrates_on_folds(tmp_path):
+    from solutions_core.settings import Settings
+    from tiny_app import CONTRACTS
+
+    settings = Settings(home=tmp_path, contracts_dir=CONTRACTS)
+    config = APP.make_config({**APP.tiny_config().model_dump(), "cross_validation_folds": 3})
+    result = run_training(APP, config, settings, verbose=0)
+    by_name = {candidate.name: candidate for candidate in result.candidates}
+    assert set(by_name) == {"mlp", "logistic", "average"}
+    for candidate in by_name.values():
+        assert len(candidate.folds) == 3 and all(0.5 < value <= 1 for value in candidate.folds)
+        # The choice is made on the mean over folds, not on the validation split alone.
+        assert candidate.valid.gate_value == pytest.approx(float(np.mean(candidate.folds)))
+        assert 0 < candidate.calibration["threshold"] < 1
+    assert result.candidate == max(by_name, key=lambda name: by_name[name].valid.gate_value)
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert all(len(entry["folds"]) == 3 and entry["fold_spread"] >= 0 for entry in report["candidates"])
+
+
+def test_cross_validation_folds_keep_time_order_and_label_shares():
+    from solutions_core.selection import cross_validation_folds
+
+    times = pd.Series(pd.date_range("2025-01-01", periods=100, freq="h")).sample(frac=1, random_state=0).reset_index(drop=True)
+    folds = cross_validation_folds(100, 4, seed=0, times=times)
+    assert len(folds) == 4
+    for fit, score in folds:  # rolling origin: every scored row lies after every fitted row
+        assert times.iloc[fit].max() < times.iloc[score].min()
+    assert [len(fit) for fit, _ in folds] == sorted(len(fit) for fit, _ in folds)
+
+    labels = pd.Series(["bad"] * 10 + ["good"] * 90)
+    for fit, score in cross_validation_folds(100, 5, seed=0, labels=labels):
+        assert (labels.iloc[score] == "bad").sum() == 2 and len(set(fit) & set(score)) == 0
+    with pytest.raises(ValueError, match="too few"):
+        cross_validation_folds(5, 3, seed=0)

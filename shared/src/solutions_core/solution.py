@@ -105,6 +105,15 @@ class SolutionConfig(BaseModel):
     candidates: list[str] | None = Field(default=None, description="Train only these candidates.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    cross_validation_folds: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="Choose the candidate and calibrate its parameters (a threshold) by k-fold cross-validation "
+        "over train + validation (rolling-origin for time-ordered tables, stratified by the label otherwise) instead "
+        "of the one validation split: for small data (few positives). The served model is still the one fitted on "
+        "the train split. 0 or 1: the validation split alone.",
+    )
     refit_on_all_data: bool = Field(
         default=False,
         description="Once the gate passes, fit the chosen candidate again on train + validation + test and "
@@ -343,6 +352,19 @@ class Data:
         """The config with fields that depend on the data filled in (those the user left unset, e.g. a
         series' frequency): the rest of the run, and the published version, use what this returns."""
         return context.config
+
+    def folds(self, context: Context, examples: pd.DataFrame, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Row positions (fit, score) of each cross-validation fold of ``examples`` (train + validation),
+        for ``config.cross_validation_folds``. Default: rolling origin when the primary contract names a
+        time column the examples have (each fold scores the block after the ones it fits on), else
+        k-fold, stratified by the contract's label column when there is one."""
+        from solutions_core.selection import cross_validation_folds
+
+        contract = context.contract
+        time_column = contract.time_column if contract.time_column in examples.columns else None
+        label = contract.label_column()
+        labels = examples[label] if label in examples.columns else None
+        return cross_validation_folds(len(examples), count, context.config.seed, times=None if time_column is None else examples[time_column], labels=labels)
 
     def split(self, context: Context, examples: Any) -> Splits:
         """Default (a table of examples): by time when the primary contract names a ``time_column`` the

@@ -224,9 +224,17 @@ class SplitData:
 class CandidateResult:
     name: str
     kind: str
-    valid: Scores
+    valid: Scores  # on the validation split, or the mean over cross-validation folds
     calibration: dict[str, float]
     fit_seconds: float
+    folds: list[float] = field(default_factory=list)  # the gate metric on each cross-validation fold
+
+    def describe(self) -> dict[str, Any]:
+        described = {"name": self.name, "kind": self.kind, "valid": self.valid.metrics, "calibration": self.calibration, "fit_seconds": round(self.fit_seconds, 2)}
+        if self.folds:
+            described["folds"] = self.folds
+            described["fold_spread"] = float(np.nanstd(self.folds))
+        return described
 
 
 @dataclass
@@ -251,7 +259,7 @@ class TrainedModel:
     def summary(self) -> dict[str, Any]:
         return {
             "candidate": self.candidate,
-            "candidates": {r.name: {"valid": r.valid.metrics, "calibration": r.calibration} for r in self.candidates},
+            "candidates": {r.name: r.describe() for r in self.candidates},
             "edge": self.edge.report if self.edge else None,
         }
 
@@ -345,10 +353,7 @@ class RunResult:
             "baselines": {name: scores.metrics for name, scores in self.baselines.items()},
             "comparisons": self.comparisons,
             "champion_before": self.champion_before,
-            "candidates": [
-                {"name": c.name, "kind": c.kind, "valid": c.valid.metrics, "calibration": c.calibration, "fit_seconds": round(c.fit_seconds, 2)}
-                for c in self.candidates
-            ],
+            "candidates": [c.describe() for c in self.candidates],
             "run_dir": str(self.run_dir),
             "plots": [str(p) for p in self.plots],
             "edge": self.edge.report if self.edge is not None else None,
@@ -640,18 +645,32 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
     results: list[CandidateResult] = []
     live: dict[str, Chosen] = {}
     fitted: dict[str, Any] = {}
+    crossed = _cross_validate(run, context, splits, candidates, ensembles, runtime)
 
     def score(name: str, kind: str, model: Any, started_at: float) -> None:
         module = solution.serving.module(context, model)
         outputs = predict_frame(module.serve, splits.valid, batch)
-        parameters = {k: float(v) for k, v in solution.evaluation.calibrate(context, splits.valid, outputs).items()}
+        if crossed and name not in crossed:
+            say("  not cross-validated on every fold: left out of the choice")
+            return
+        if name in crossed:
+            parameters = crossed[name].parameters
+        else:
+            parameters = {k: float(v) for k, v in solution.evaluation.calibrate(context, splits.valid, outputs).items()}
         if parameters:
             write_parameters(module, parameters)
             outputs = predict_frame(module.serve, splits.valid, batch)
-        valid = scores_of(solution, solution.evaluation.evaluate(context, splits.valid, outputs))
-        results.append(CandidateResult(name, kind, valid, parameters, time.perf_counter() - started_at))
+        folds: list[float] = []
+        if name in crossed:
+            valid = scores_of(solution, crossed[name].mean_metrics())
+            folds = [float(metrics.get(valid.gate_metric, float("nan"))) for metrics in crossed[name].fold_metrics]
+            say(f"  cross-validated {valid.gate_metric}={valid.gate_value:.4f} ± {np.nanstd(folds):.4f} over {len(folds)} folds"
+                + (f" (calibrated {parameters})" if parameters else ""))
+        else:
+            valid = scores_of(solution, solution.evaluation.evaluate(context, splits.valid, outputs))
+            say(f"  valid {valid.gate_metric}={valid.gate_value:.4f}" + (f" (calibrated {parameters})" if parameters else ""))
+        results.append(CandidateResult(name, kind, valid, parameters, time.perf_counter() - started_at, folds))
         live[name] = Chosen(name, module, parameters, outputs)
-        say(f"  valid {valid.gate_metric}={valid.gate_value:.4f}" + (f" (calibrated {parameters})" if parameters else ""))
 
     for candidate in candidates:
         say(f"fit: {candidate.name} ({candidate.kind})")
@@ -687,6 +706,24 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
         say(f"edge: {'passed' if edge.passed else 'FAILED'} its parity gate ({', '.join(sorted(edge.files))})"
             + ("" if edge.passed else "; the edge models will not be published"))
     return TrainedModel(best.name, saved_model, results, runtime.describe(), probe_outputs, golden, golden_outputs, edge)
+
+
+def _cross_validate(run: PipelineRun, context: Context, splits: Splits, candidates: list[Any], ensembles: list[Ensemble], runtime: Any) -> dict[str, Any]:
+    """``config.cross_validation_folds`` ≥ 2: every candidate's choice and calibration from folds over
+    train + validation (``solutions_core.selection``); otherwise nothing (the validation split decides)."""
+    from solutions_core.selection import cross_validate, tensorboard_folder
+
+    folds = context.config.cross_validation_folds
+    if folds < 2:
+        return {}
+    if not (isinstance(splits.train, pd.DataFrame) and isinstance(splits.valid, pd.DataFrame)):
+        run.say(f"cross-validation: skipped ({run.solution.name}'s examples are not tables); the validation split decides")
+        return {}
+
+    def make_trainer(name: str, fold: int) -> Trainer:
+        return Trainer(runtime, context.config.training, tensorboard_folder(run.run_dir, name, fold), name, 0)
+
+    return cross_validate(run.solution, context, splits, candidates, ensembles, make_trainer, run.say)
 
 
 def _head(examples: Any, count: int) -> Any:
