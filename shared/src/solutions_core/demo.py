@@ -92,6 +92,7 @@ def run_demo(
     quick: bool = False,
 ) -> int:
     from solutions_core.cli import print_run
+    from solutions_core.model_registry import ModelRegistry
     from solutions_core.registry import get_solution, list_solutions
     from solutions_core.settings import Settings
     from solutions_core.training import context_for, run_training
@@ -111,6 +112,9 @@ def run_demo(
             config = solution.make_config({**config.model_dump(), "size": size})
         result = run_training(solution, config, settings, verbose=1, report=lambda m: console.print(f"[cyan]▸[/cyan] {m}"))
         print_run(result)
+        if not result.promoted and not ModelRegistry(settings.resolved_models_dir()).versions(solution.name):
+            console.print(f"[yellow]{solution.name}: nothing published, so nothing of it to serve.[/yellow]")
+            continue
         # Send what a client would: the contract's fields only. Fields a request may add on top (e.g.
         # precomputed history) are dropped, so the server's online features fill them in.
         added = solution.serving.request(context_for(solution, config, settings)).extra
@@ -119,6 +123,9 @@ def run_demo(
             for instance in result.golden_instances[:3]
         ]
 
+    if not golden:
+        console.print("[red]No app published a model; nothing to serve.[/red]")
+        return 1
     console.rule("[bold]Serving[/bold] (TF Serving REST API on 127.0.0.1)")
     with ServerProcess(settings.home) as server:
         versions = server.wait_ready(list(golden))
