@@ -773,9 +773,13 @@ def compare_with_baselines(run: PipelineRun, context: Context, test: Any, output
         comparison: dict[str, Any] = {"difference": scores.gate_value - theirs}
         bootstrappable = isinstance(test, pd.DataFrame) and 0 < len(test) <= gate_config.bootstrap_max_rows
         if baseline.served is not None and gate_config.bootstrap_rounds and bootstrappable:
-            comparison |= paired_bootstrap(
-                gate_value, test, outputs, baseline.served, gate_config.bootstrap_rounds, solution.gate.higher_is_better, context.config.seed
-            )
+            try:
+                comparison |= paired_bootstrap(
+                    gate_value, test, outputs, baseline.served, gate_config.bootstrap_rounds, solution.gate.higher_is_better, context.config.seed
+                )
+            except (KeyError, IndexError, ValueError) as problem:  # served outputs the app's evaluate cannot read
+                logger.warning("No bootstrap interval against %s: %r", name, problem)
+                run.say(f"baseline: {name} has no bootstrap interval (its served outputs do not evaluate: {problem!r})")
         comparisons[name] = comparison
     return comparisons
 
