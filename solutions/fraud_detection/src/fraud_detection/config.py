@@ -9,15 +9,17 @@ from solutions_core.solution import SolutionConfig, TrainingConfig
 
 
 class FraudColumns(BaseModel):
-    """Which of your contract's columns play which part. Optional roles may be None when your data
-    lacks them (the features that need them are then left out)."""
+    """Which of your contract's columns play which part. Every role but ``label`` may be None when your
+    data lacks it; the features that need it are then left out, never faked: without ``timestamp``
+    there are no time-of-day features and the split is a stratified random one; without ``card`` (an
+    entity id) or ``amount`` there are no card-history features."""
 
     model_config = ConfigDict(extra="forbid")
 
     transaction_id: str | None = "transaction_id"
-    timestamp: str = "timestamp"
-    card: str = "card_id"
-    amount: str = "amount"
+    timestamp: str | None = "timestamp"
+    card: str | None = "card_id"
+    amount: str | None = "amount"
     label: str = "is_fraud"
     device: str | None = "device_id"
     merchant_lat: str | None = "merchant_lat"
@@ -36,6 +38,17 @@ class GradientBoostedTreesConfig(BaseModel):
     shrinkage: float = Field(default=0.05, gt=0, le=1)
     min_examples: int = Field(default=50, ge=1)
     early_stopping: str = "LOSS_INCREASE"
+
+
+class LinearModelConfig(BaseModel):
+    """The in-graph logistic regression: standardized numbers with missing-value indicators and one-hot
+    categoricals (the same preprocessing as the MLP) into one sigmoid unit, L2-regularized."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    l2: float = Field(default=1e-4, ge=0, description="L2 penalty on the weights (per example).")
+    learning_rate: float = Field(default=0.01, gt=0)
+    max_vocabulary: int = Field(default=50, ge=2, description="Most frequent values one-hot encoded per categorical.")
 
 
 class KerasModelConfig(BaseModel):
@@ -57,10 +70,17 @@ class FraudConfig(SolutionConfig):
         description="Contract features kept out of the model: raw ids memorize rather than generalize "
         "(their signal reaches the model through the history features, e.g. new_device_for_card).",
     )
-    review_cost: float = Field(default=5.0, ge=0, description="Cost of reviewing one alert.")
-    missed_fraud_cost_factor: float = Field(default=1.0, ge=0, description="A missed fraud costs amount × this.")
+    review_cost: float = Field(default=5.0, ge=0, description="Cost of reviewing one alert (a false alarm costs this).")
+    missed_fraud_cost: float | str | None = Field(
+        default=None,
+        description="Cost of one missed positive: a number (the same for every row) or a column name (a cost "
+        "per row, e.g. the exposure). Default: the amount × missed_fraud_cost_factor when the amount role is "
+        "set, else 5 × review_cost (alert when the probability reaches 1/6).",
+    )
+    missed_fraud_cost_factor: float = Field(default=1.0, ge=0, description="A missed fraud costs amount × this (when costs follow the amount).")
     gradient_boosted_trees: GradientBoostedTreesConfig = Field(default_factory=GradientBoostedTreesConfig)
     keras_model: KerasModelConfig = Field(default_factory=KerasModelConfig)
+    linear_model: LinearModelConfig = Field(default_factory=LinearModelConfig)
     # With 0.2 % positives the loss is all negatives; stop on the metric the gate uses instead.
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(

