@@ -79,6 +79,23 @@ class IndexConfig(BaseModel):
     probe: int | None = Field(default=None, ge=1, description="ivf lists searched per query (default: tuned for recall).")
 
 
+class BaselinesConfig(BaseModel):
+    """The simple models every run is compared with (and the gate makes the model beat)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ease_l2: float | None = Field(
+        default=None,
+        gt=0,
+        description="EASE's ridge λ. None: chosen on validation NDCG@10 among multiples of the mean interactions per item "
+        "(λ scales with the data: Steck's 500 on MovieLens-20M is about one mean count).",
+    )
+    ease_max_items: int = Field(
+        default=20_000, ge=1, description="EASE holds an items × items matrix: larger catalogs skip it (and say so)."
+    )
+    matrix_factorization_factors: int = Field(default=64, ge=1, description="PureSVD's rank.")
+
+
 class RecommendationConfig(SolutionConfig):
     size: int = Field(default=100_000, ge=100, description="Interactions the embedded generator makes.")
     users: int = Field(default=3_000, ge=10, description="Users in the generated data.")
@@ -96,6 +113,7 @@ class RecommendationConfig(SolutionConfig):
     towers: TowerConfig = Field(default_factory=TowerConfig)
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(
             epochs=8,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,113 @@ class MatrixFactorizationBaseline:
             best = best[np.argsort(-scores[best], kind="stable")]
             lists.append([str(self.items[index]) for index in best if np.isfinite(scores[index])])
         return lists
+
+
+def _binary_matrix(interactions: pd.DataFrame, item_index: dict[str, int]) -> "Any":
+    """Users × items, 1 where the user interacted with the item (repeats count once)."""
+    from scipy.sparse import csr_matrix
+
+    users = interactions["user_id"].astype(str)
+    user_index = {user: index for index, user in enumerate(users.unique())}
+    rows = users.map(user_index).to_numpy()
+    columns = interactions["item_id"].astype(str).map(item_index).to_numpy()
+    matrix = csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(user_index), len(item_index)))
+    matrix.data[:] = 1.0  # duplicates were summed
+    return matrix
+
+
+def _top_k_lists(scores: np.ndarray, items: np.ndarray, k: int) -> list[list[str]]:
+    """Per row of ``scores`` [users, items] the ``k`` best item ids, best first; -inf never listed."""
+    take = min(k, scores.shape[1])
+    best = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+    order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
+    best = np.take_along_axis(best, order, axis=1)
+    finite = np.isfinite(np.take_along_axis(scores, best, axis=1))
+    return [[str(items[index]) for index, keep in zip(row, keeps) if keep] for row, keeps in zip(best, finite)]
+
+
+class EaseBaseline:
+    """EASE (Steck, 2019, "Embarrassingly Shallow Autoencoders"): an item × item ridge regression of each
+    item's column of the binary user × item matrix on all other items, in closed form:
+    P = (XᵀX + λI)⁻¹, B = I − P · diag(1/diag(P)) (so diag(B) = 0); a user's scores are their
+    multi-hot history × B. Often the strongest simple top-N model on rating logs.
+
+    ``l2`` (λ) scales with the data: the diagonal of XᵀX holds each item's interaction count, so the
+    default λ is a multiple of the mean count (Steck's λ = 500 on MovieLens-20M is about one mean count).
+    Given validation rows, ``fit`` picks the multiple from ``l2_multiples`` on their NDCG@10 first.
+    Memory is items² floats: catalogs above ``max_items`` are refused (``ValueError``)."""
+
+    def __init__(self, l2: float | None = None, l2_multiples: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0), max_items: int = 20_000):
+        self.l2 = l2
+        self.l2_multiples = tuple(l2_multiples)
+        self.max_items = max_items
+
+    def fit(self, interactions: pd.DataFrame, items: Sequence[str], valid: pd.DataFrame | None = None, before_valid: pd.DataFrame | None = None) -> "EaseBaseline":
+        """Fit on ``interactions``. When ``l2`` is None and ``valid`` rows are given, λ is chosen on their
+        NDCG@10 first, each λ fitted on ``before_valid`` (the interactions their histories come from;
+        default ``interactions``)."""
+        self.items = np.asarray(list(items), dtype=object)
+        if len(self.items) > self.max_items:
+            raise ValueError(f"EASE needs an items × items matrix: {len(self.items)} items is above max_items={self.max_items}.")
+        self.item_index = {item: index for index, item in enumerate(self.items)}
+        gram = self._gram(interactions)
+        mean_count = float(np.mean(np.diag(gram))) or 1.0
+        if self.l2 is not None:
+            self.chosen_l2 = float(self.l2)
+        elif valid is not None and len(valid):
+            valid_gram = gram if before_valid is None else self._gram(before_valid)
+            tried = {}
+            for multiple in self.l2_multiples:
+                self.weights = self._solve(valid_gram, multiple * mean_count)
+                lists = self.recommend(valid, GATE_K_FOR_CHOICE)
+                tried[multiple * mean_count] = top_k_metrics(lists, list(valid["targets"]), [GATE_K_FOR_CHOICE], len(self.items))[f"ndcg_at_{GATE_K_FOR_CHOICE}"]
+            self.tried = tried
+            self.chosen_l2 = max(tried, key=tried.get)
+        else:
+            self.chosen_l2 = mean_count
+        self.weights = self._solve(gram, self.chosen_l2)
+        return self
+
+    def _gram(self, interactions: pd.DataFrame) -> np.ndarray:
+        matrix = _binary_matrix(interactions, self.item_index)
+        return (matrix.T @ matrix).toarray()
+
+    @staticmethod
+    def _solve(gram: np.ndarray, l2: float) -> np.ndarray:
+        regularized = gram.astype(np.float64)  # a copy: the caller's Gram matrix is reused for other λ
+        regularized[np.diag_indices_from(regularized)] += l2
+        inverse = np.linalg.inv(regularized)
+        weights = -inverse / np.diag(inverse)[None, :]
+        np.fill_diagonal(weights, 0.0)
+        return weights.astype(np.float32)
+
+    def scores(self, examples: pd.DataFrame) -> np.ndarray:
+        """[users, items] scores from each row's ``exclude`` (everything seen), seen items at -inf."""
+        history = np.zeros((len(examples), len(self.items)), dtype=np.float32)
+        for position, seen in enumerate(_seen_lists(examples)):
+            history[position, [self.item_index[item] for item in seen if item in self.item_index]] = 1.0
+        scores = history @ self.weights
+        scores[history > 0] = -np.inf
+        return scores
+
+    def recommend(self, examples: pd.DataFrame, k: int) -> list[list[str]]:
+        lists: list[list[str]] = []
+        for start in range(0, len(examples), 2048):  # bounded memory: 2,048 users × items at a time
+            lists.extend(_top_k_lists(self.scores(examples.iloc[start : start + 2048]), self.items, k))
+        return lists
+
+
+GATE_K_FOR_CHOICE = 10
+
+
+def served_lists(lists: Sequence[Sequence[str]], k: int) -> dict[str, np.ndarray]:
+    """Recommendation lists as the served module answers: ``item_ids`` [users, k] padded with "" and
+    ``scores`` [users, k] (rank-based: the baselines' own scales differ)."""
+    item_ids = np.full((len(lists), k), "", dtype=object)
+    for row, items in enumerate(lists):
+        item_ids[row, : min(k, len(items))] = list(items)[:k]
+    scores = np.where(item_ids != "", 1.0 / np.arange(1, k + 1, dtype=np.float32)[None, :], 0.0).astype(np.float32)
+    return {"item_ids": item_ids, "scores": scores}
 
 
 def plot_recall_curves(curves: dict[str, dict[str, float]], ks: Sequence[int], path: Path) -> Path:

@@ -98,21 +98,34 @@ class RecommendationEvaluation(Evaluation):
         return outputs_metrics(dict(outputs), examples, eval_ks(context.config), catalog_size(outputs, examples))
 
     def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
-        from recommendation.evaluate import MatrixFactorizationBaseline, PopularityBaseline, top_k_metrics
+        """Popularity, matrix factorization (PureSVD) and EASE, on the same history as the model and with
+        the same exclusions (everything the user has seen). ``served`` holds each one's test lists as the
+        served module answers them (``item_ids`` per test user), so the core can compare them row by row."""
+        from recommendation.evaluate import EaseBaseline, MatrixFactorizationBaseline, PopularityBaseline, served_lists, top_k_metrics
 
-        ks = eval_ks(context.config)
+        config = context.config
+        ks = eval_ks(config)
         train = splits.train
+        catalog = train.items["item_id"]
         # Validation interactions are history for the test users, as they are for the model.
         history = pd.concat([train.interactions, splits.valid.explode("targets").rename(columns={"targets": "item_id"})])
-        models = {
+        models: dict[str, Any] = {
             "popularity": PopularityBaseline().fit(history),
-            "matrix_factorization": MatrixFactorizationBaseline().fit(history, train.items["item_id"]),
+            "matrix_factorization": MatrixFactorizationBaseline(config.baselines.matrix_factorization_factors).fit(history, catalog),
         }
+        if len(catalog) <= config.baselines.ease_max_items:
+            # λ is chosen on validation (fitted on training alone), then EASE is refitted on the test history.
+            ease = EaseBaseline(config.baselines.ease_l2, max_items=config.baselines.ease_max_items)
+            models["ease"] = ease.fit(history, catalog, valid=splits.valid, before_valid=train.interactions)
+        else:
+            print(f"baseline ease skipped: {len(catalog)} items is above baselines.ease_max_items={config.baselines.ease_max_items}")
         results = {}
         for name, baseline in models.items():
-            lists = baseline.recommend(splits.test, max(ks))
+            lists = baseline.recommend(splits.test, config.top_k)
             metrics = top_k_metrics(lists, list(splits.test["targets"]), ks, len(train.items))
-            results[name] = Baseline(metrics, outputs={"lists": lists})
+            if name == "ease":
+                metrics["l2"] = float(baseline.chosen_l2)
+            results[name] = Baseline(metrics, outputs={"lists": lists}, served=served_lists(lists, config.top_k))
         return results
 
     def report(self, context: Context, examples: pd.DataFrame, outputs: Outputs, baselines: Mapping[str, Baseline], out_dir: Path) -> list[Path]:
