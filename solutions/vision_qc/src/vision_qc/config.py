@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from solutions_core.solution import SolutionConfig, TrainingConfig
 
@@ -67,7 +67,12 @@ class EdgeConfig(BaseModel):
 
 class VisionQCConfig(SolutionConfig):
     size: int = Field(default=800, ge=20, description="Images the embedded generator makes.")
-    image_size: int = Field(default=224, ge=32, multiple_of=32, description="Images are resized to this square in the graph.")
+    image_size: int = Field(
+        default=224,
+        ge=8,
+        description="Images are resized to this square in the graph; any size (e.g. 28 or 100). The patch "
+        "statistics pad it (repeating the border) to a multiple of map_stride; only the backbone needs a multiple of 32.",
+    )
     channels: Literal[1, 3] = Field(default=3, description="1 (grayscale) or 3 (RGB) channels the model sees.")
     source_image_size: int = Field(default=256, ge=32, description="Side of the generated images.")
     defect_rate: float = Field(default=0.3, gt=0, lt=1, description="Share of defective generated images.")
@@ -94,3 +99,10 @@ class VisionQCConfig(SolutionConfig):
             early_stopping_mode="max",
         )
     )
+
+    @model_validator(mode="after")
+    def _backbone_needs_multiples_of_32(self) -> "VisionQCConfig":
+        # The keras-hub backbone halves the image five times; the patch statistics pad any size.
+        if self.backbone.enabled and self.image_size % 32:
+            raise ValueError(f"image_size {self.image_size}: backbone.enabled needs a multiple of 32 (e.g. {32 * max(1, round(self.image_size / 32))}).")
+        return self

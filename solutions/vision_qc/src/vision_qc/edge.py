@@ -43,7 +43,7 @@ def edge_metadata(config: VisionQCConfig, threshold: float, quantization: str) -
         },
         "outputs": {
             SCORE: "probability-like defect score in [0, 1], shape [1, 1]",
-            ANOMALY_MAP: f"per-location defect score in [0, 1], shape [1, h, w, 1], h = w = image_size / {config.map_stride}",
+            ANOMALY_MAP: f"per-location defect score in [0, 1], shape [1, h, w, 1], h = w = ceil(image_size / {config.map_stride})",
         },
         "quantization": quantization,
         "image_size": config.image_size,

@@ -31,6 +31,7 @@ __all__ = [
     "resize_maps",
     "PatchGaussianBaseline",
     "HistogramLogisticBaseline",
+    "PixelLogisticBaseline",
     "plot_overlays",
     "plot_roc",
     "plot_confusion",
@@ -538,6 +539,56 @@ class HistogramLogisticBaseline:
         """(defect probabilities [N], None): this baseline has no anomaly map."""
         if not hasattr(self, "model_"):
             raise ValueError("HistogramLogisticBaseline is not fitted yet; call fit(images, labels) first.")
+        _check_channels(images, self.channels_)
+        return self.model_.predict_proba(self._features(images))[:, 1], None
+
+
+class PixelLogisticBaseline:
+    """Supervised baseline: logistic regression on the downsampled pixels themselves, the first model a
+    client tries. Images are area-downsampled to ``size`` x ``size`` (32, or the image's side when
+    smaller), every pixel is standardized on the training images, and ``C`` (the inverse L2 strength)
+    is chosen among ``c_grid`` by validation AUROC when validation images are given (a fair, strong
+    version of the baseline), else 1. Scores are defect probabilities; there is no anomaly map."""
+
+    def __init__(self, size: int = 32, c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)):
+        if int(size) != size or size < 1:
+            raise ValueError(f"size must be a positive integer, got {size!r}.")
+        self.size, self.c_grid = int(size), tuple(float(c) for c in c_grid)
+
+    def _features(self, images: Any) -> np.ndarray:
+        array = np.asarray(images)
+        side = min(self.size, *array.shape[1:3]) if array.ndim == 4 else self.size
+        return _prepare_images(array, side).reshape(len(array), -1).astype(np.float64)
+
+    def fit(self, images: Any, labels: Any, valid_images: Any = None, valid_labels: Any = None) -> PixelLogisticBaseline:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import roc_auc_score
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        labels = _as_labels(labels)
+        features = self._features(images)
+        if len(labels) != len(features):
+            raise ValueError(f"Got {len(features)} images but {len(labels)} labels.")
+        if labels.min() == labels.max():
+            raise ValueError("PixelLogisticBaseline needs both good (0) and defective (1) images.")
+        self.channels_ = int(np.asarray(images).shape[-1])
+
+        def model(c: float) -> Any:
+            return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(features, labels)
+
+        choices = [1.0]
+        if valid_images is not None and len(np.unique(_as_labels(valid_labels))) == 2:
+            valid_features, valid_labels = self._features(valid_images), _as_labels(valid_labels)
+            aurocs = {c: roc_auc_score(valid_labels, model(c).predict_proba(valid_features)[:, 1]) for c in self.c_grid}
+            choices = [max(aurocs, key=aurocs.get)]
+        self.c_ = choices[0]
+        self.model_ = model(self.c_)
+        return self
+
+    def score(self, images: Any) -> tuple[np.ndarray, None]:
+        if not hasattr(self, "model_"):
+            raise ValueError("PixelLogisticBaseline is not fitted yet; call fit(images, labels) first.")
         _check_channels(images, self.channels_)
         return self.model_.predict_proba(self._features(images))[:, 1], None
 

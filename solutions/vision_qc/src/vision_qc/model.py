@@ -362,6 +362,9 @@ def _define_layers() -> dict[str, Any]:
             channels, patch, grid = self.channels, self.patch_size // 2, self.grid
             # The edge model takes whole uint8 pixels; resized images are fractional, so round here too.
             pixels = grid(ops.cast(pixels, "float32"), "pixels")
+            # Any image size: repeat the border out to a multiple of the cell size (exact in int8, and a
+            # border pixel repeated looks like no edge to the filters), so the cells tile the image.
+            pixels = _pad_to_multiple(pixels, self.patch_size)
             # The mean of 4 whole pixels often ends in exactly .5 of a grid step, where float and int8
             # round differently; an eighth of a step up keeps every value off the ties.
             half = grid(_block_mean(pixels / 255.0, 2) + 1.0 / (8 * 255.0), "half")
@@ -415,7 +418,7 @@ def _define_layers() -> dict[str, Any]:
             self.feature_scale.assign(np.where(scale > 1e-8, scale, 1.0))
 
         def compute_output_shape(self, input_shape: Any) -> Any:
-            cells = None if input_shape[1] is None else input_shape[1] // self.patch_size
+            cells = None if input_shape[1] is None else -(-input_shape[1] // self.patch_size)
             return (input_shape[0], cells, cells, 2 * self.depth)
 
         def get_config(self) -> dict[str, Any]:
@@ -533,6 +536,26 @@ def _replicate_pad(values: Any, width: int) -> Any:
         values = ops.concatenate([values[:, :1], values, values[:, -1:]], axis=1)
         values = ops.concatenate([values[:, :, :1], values, values[:, :, -1:]], axis=2)
     return values
+
+
+def _pad_to_multiple(values: Any, multiple: int) -> Any:
+    """Pad [N, H, W, C] (static H, W) by repeating its border up to the next multiple of ``multiple``
+    (half on each side, the odd pixel at the bottom/right): slices and concatenations, as ``_replicate_pad``."""
+    from keras import ops
+
+    height, width = int(values.shape[1]), int(values.shape[2])
+    extra_rows, extra_columns = -height % multiple, -width % multiple
+    for step in range(max(extra_rows, extra_columns)):
+        if step < extra_rows:
+            values = ops.concatenate([values[:, :1], values] if step % 2 else [values, values[:, -1:]], axis=1)
+        if step < extra_columns:
+            values = ops.concatenate([values[:, :, :1], values] if step % 2 else [values, values[:, :, -1:]], axis=2)
+    return values
+
+
+def padded_size(config: VisionQCConfig) -> int:
+    """The side the patch statistics work at: ``image_size`` rounded up to a multiple of ``map_stride``."""
+    return -(-config.image_size // config.map_stride) * config.map_stride
 
 
 def _block_mean(values: Any, size: int) -> Any:
@@ -736,7 +759,8 @@ def finish_training(config: VisionQCConfig, datasets: "Datasets") -> Callable[..
 
 
 def map_size(config: VisionQCConfig) -> int:
-    return config.image_size // config.map_stride
+    """Side of the anomaly map: the cells that tile the (padded) image."""
+    return padded_size(config) // config.map_stride
 
 
 def mask_targets(frame: pd.DataFrame, config: VisionQCConfig) -> np.ndarray:
@@ -808,6 +832,9 @@ def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, ba
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
     def as_example(image: Any, label: Any, target: Any) -> Any:
+        # Augmentation (tf.cond, Keras layers) can lose the static channel count; the network needs it.
+        shape = [size, size, channels] if image.shape.rank == 3 else [None, size, size, channels]
+        image = tf.ensure_shape(image, shape)
         return image, {SCORE: label[..., None], ANOMALY_MAP: target[..., None]}
 
     if not training:

@@ -69,10 +69,11 @@ class VisionData(Data):
         Labels other than ``config.good_label`` are defects; the original label is kept as defect_type."""
         from PIL import Image
 
+        from vision_qc.datasets import resolve_source
         from vision_qc.manifest import load_manifest
 
         good_label = context.config.good_label
-        frame = load_manifest(source)
+        frame = load_manifest(resolve_source(source))  # "dataset:mnist-5k" is written out as PNGs first
         original = frame["label"].astype(str)
         if "defect_type" not in frame.columns:
             frame["defect_type"] = np.where(original == good_label, "none", original)
@@ -170,8 +171,11 @@ class VisionEvaluation(Evaluation):
 
         labels = examples["label_id"].to_numpy()
         metrics = image_metrics(labels, outputs["defect_score"], outputs["decision"])
-        maps, masks = outputs["anomaly_map"], list(examples["mask"])
-        metrics["pixel_auroc"] = float(pixel_auroc(maps, masks, labels, resolution=MASK_RESOLUTION))
+        maps, masks = outputs.get("anomaly_map"), list(examples["mask"])
+        # NaN without maps (a baseline that has none) and without masks (image labels only).
+        metrics["pixel_auroc"] = (
+            float(pixel_auroc(maps, masks, labels, resolution=MASK_RESOLUTION)) if maps is not None else float("nan")
+        )
         return metrics
 
     def calibrate(self, context: Context, examples: pd.DataFrame, outputs: Outputs) -> dict[str, float]:
@@ -187,9 +191,8 @@ class VisionEvaluation(Evaluation):
         from vision_qc.evaluate import (
             HistogramLogisticBaseline,
             PatchGaussianBaseline,
+            PixelLogisticBaseline,
             choose_threshold,
-            image_metrics,
-            pixel_auroc,
         )
 
         config: VisionQCConfig = context.config
@@ -198,19 +201,27 @@ class VisionEvaluation(Evaluation):
         models: dict[str, Any] = {"patch_gaussian": PatchGaussianBaseline()}
         if len(np.unique(labels["train"])) == 2:
             models["histogram_logistic"] = HistogramLogisticBaseline()
+            # The first model a client tries: logistic regression on 32x32 (or smaller) standardized pixels.
+            models["pixel_logistic"] = PixelLogisticBaseline()
         results = {}
         for name, baseline in models.items():
-            baseline.fit(images["train"], labels["train"])
+            if isinstance(baseline, PixelLogisticBaseline):  # its regularization is chosen on validation
+                baseline.fit(images["train"], labels["train"], images["valid"], labels["valid"])
+            else:
+                baseline.fit(images["train"], labels["train"])
             valid_scores, _ = baseline.score(images["valid"])
             threshold = float(choose_threshold(labels["valid"], valid_scores))  # the baseline's own
             test_scores, test_maps = baseline.score(images["test"])
-            metrics = image_metrics(labels["test"], test_scores, test_scores >= threshold)
-            metrics["pixel_auroc"] = (
-                float(pixel_auroc(test_maps, list(splits.test["mask"]), labels["test"], resolution=MASK_RESOLUTION))
-                if test_maps is not None
-                else float("nan")
-            )
-            results[name] = Baseline(metrics, outputs={"scores": test_scores})
+            # The baseline's test outputs as the served model gives them, judged by the same `evaluate`
+            # (the core's paired bootstrap of model - baseline calls it on resampled rows of both).
+            served = {
+                "defect_score": np.asarray(test_scores, np.float32),
+                "decision": np.where(test_scores >= threshold, b"defect", b"good").astype(object),
+            }
+            if test_maps is not None:
+                served["anomaly_map"] = np.asarray(test_maps, np.float32)
+            metrics = self.evaluate(context, splits.test, served)
+            results[name] = Baseline(metrics, outputs={"scores": test_scores}, served=served)
         return results
 
     def report(
