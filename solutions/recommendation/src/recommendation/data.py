@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from solutions_core.data import read_table
+from solutions_core.data import read_source
 
 INTERACTIONS, USERS, ITEMS = "rec_interactions", "rec_users", "rec_items"
 MOVIELENS = ("movielens-100k", "recbole:ml-100k")
@@ -79,52 +79,99 @@ def load_recbole_folder(folder: Path) -> dict[str, pd.DataFrame]:
     if not inter:
         raise ValueError(f"{folder}: no .inter file")
     interactions = read_atomic(inter[0])
-    if "timestamp" not in interactions.columns:
-        raise ValueError(f"{inter[0]}: a timestamp column is needed for the time-based split")
-    interactions["timestamp"] = pd.to_datetime(interactions["timestamp"].astype(float), unit="s")
+    if "timestamp" in interactions.columns:
+        interactions["timestamp"] = pd.to_datetime(interactions["timestamp"].astype(float), unit="s")
     if "rating" not in interactions.columns:
         interactions["rating"] = np.nan
     stem = inter[0].with_suffix("")
-    users = read_atomic(stem.with_suffix(".user")) if stem.with_suffix(".user").exists() else pd.DataFrame({"user_id": interactions["user_id"].unique()})
-    items = read_atomic(stem.with_suffix(".item")) if stem.with_suffix(".item").exists() else pd.DataFrame({"item_id": interactions["item_id"].unique()})
-    if "class" in items.columns:  # MovieLens' multi-genre token_seq
-        items = items.rename(columns={"class": "genres"})
-    if "release_year" in items.columns:
-        items["release_year"] = items["release_year"].replace("", None)
-    return {
-        INTERACTIONS: interactions[["user_id", "item_id", "timestamp", "rating"]],
-        USERS: users.drop_duplicates("user_id").reset_index(drop=True),
-        ITEMS: items.drop_duplicates("item_id").reset_index(drop=True),
-    }
+    tables = {INTERACTIONS: interactions[[c for c in ("user_id", "item_id", "timestamp", "rating") if c in interactions.columns]]}
+    if stem.with_suffix(".user").exists():
+        tables[USERS] = read_atomic(stem.with_suffix(".user"))
+    if stem.with_suffix(".item").exists():
+        items = read_atomic(stem.with_suffix(".item"))
+        if "class" in items.columns:  # MovieLens' multi-genre token_seq
+            items = items.rename(columns={"class": "genres"})
+        if "release_year" in items.columns:
+            items["release_year"] = items["release_year"].replace("", None)
+        tables[ITEMS] = items
+    return complete_tables(tables)
 
 
-def load_tables(source: str) -> dict[str, pd.DataFrame]:
-    """``movielens-100k`` (from the recbole package), a RecBole atomic folder, or a folder with
-    ``interactions``, ``items`` and optional ``users`` tables as .parquet or .csv."""
+def _table_file(folder: Path, stem: str) -> Path | None:
+    for suffix in (".parquet", ".csv", ".csv.gz", ".tsv"):
+        if (folder / f"{stem}{suffix}").exists():
+            return folder / f"{stem}{suffix}"
+    return None
+
+
+def load_tables(source: str, contracts: Mapping[str, Any] | None = None) -> dict[str, pd.DataFrame]:
+    """``movielens-100k`` (from the recbole package), a RecBole atomic folder, a folder with an
+    ``interactions`` table and optional ``items`` and ``users`` tables (.parquet or .csv), or one file:
+    the interactions alone. ``contracts`` (by table) type what is read: a CSV's string columns stay
+    strings, epoch numbers become timestamps in the contract's ``unit``."""
+    contracts = dict(contracts or {})
     if source.lower() in MOVIELENS:
         return load_recbole_folder(movielens_folder())
-    folder = Path(source)
-    if not folder.is_dir():
-        raise ValueError(f"{source}: expected 'movielens-100k' or a folder of interactions/items/users tables.")
-    if any(folder.glob("*.inter")):
-        return load_recbole_folder(folder)
-    interactions = read_table(folder, "interactions")
-    items = read_table(folder, "items")
-    if interactions is None or items is None:
-        raise ValueError(f"{folder}: needs interactions.parquet|csv and items.parquet|csv (users is optional).")
-    users = read_table(folder, "users")
-    if users is None:
-        users = pd.DataFrame({"user_id": interactions["user_id"].astype(str).unique()})
-    for frame, column in ((interactions, "timestamp"), (items, "created_at")):
-        if column in frame.columns and not pd.api.types.is_datetime64_any_dtype(frame[column]):
-            frame[column] = pd.to_datetime(frame[column])
+    path = Path(source)
+    if path.is_dir() and any(path.glob("*.inter")):
+        return load_recbole_folder(path)
+    if path.is_file():
+        files = {INTERACTIONS: path}
+    elif path.is_dir():
+        files = {table: _table_file(path, stem) for table, stem in ((INTERACTIONS, "interactions"), (ITEMS, "items"), (USERS, "users"))}
+        if files[INTERACTIONS] is None:
+            raise ValueError(f"{path}: needs interactions.parquet or interactions.csv (items and users are optional).")
+    else:
+        raise ValueError(f"{source}: expected 'movielens-100k', a folder of interactions/items/users tables, or an interactions file.")
+    tables = {table: read_source(str(file), contracts.get(table)) for table, file in files.items() if file is not None}
+    return complete_tables(tables, contracts)
+
+
+def complete_tables(tables: Mapping[str, pd.DataFrame], contracts: Mapping[str, Any] | None = None) -> dict[str, pd.DataFrame]:
+    """The three tables the app declares, whatever the source brought: ids as strings (integer ids
+    too), values typed by the contracts, an absent ``rating`` as null, and side tables that were not
+    given made of ids alone (the catalog is then every item of the log). A log without ``timestamp``
+    is allowed: its split holds out random interactions instead of the latest (see ``prepare``)."""
+    contracts = dict(contracts or {})
+    interactions = tables[INTERACTIONS].copy()
+    missing = [column for column in ("user_id", "item_id") if column not in interactions.columns]
+    if missing:
+        raise ValueError(f"interactions: no column {missing} (it has {list(interactions.columns)}); name the columns user_id and item_id.")
+    out = {INTERACTIONS: interactions}
+    if USERS in tables:
+        out[USERS] = tables[USERS].copy()
+    if ITEMS in tables:
+        out[ITEMS] = tables[ITEMS].copy()
+    for table, frame in out.items():
+        ids = [column for column in ("user_id", "item_id") if column in frame.columns]
+        for column in ids:
+            frame[column] = _id_strings(frame[column])
+        if table in contracts:
+            frame = contracts[table].convert(frame)
+            for column in ids:  # an integer-typed id column is converted back to numbers: ids stay text here
+                frame[column] = _id_strings(frame[column])
+        out[table] = frame
+    interactions = out[INTERACTIONS]
+    if "timestamp" in interactions.columns and not pd.api.types.is_datetime64_any_dtype(interactions["timestamp"]):
+        interactions["timestamp"] = pd.to_datetime(interactions["timestamp"])
+    if ITEMS in out and "created_at" in out[ITEMS].columns and not pd.api.types.is_datetime64_any_dtype(out[ITEMS]["created_at"]):
+        out[ITEMS]["created_at"] = pd.to_datetime(out[ITEMS]["created_at"])
     if "rating" not in interactions.columns:
         interactions["rating"] = np.nan
-    for frame in (interactions, users, items):
-        for column in ("user_id", "item_id"):
-            if column in frame.columns:
-                frame[column] = frame[column].astype(str)
-    return {INTERACTIONS: interactions, USERS: users, ITEMS: items}
+    if USERS not in out:
+        out[USERS] = pd.DataFrame({"user_id": interactions["user_id"].unique()})
+    if ITEMS not in out:
+        out[ITEMS] = pd.DataFrame({"item_id": interactions["item_id"].unique()})
+    out[USERS] = out[USERS].drop_duplicates("user_id").reset_index(drop=True)
+    out[ITEMS] = out[ITEMS].drop_duplicates("item_id").reset_index(drop=True)
+    return out
+
+
+def _id_strings(values: pd.Series) -> pd.Series:
+    """Ids as text: integers as "42" (also when a column of them was read as floats), text unchanged."""
+    if pd.api.types.is_float_dtype(values) and values.dropna().eq(values.dropna().round()).all():
+        values = values.astype("Int64")
+    return values.astype(str).where(values.notna(), None)
 
 
 # ---- preparing and splitting ---------------------------------------------------------------------
@@ -163,11 +210,21 @@ def prepare(tables: Mapping[str, pd.DataFrame], config: Any) -> Prepared:
         items[column] = items[column].fillna("").astype(str)
     items["text"] = join_text(items, config.columns.item_text)
     if config.min_rating is not None:
+        if "rating" not in interactions.columns or interactions["rating"].isna().all():
+            raise ValueError(f"min_rating is {config.min_rating} but the interactions have no rating values; set min_rating: null.")
         interactions = interactions[interactions["rating"].fillna(-np.inf) >= config.min_rating]
     interactions = interactions.drop_duplicates(["user_id", "item_id"], keep="last")
-    # Ties in time keep the input order (logs are often written in order within a second).
     interactions = interactions.reset_index(drop=True).reset_index(names="order")
-    interactions = interactions.sort_values(["user_id", "timestamp", "order"], kind="stable").drop(columns="order")
+    if "timestamp" in interactions.columns:
+        # Ties in time keep the input order (logs are often written in order within a second).
+        interactions = interactions.sort_values(["user_id", "timestamp", "order"], kind="stable")
+    else:
+        # No time: each user's interactions in a seeded random order, so the split holds out random
+        # ones (leave-one-out) and "recent history" is a random sample, not the file's order.
+        interactions["order"] = np.random.default_rng(config.seed).permutation(len(interactions))
+        interactions = interactions.sort_values(["user_id", "order"], kind="stable")
+    interactions = interactions.drop(columns="order")
+    interactions["position"] = interactions.groupby("user_id", sort=False).cumcount()
     interactions = interactions.merge(users[["user_id", *config.columns.user_categorical]], on="user_id", how="left")
     for column in config.columns.user_categorical:
         interactions[column] = interactions[column].fillna("")
@@ -204,7 +261,8 @@ def evaluation_rows(before: pd.DataFrame, held: pd.DataFrame, user_features: lis
 
 def split(prepared: Prepared, config: Any) -> tuple[TrainingData, pd.DataFrame, pd.DataFrame]:
     """Leave-latest-out: per user the last ``holdout_per_user`` interactions are test, the ones before
-    them validation, the rest training. Users too short to spare them stay in training only."""
+    them validation, the rest training (without timestamps, ``prepare``'s random order makes this a
+    seeded random leave-one-out). Users too short to spare them stay in training only."""
     frame = prepared.interactions
     hold = config.holdout_per_user
     position_from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False)
@@ -223,7 +281,7 @@ def split(prepared: Prepared, config: Any) -> tuple[TrainingData, pd.DataFrame, 
     user_features = config.columns.user_categorical
     train["history"] = _histories(train["item_id"], train["user_id"], length)
     valid = evaluation_rows(train, valid_held, user_features, length)
-    test = evaluation_rows(pd.concat([train, valid_held]).sort_values(["user_id", "timestamp"], kind="stable"), test_held, user_features, length)
+    test = evaluation_rows(pd.concat([train, valid_held]).sort_values(["user_id", "position"], kind="stable"), test_held, user_features, length)
     counts_by_item = train["item_id"].value_counts()
     popularity = counts_by_item.reindex(prepared.items["item_id"]).fillna(0).to_numpy(dtype=np.float64)
     train_users = prepared.users[prepared.users["user_id"].isin(train["user_id"])].reset_index(drop=True)

@@ -41,8 +41,10 @@ class OnlineStore(FeatureStore):
         features = pd.DataFrame(columns=columns, index=pd.Index([], name="user_id"))
         items = pd.DataFrame(index=pd.Index([], name="item_id"))
         if (folder / f"{INTERACTIONS}.parquet").exists():
-            log = pd.read_parquet(folder / f"{INTERACTIONS}.parquet", columns=["user_id", "item_id", "timestamp"])
-            log = log.astype({"user_id": str, "item_id": str}).sort_values(["user_id", "timestamp"], kind="stable")
+            log = pd.read_parquet(folder / f"{INTERACTIONS}.parquet")
+            # A log without timestamps keeps its stored order (there is no other).
+            order = ["user_id", "timestamp"] if "timestamp" in log.columns else ["user_id"]
+            log = log.astype({"user_id": str, "item_id": str}).sort_values(order, kind="stable")
             histories = log.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
         if (folder / f"{USERS}.parquet").exists():
             users = pd.read_parquet(folder / f"{USERS}.parquet")

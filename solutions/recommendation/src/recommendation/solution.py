@@ -54,11 +54,11 @@ class RecommendationData(Data):
         return generate_interactions(config.size, config.users, config.items, seed=config.seed)
 
     def load(self, context: Context, source: str) -> Tables:
-        """``movielens-100k`` (read from the installed recbole package), a RecBole atomic folder, or a
-        folder of interactions/items/users tables (parquet or csv)."""
+        """``movielens-100k`` (read from the installed recbole package), a RecBole atomic folder, a
+        folder of interactions and optional items/users tables (parquet or csv), or an interactions file."""
         from recommendation.data import load_tables
 
-        return load_tables(source)
+        return load_tables(source, context.contracts)
 
     def prepare(self, context: Context, tables: Tables) -> Any:
         from recommendation.data import prepare
@@ -123,9 +123,10 @@ class RecommendationEvaluation(Evaluation):
         for name, baseline in models.items():
             lists = baseline.recommend(splits.test, config.top_k)
             metrics = top_k_metrics(lists, list(splits.test["targets"]), ks, len(train.items))
-            if name == "ease":
-                metrics["l2"] = float(baseline.chosen_l2)
-            results[name] = Baseline(metrics, outputs={"lists": lists}, served=served_lists(lists, config.top_k))
+            outputs: dict[str, Any] = {"lists": lists}
+            if name == "ease":  # λ as chosen (not a metric: it stays out of the metrics table)
+                outputs["l2"] = float(baseline.chosen_l2)
+            results[name] = Baseline(metrics, outputs=outputs, served=served_lists(lists, config.top_k))
         return results
 
     def report(self, context: Context, examples: pd.DataFrame, outputs: Outputs, baselines: Mapping[str, Baseline], out_dir: Path) -> list[Path]:
@@ -190,11 +191,13 @@ class RecommendationBatch(Batch):
         config = context.config
         prepared = prepare(context.tables, config)
         interactions = prepared.interactions
-        end_of_day = pd.Timestamp(context.logical_date) + pd.Timedelta(days=1)
-        times = pd.to_datetime(interactions["timestamp"])
-        if times.dt.tz is not None:
-            end_of_day = end_of_day.tz_localize(times.dt.tz)
-        known = interactions[times < end_of_day]
+        known = interactions  # a log without timestamps: everything in it is known
+        if "timestamp" in interactions.columns:
+            end_of_day = pd.Timestamp(context.logical_date) + pd.Timedelta(days=1)
+            times = pd.to_datetime(interactions["timestamp"])
+            if times.dt.tz is not None:
+                end_of_day = end_of_day.tz_localize(times.dt.tz)
+            known = interactions[times < end_of_day]
         users = prepared.users
         seen = known.groupby("user_id", sort=False)["item_id"].agg(list)
         length = config.towers.history_length
