@@ -169,6 +169,7 @@ class FraudModels(Models):
         return [
             Ensemble("blend", members=("gradient_boosted_trees", "keras_mlp")),
             Ensemble("blend_linear", members=("gradient_boosted_trees", "logistic_regression")),
+            Ensemble("blend_all", members=("gradient_boosted_trees", "keras_mlp", "logistic_regression")),
         ]
 
 
