@@ -162,3 +162,35 @@ def test_an_ensemble_averages_members_that_read_their_own_span_of_history(tables
     assert np.all(np.diff(combined, axis=-1) >= -1e-5)
     # Both members and the spans differ, so the average is not just one of them.
     assert not np.allclose(combined, np.asarray(members[0]({k: v for k, v in inputs.items()}, training=False)))
+
+
+def test_a_step_pushed_below_zero_still_learns(tables):
+    """Regression (M3 quarterly, seed 2: two of the 8 steps were 0 for every series): when one update
+    pushes a horizon step's quantiles below 0 for every window, training must still pull it back. A
+    ReLU at the network's output had no gradient there, so the step stayed 0 for good."""
+    import tensorflow as tf
+
+    config = ForecastConfig(horizon=HORIZON, lookback=LOOKBACK, network={"hidden_units": 16, "residual_blocks": 1})
+    data = series_arrays(tables["demand_sales"], tables["demand_series"], config.static_columns)
+    layout = backtest_layout(data, HORIZON, config)
+    vocabularies = {column: sorted(set(values) - {""}) for column, values in data.static.items()}
+    network = forecaster.build_network(config, LOOKBACK, HORIZON, "D", vocabularies)
+    decoder = network.get_layer("decoder")
+    kernel, bias = decoder.get_weights()
+    bias = bias.reshape(HORIZON, 3)
+    bias[2, 0] = -1e3  # step 2's median (and so all its quantiles) far below 0 for every series
+    decoder.set_weights([kernel, bias.reshape(-1)])
+    inputs = forecaster.model_inputs(window_inputs(data, *layout.test, LOOKBACK, HORIZON))
+    from demand_forecasting.windows import window_targets
+
+    actual, _ = window_targets(data, *layout.test, HORIZON)
+    with tf.GradientTape() as tape:
+        forecast = network(inputs, training=False)
+        loss = tf.reduce_mean(forecaster.quantile_loss(config.quantiles)(actual, forecast))
+    assert np.all(np.asarray(forecast)[:, 2, :] <= 0)
+    gradient = np.asarray(tape.gradient(loss, decoder.bias)).reshape(HORIZON, 3)
+    assert gradient[2, 0] < 0, "no gradient pulls the dead step back up"
+    # What is served is still never negative.
+    module = forecaster.serving_module(network, config, LOOKBACK, HORIZON, list(data.static))
+    served = predict(module, window_inputs(data, *layout.test, LOOKBACK, HORIZON))
+    assert np.all(served["p90"][:, 2] == 0) and np.all(served["p50"] >= 0)

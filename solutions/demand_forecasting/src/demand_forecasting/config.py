@@ -6,7 +6,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from solutions_core.solution import SolutionConfig, TrainingConfig
 
-SEASON = {"D": 7, "W": 52, "M": 12, "Q": 4, "Y": 1}
+# Season length per frequency; "O" is a period the data does not name (M3's "other"): no season.
+SEASON = {"D": 7, "W": 52, "M": 12, "Q": 4, "Y": 1, "O": 1}
 
 
 class NetworkConfig(BaseModel):
@@ -27,7 +28,7 @@ class ForecastConfig(SolutionConfig):
     days: int = Field(default=730, ge=60, description="Days of history the generator makes.")
     horizon: int | None = Field(default=None, ge=1, description="Steps to forecast; default: the data's official horizon, else 28 days / 18 months / 8 quarters / 6 years.")
     lookback: int | None = Field(default=None, ge=2, description="History steps the model sees; default: 4 horizons, at least 2 seasons.")
-    frequency: str | None = Field(default=None, pattern="^[DWMQY]$", description="Series frequency to model (D, W, M, Q, Y); default: the data's only one.")
+    frequency: str | None = Field(default=None, pattern="^[DWMQYO]$", description="Series frequency to model (D, W, M, Q, Y); default: the data's only one.")
     backtest_origins: int = Field(default=3, ge=1, description="Rolling test origins per series (data with an official test start uses that one).")
     backtest_stride: int | None = Field(default=None, ge=1, description="Steps between test origins; default: half a horizon.")
     baselines: list[str] = Field(

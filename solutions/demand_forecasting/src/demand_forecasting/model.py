@@ -178,8 +178,10 @@ def build_network(
     raw = keras.layers.Dense(horizon * len(quantiles), name="decoder")(hidden)
     naive = layers["SeasonalNaive"](min(SEASON[frequency], lookback), horizon, name="seasonal_naive")(scaled_history)
     scaled = layers["MonotoneQuantiles"](horizon, below, len(quantiles) - 1 - below, name="quantiles")(raw, naive)
-    # Back to the series' own units; demand is never negative.
-    forecast = keras.layers.ReLU(name="forecast")(scaled * keras.ops.expand_dims(scale, -1))
+    # Back to the series' own units. Not clipped at 0 here: a ReLU on the output has no gradient where a
+    # step's quantiles are all negative, so one bad update could leave a horizon step at 0 for every
+    # series for good (seen on M3 quarterly). The served module clips instead (demand is never negative).
+    forecast = keras.layers.Identity(name="forecast")(scaled * keras.ops.expand_dims(scale, -1))
     return keras.Model(inputs, forecast, name=name)
 
 
@@ -327,7 +329,8 @@ def serving_module(model: keras.Model, config: ForecastConfig, lookback: int, ho
             features = {name: value for name, value in inputs.items() if name != "forecast_start"}
             # Days since 1970 fit float32 exactly; epoch seconds would not.
             features["start_day"] = tf.cast(inputs["forecast_start"] / SECONDS_PER_DAY, tf.float32)
-            forecast = tf.cast(self.model(features, training=False), tf.float32)
+            # Demand is never negative: clipped here, outside the trained network (see build_network).
+            forecast = tf.maximum(tf.cast(self.model(features, training=False), tf.float32), 0.0)
             return {name: forecast[:, :, index] for index, name in enumerate(names)}
 
     return ForecastModule()

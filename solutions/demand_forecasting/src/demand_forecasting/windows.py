@@ -23,8 +23,8 @@ from demand_forecasting.config import SEASON, ForecastConfig
 FLAGS = ("promotion", "holiday", "store_open")  # known in advance, 0/1 per step
 HISTORY_INPUTS = ("history", "history_price", *(f"history_{flag}" for flag in FLAGS))
 FUTURE_INPUTS = ("future_price", *(f"future_{flag}" for flag in FLAGS))
-DEFAULT_HORIZON = {"D": 28, "W": 13, "M": 18, "Q": 8, "Y": 6}
-PANDAS_FREQUENCY = {"Y": "YS", "Q": "QS", "M": "MS", "W": "W-MON", "D": "D"}
+DEFAULT_HORIZON = {"D": 28, "W": 13, "M": 18, "Q": 8, "Y": 6, "O": 8}
+PANDAS_FREQUENCY = {"Y": "YS", "Q": "QS", "M": "MS", "W": "W-MON", "D": "D", "O": "D"}
 SECONDS_PER_DAY = 86_400.0
 
 
