@@ -238,7 +238,8 @@ def fit_member(
 
     def dataset(rows: np.ndarray, origins: np.ndarray, training: bool, batch: int) -> Any:
         inputs = window_inputs(data, rows, origins, lookback, horizon)
-        actual, weight = window_targets(data, rows, origins, horizon)
+        # Training targets stop where validation starts (a short series' last windows are partly masked).
+        actual, weight = window_targets(data, rows, origins, horizon, end=train_end[rows] if training else None)
         with np.errstate(all="ignore"):
             weight = weight / level(inputs["history"].astype(np.float64))[:, None]
         frame = tf.data.Dataset.from_tensor_slices((model_inputs(inputs), actual, weight))

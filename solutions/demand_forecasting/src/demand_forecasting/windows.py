@@ -26,6 +26,7 @@ FUTURE_INPUTS = ("future_price", *(f"future_{flag}" for flag in FLAGS))
 DEFAULT_HORIZON = {"D": 28, "W": 13, "M": 18, "Q": 8, "Y": 6, "O": 8}
 PANDAS_FREQUENCY = {"Y": "YS", "Q": "QS", "M": "MS", "W": "W-MON", "D": "D", "O": "D"}
 SECONDS_PER_DAY = 86_400.0
+NEUTRAL_FLAGS = {"promotion": 0.0, "holiday": 0.0, "store_open": 1.0}
 
 
 @dataclass
@@ -93,18 +94,19 @@ def window_inputs(data: SeriesArrays, rows: np.ndarray, origins: np.ndarray, loo
     step). History before a series' first row is NaN (unknown); future steps must exist in the arrays."""
     rows, origins = np.asarray(rows), np.asarray(origins)
     past = origins[:, None] + np.arange(-lookback, 0)[None, :]
-    future = origins[:, None] + np.arange(horizon)[None, :]
+    future, inside = future_steps(data, rows, origins, horizon)
     known = past >= 0
     past = np.clip(past, 0, None)
     row_index = rows[:, None]
     inputs = {
         "history": np.where(known, data.quantity[row_index, past], np.nan),
         "history_price": np.where(known, data.price[row_index, past], np.nan),
-        "future_price": data.price[row_index, future],
+        "future_price": np.where(inside, data.price[row_index, future], np.nan),
     }
     for position, flag in enumerate(FLAGS):
         inputs[f"history_{flag}"] = np.where(known, data.flags[row_index, past, position], 0.0)
-        inputs[f"future_{flag}"] = data.flags[row_index, future, position]
+        # Past a series' last row (a training window of a short series) the plan is neutral.
+        inputs[f"future_{flag}"] = np.where(inside, data.flags[row_index, future, position], NEUTRAL_FLAGS[flag])
     inputs = {name: values.astype(np.float32) for name, values in inputs.items()}
     inputs["forecast_start"] = data.seconds[rows, origins]
     for column, values in data.static.items():
@@ -112,12 +114,25 @@ def window_inputs(data: SeriesArrays, rows: np.ndarray, origins: np.ndarray, loo
     return inputs
 
 
-def window_targets(data: SeriesArrays, rows: np.ndarray, origins: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """(actual values [n, horizon], weight [n, horizon]: 0 on censored or unobserved steps)."""
+def future_steps(data: SeriesArrays, rows: np.ndarray, origins: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(column of each forecast step in the arrays, clipped to them; whether the step is inside the series)."""
     future = np.asarray(origins)[:, None] + np.arange(horizon)[None, :]
-    actual = data.quantity[np.asarray(rows)[:, None], future]
-    weight = (~np.isnan(actual) & ~data.censored[np.asarray(rows)[:, None], future]).astype(np.float32)
-    return np.nan_to_num(actual).astype(np.float32), weight
+    inside = future < data.length[np.asarray(rows)][:, None]
+    return np.minimum(future, data.quantity.shape[1] - 1), inside
+
+
+def window_targets(
+    data: SeriesArrays, rows: np.ndarray, origins: np.ndarray, horizon: int, end: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(actual values [n, horizon], weight [n, horizon]: 0 on censored or unobserved steps, on steps past
+    the series' end and, when ``end`` is given (per window), on steps at or after it)."""
+    rows = np.asarray(rows)
+    future, inside = future_steps(data, rows, origins, horizon)
+    actual = np.where(inside, data.quantity[rows[:, None], future], np.nan)
+    counted = inside & ~np.isnan(actual) & ~data.censored[rows[:, None], future]
+    if end is not None:
+        counted &= (np.asarray(origins)[:, None] + np.arange(horizon)[None, :]) < np.asarray(end)[:, None]
+    return np.nan_to_num(actual).astype(np.float32), counted.astype(np.float32)
 
 
 def naive_scale(data: SeriesArrays, rows: np.ndarray, origins: np.ndarray, season: int) -> np.ndarray:
@@ -194,12 +209,14 @@ def backtest_layout(data: SeriesArrays, horizon: int, config: ForecastConfig, of
 
 
 def training_origins(data: SeriesArrays, end: np.ndarray, horizon: int, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` random forecast origins per series, each with its whole horizon before ``end``
-    (exclusive) and at least one step of history."""
-    last = end - horizon
+    """``count`` random forecast origins per series, each with at least one step of history and one
+    target before ``end`` (exclusive). A short series' windows are padded: unknown history before its
+    first row, and targets at or after ``end`` masked (``window_targets(..., end=)``), so every series
+    with two steps before ``end`` trains the model instead of being dropped."""
+    last = end - 1
     usable = np.flatnonzero(last >= 1)
     if usable.size == 0:
-        raise ValueError(f"No series is long enough to train on: each needs more than 3 × horizon={horizon} steps.")
+        raise ValueError(f"No series is long enough to train on: each needs at least 2 steps before its validation window (horizon={horizon}).")
     rows = np.repeat(usable, count)
     origins = 1 + np.floor(rng.random(rows.size) * last[rows]).astype(np.int64)  # uniform on 1..last
     return rows, origins
