@@ -49,6 +49,21 @@ class SyntheticDefectConfig(BaseModel):
     scar_share: float = Field(default=0.5, ge=0, le=1, description="Share of synthetic defects that are thin scars.")
 
 
+class CNNConfig(BaseModel):
+    """The ``cnn`` candidate: a small convolutional network trained end to end from scratch (the core's
+    ``trainer.fit``, with the app's augmentation) on image labels. It learns what the fixed patch
+    statistics cannot see (shapes, strokes, layouts); ``pixel_linear`` guards the simplest case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filters: list[int] = Field(default_factory=lambda: [16, 32, 64], description="Channels per block; each block halves the map.")
+    input_side: int = Field(
+        default=64, ge=8, description="Larger images are block-averaged down to about this side first (CPU cost; thin defects fade)."
+    )
+    dropout_rate: float = Field(default=0.2, ge=0, lt=1)
+    epochs: int | None = Field(default=None, ge=1, description="Default: training.epochs.")
+
+
 class EdgeConfig(BaseModel):
     """The TFLite edge export and the gate it must pass to be published."""
 
@@ -82,7 +97,14 @@ class VisionQCConfig(SolutionConfig):
     photometric_augmentation: bool = Field(default=True, description="Random brightness and contrast (Keras layers) in training.")
     map_loss_weight: float = Field(default=1.0, ge=0, description="Weight of the per-location (mask) loss beside the image loss.")
     quantization_noise: float = Field(default=0.01, ge=0, description="Training noise on the head's inputs (a mild regularizer).")
-    min_defects_for_supervised: int = Field(default=4, ge=1, description="Fewer defective training images skip the supervised candidate.")
+    min_defects_for_supervised: int = Field(default=4, ge=1, description="Fewer defective training images skip the supervised candidates.")
+    flips: bool = Field(default=True, description="Random flips in training (off for parts with an up and a left, e.g. digits or text).")
+    calibrate_scores: bool = Field(
+        default=True,
+        description="Platt-scale each candidate's score on validation images, inside the graph, so defect_score reads as a probability.",
+    )
+    pixel_linear_side: int = Field(default=32, ge=1, description="The pixel_linear candidate sees images block-averaged to about this side.")
+    cnn: CNNConfig = Field(default_factory=CNNConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     synthetic_defects: SyntheticDefectConfig = Field(default_factory=SyntheticDefectConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)

@@ -26,6 +26,7 @@ import numpy as np
 __all__ = [
     "as_decisions",
     "choose_threshold",
+    "served_threshold",
     "image_metrics",
     "pixel_auroc",
     "resize_maps",
@@ -182,6 +183,25 @@ def choose_threshold(labels: Any, scores: Any, good_quantile: float = 0.99) -> f
     balanced = recall + specificity
     best = int(np.flatnonzero(balanced >= balanced.max() - 1e-12)[0])
     return float(cuts[best])
+
+
+def served_threshold(labels: Any, scores: Any, margin: float = 1e-4) -> float:
+    """``choose_threshold`` moved up to ``margin`` below the lowest validation score it marks defective
+    (never below the cut itself), as the float32 the served module holds.
+
+    Why: ``choose_threshold`` cuts midway between two neighbouring scores, and a quantized network gives
+    only a few hundred distinct scores, so the served model's decisions changed at the next score it
+    could give (0.1473) while the recorded threshold said 0.1452: two numbers for one rule. Moved up,
+    the recorded number is where decisions change (to ``margin``); the margin keeps a score that another
+    runtime (float16, int8) computes a hair lower from flipping. ``score >= threshold`` decides every
+    validation image exactly as the cut did."""
+    labels, scores = _check(labels, scores)
+    cut = float(np.float32(choose_threshold(labels, scores)))
+    served = np.asarray(scores, dtype=np.float32)
+    above = served[served >= np.float32(cut)]
+    if not len(above):
+        return cut
+    return float(np.float32(max(cut, float(above.min()) - margin)))
 
 
 def image_metrics(labels: Any, scores: Any, decisions: Any) -> dict[str, float]:

@@ -654,7 +654,9 @@ def training_pixels(frame: pd.DataFrame, config: VisionQCConfig, limit: int = 51
 # ---- one-class: a Gaussian over the features of good images ---------------------------------------------
 
 
-def fit_feature_gaussian(train: pd.DataFrame, config: VisionQCConfig, max_vectors: int = 60_000) -> Any:
+def fit_feature_gaussian(
+    train: pd.DataFrame, config: VisionQCConfig, max_vectors: int = 60_000, valid: pd.DataFrame | None = None
+) -> Any:
     """Fit the one-class model on the good training images and return the two-output network.
 
     1. Standardize the patch statistics (and re-estimate the backbone's batch norm, when enabled) on
@@ -706,6 +708,8 @@ def fit_feature_gaussian(train: pd.DataFrame, config: VisionQCConfig, max_vector
     standardize.set_weights([np.full((1, 1, 1, 1), 1.0 / spread, np.float32), np.asarray([-center / spread], np.float32)])
     if quantization_aware(config):
         calibrate_quantization(network, pixels[: config.edge.calibration_images])
+    if valid is not None:
+        platt_scale(network, valid, config)
     return network
 
 
@@ -723,6 +727,11 @@ def finish_training(config: VisionQCConfig, datasets: "Datasets") -> Callable[..
     the decoded images are not decoded again)."""
 
     def finish(network: Any, splits: Any, trainer: Any) -> Any:
+        network = fine_tune(network, splits, trainer)
+        platt_scale(network, splits.valid, config)
+        return network
+
+    def fine_tune(network: Any, splits: Any, trainer: Any) -> Any:
         from solutions_core.solution import KerasFit
 
         try:
@@ -859,6 +868,8 @@ def make_dataset(frame: pd.DataFrame, config: VisionQCConfig, training: bool, ba
         dataset = dataset.map(synthesize, num_parallel_calls=tf.data.AUTOTUNE)
 
     def flip(image: Any, label: Any, target: Any) -> Any:
+        if not config.flips:
+            return image, label, target
         # Surfaces and defects have no up or left: flip the image and its mask together.
         if tf.random.uniform([]) < 0.5:
             image, target = tf.reverse(image, [1]), tf.reverse(target, [1])
@@ -933,3 +944,191 @@ def serving_module(network: Any, config: VisionQCConfig) -> Any:
             }
 
     return VisionServingModule()
+
+
+# ---- scores that read as probabilities: Platt scaling folded into the graph ------------------------------
+
+
+def score_logits(network: Any, pixels: np.ndarray) -> np.ndarray:
+    """The logit the network's score is the sigmoid of (the input of its ``defect_score`` layer)."""
+    import keras
+
+    logit_model = keras.Model(network.input, network.get_layer(SCORE).input)
+    return np.asarray(logit_model.predict(pixels, batch_size=32, verbose=0), dtype=np.float64).reshape(-1)
+
+
+def fold_affine(network: Any, slope: float, intercept: float) -> None:
+    """Make the score's logit ``slope * logit + intercept`` by rewriting the layer that computes it (the
+    image head's dense layer, or the one-class model's standardizing convolution, whose max the score
+    is) and the int8 grid after it: nothing is added to the graph, so the edge model stays as it was."""
+    if slope <= 0:
+        raise ValueError(f"slope must be positive (a calibration must keep the ranking), got {slope}.")
+    names = {layer.name for layer in network.layers}
+    layer_name, grid_name = ("image_logit", "image_logit_grid") if "image_logit" in names else ("location_logits", "logit_grid")
+    layer = network.get_layer(layer_name)
+    layer.kernel.assign(np.asarray(layer.kernel.numpy()) * slope)
+    layer.bias.assign(np.asarray(layer.bias.numpy()) * slope + intercept)
+    if grid_name in names:
+        grid = network.get_layer(grid_name)
+        low, high = np.asarray(grid.bounds.numpy())[0]
+        if high > low:  # observed: the grid moves with the values (and keeps 0, which int8 represents exactly)
+            grid.bounds.assign(np.asarray([[min(low * slope + intercept, 0.0), max(high * slope + intercept, 0.0)]], np.float32))
+
+
+def platt_scale(network: Any, valid: pd.DataFrame, config: VisionQCConfig) -> tuple[float, float] | None:
+    """Fit ``P(defect) = sigmoid(a * logit + b)`` on the validation images (Platt scaling) and fold it into
+    the network. Why: a head trained on a few hundred images, with a logit penalty for int8 and synthetic
+    defects in its training mix, scores on its own scale (on real images it never exceeded 0.67); a
+    client reads ``defect_score`` as a probability. Returns (a, b), or None when validation cannot
+    calibrate (one class, or a score that does not rank) or ``calibrate_scores`` is off."""
+    from sklearn.linear_model import LogisticRegression
+
+    labels = valid["label_id"].to_numpy()
+    if not config.calibrate_scores or len(np.unique(labels)) < 2:
+        return None
+    logits = score_logits(network, training_pixels(valid, config, limit=len(valid)))
+    if not np.isfinite(logits).all() or np.ptp(logits) < 1e-6:
+        return None
+    fit = LogisticRegression(C=1.0).fit(logits[:, None], labels)
+    slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    if not (np.isfinite(slope) and np.isfinite(intercept) and slope > 1e-6):
+        return None  # never flip or flatten the ranking: keep the score as it is
+    fold_affine(network, slope, intercept)
+    return slope, intercept
+
+
+# ---- pixel candidates: the logistic-regression-on-pixels family inside the graph, and a small CNN ---------
+
+
+def downsample(pixels: Any, side: int) -> Any:
+    """[N, S, S, C] -> about [N, side, side, C]: repeat the border to a multiple of the factor, then block
+    means (a strided depthwise convolution: exact in int8, one XNNPACK partition)."""
+    size = int(pixels.shape[1])
+    factor = max(1, -(-size // int(side)))
+    if factor == 1:
+        return pixels
+    return _block_mean(_pad_to_multiple(pixels, factor), factor)
+
+
+def fit_pixel_linear(splits: Any, config: VisionQCConfig) -> Any:
+    """Logistic regression on downsampled, standardized pixels (the family a client tries first),
+    fitted by scikit-learn and written into the graph: block means, then one dense layer whose kernel
+    and bias hold the standardization too. Its regularization is chosen on validation AUROC. The map
+    is each location's share of the logit (where the evidence is). A candidate the app carries so that
+    the served model is never worse than this family."""
+    import keras
+    from keras import ops
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    train, valid = splits.train, splits.valid
+    if len(np.unique(train["label_id"])) < 2:
+        raise ValueError("pixel_linear needs good and defective training images.")
+    keras.utils.set_random_seed(config.seed)
+    pixels = keras.Input((config.image_size, config.image_size, config.channels), name="pixels")
+    small = downsample(ops.multiply(pixels, 1.0 / 255.0), config.pixel_linear_side)
+    reducer = keras.Model(pixels, small)
+    train_small = np.asarray(reducer.predict(training_pixels(train, config, limit=len(train)), batch_size=64, verbose=0))
+    valid_small = np.asarray(reducer.predict(training_pixels(valid, config, limit=len(valid)), batch_size=64, verbose=0))
+    shape = train_small.shape[1:]
+    scaler = StandardScaler().fit(train_small.reshape(len(train_small), -1))
+    x_train = scaler.transform(train_small.reshape(len(train_small), -1))
+    x_valid = scaler.transform(valid_small.reshape(len(valid_small), -1))
+    y_train, y_valid = train["label_id"].to_numpy(), valid["label_id"].to_numpy()
+    best, best_auroc = None, -1.0
+    for strength in (0.001, 0.01, 0.1, 1.0):
+        classifier = LogisticRegression(C=strength, max_iter=2000).fit(x_train, y_train)
+        auroc = roc_auc_score(y_valid, classifier.decision_function(x_valid)) if len(np.unique(y_valid)) == 2 else 0.0
+        if auroc > best_auroc:
+            best, best_auroc = classifier, auroc
+    weights = best.coef_[0] / scaler.scale_  # standardization folded into the kernel
+    bias = float(best.intercept_[0] - np.sum(best.coef_[0] * scaler.mean_ / scaler.scale_))
+
+    flat = keras.layers.Flatten(name="flatten")(small)
+    image_logit = keras.layers.Dense(1, name="image_logit", dtype="float32")(flat)
+    score = keras.layers.Activation("sigmoid", name=SCORE, dtype="float32")(image_logit)
+    # Each location's share of the logit, scaled as if the whole image looked like it.
+    contribution = ops.multiply(small, weights.reshape(shape).astype(np.float32))
+    if shape[-1] > 1:  # summed over channels by a fixed 1x1 convolution (int8 XNNPACK has no SUM)
+        contribution = ops.conv(contribution, np.ones((1, 1, shape[-1], 1), np.float32))
+    local = keras.layers.Rescaling(float(np.prod(shape[:2])), offset=bias, name="location_logits")(contribution)
+    anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(local)
+    network = keras.Model(pixels, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_pixel_linear")
+    network.get_layer("image_logit").set_weights([weights.astype(np.float32)[:, None], np.asarray([bias], np.float32)])
+    platt_scale(network, valid, config)
+    return network
+
+
+def build_cnn(config: VisionQCConfig) -> Any:
+    """A small CNN from scratch: pixels (0..255) -> [-1, 1] -> blocks of (3x3 conv, batch norm, ReLU, then
+    the same at stride 2) -> a 1x1 convolution scoring every location (the anomaly map) -> the image
+    logit from the map's worst and mean location (the mean alone equals global pooling then a dense
+    layer). Every op is one int8 XNNPACK runs; batch norm folds into the convolutions on conversion."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    spec = config.cnn
+    pixels = keras.Input((config.image_size, config.image_size, config.channels), name="pixels")
+    hidden = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(pixels)
+    hidden = downsample(hidden, spec.input_side)
+    for index, filters in enumerate(spec.filters):
+        for step, strides in (("conv", 1), ("down", 2)):
+            hidden = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"block{index}_{step}")(hidden)
+            hidden = keras.layers.BatchNormalization(name=f"block{index}_{step}_bn")(hidden)
+            hidden = keras.layers.ReLU(name=f"block{index}_{step}_relu")(hidden)
+    hidden = keras.layers.Dropout(spec.dropout_rate, name="dropout")(hidden)
+    logits = keras.layers.Conv2D(1, 1, name="location_logits", dtype="float32")(hidden)
+    anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(logits)
+    worst = keras.layers.GlobalMaxPooling2D(name="worst_location")(logits)
+    overall = keras.layers.GlobalAveragePooling2D(name="mean_location")(logits)
+    pooled = keras.layers.Concatenate(name="pooled")([worst, overall])
+    image_logit = keras.layers.Dense(1, name="image_logit", dtype="float32")(pooled)
+    score = keras.layers.Activation("sigmoid", name=SCORE, dtype="float32")(image_logit)
+    return keras.Model(pixels, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_cnn")
+
+
+def cnn_compile_options(training: Any) -> dict[str, Any]:
+    """Image labels only: the CNN's map is learned through the image score (no mask loss)."""
+    import keras
+
+    return {
+        "optimizer": keras.optimizers.Adam(learning_rate=training.learning_rate),
+        "loss": {SCORE: keras.losses.BinaryCrossentropy()},
+        "metrics": {SCORE: [keras.metrics.AUC(name="auc")]},
+    }
+
+
+def fit_cnn(splits: Any, trainer: Any, config: VisionQCConfig) -> Any:
+    """Train the CNN through the core's loop (``trainer.fit``) on the app's augmented datasets (synthetic
+    defects, flips, photometric), image labels only; then Platt-scale it on validation."""
+    from solutions_core.solution import KerasFit
+
+    datasets = Datasets(config)
+
+    def data(training: bool, batch: int) -> Any:
+        frame = splits.train if training else splits.valid
+        return datasets(frame, training, batch).map(lambda image, targets: (image, {SCORE: targets[SCORE]}))
+
+    import keras
+
+    # One output: Keras names its metrics without the output's prefix (val_auc, not val_defect_score_auc).
+    monitor = trainer.training.early_stopping_monitor.replace(f"{SCORE}_", "")
+    training = trainer.training.model_copy(
+        update={"early_stopping_monitor": monitor, **({"epochs": config.cnn.epochs} if config.cnn.epochs else {})}
+    )
+    built: dict[str, Any] = {}
+
+    def build() -> Any:
+        # Trained on its score alone (Keras wants a target per output it compiles); the served network
+        # is the same layers with the map beside it.
+        built["network"] = build_cnn(config)
+        return keras.Model(built["network"].input, {SCORE: built["network"].get_layer(SCORE).output}, name="vision_qc_cnn_score")
+
+    try:
+        trainer.fit(KerasFit("cnn", build=build, compile=cnn_compile_options, data=data, training=training))
+    finally:
+        datasets.clear()
+    network = built["network"]
+    platt_scale(network, splits.valid, config)
+    return network

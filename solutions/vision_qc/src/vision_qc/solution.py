@@ -140,14 +140,25 @@ class VisionModels(Models):
 
         config: VisionQCConfig = context.config
 
-        def build_supervised(train: pd.DataFrame) -> Any:
+        def needs_defects(train: pd.DataFrame) -> None:
             defects = int(train["label_id"].sum())
             if defects < config.min_defects_for_supervised:
                 raise SkipCandidate(
                     f"only {defects} defective training images (min_defects_for_supervised="
                     f"{config.min_defects_for_supervised}); the one-class model needs none"
                 )
+
+        def build_supervised(train: pd.DataFrame) -> Any:
+            needs_defects(train)
             return model.build_training_model(config, train)
+
+        def fit_pixel_linear(splits: Splits, trainer: Any) -> Any:
+            needs_defects(splits.train)
+            return model.fit_pixel_linear(splits, config)
+
+        def fit_cnn(splits: Splits, trainer: Any) -> Any:
+            needs_defects(splits.train)
+            return model.fit_cnn(splits, trainer, config)
 
         datasets = model.Datasets(config)  # fit and the quantization-aware fine-tune share them
         return [
@@ -159,7 +170,11 @@ class VisionModels(Models):
                 finish=model.finish_training(config, datasets),
             ),
             # A Gaussian fitted with numpy/scikit-learn on the extractor's features (inference only).
-            Candidate("one_class", fit=lambda splits, trainer: model.fit_feature_gaussian(splits.train, config)),
+            Candidate("one_class", fit=lambda splits, trainer: model.fit_feature_gaussian(splits.train, config, valid=splits.valid)),
+            # Logistic regression on downsampled pixels, in the graph: never worse than that family.
+            Candidate("pixel_linear", fit=fit_pixel_linear),
+            # A small CNN from scratch, end to end through trainer.fit (shapes the statistics cannot see).
+            Candidate("cnn", fit=fit_cnn),
         ]
 
 
@@ -179,13 +194,12 @@ class VisionEvaluation(Evaluation):
         return metrics
 
     def calibrate(self, context: Context, examples: pd.DataFrame, outputs: Outputs) -> dict[str, float]:
-        """The threshold that balances recall and false alarms on validation (see ``choose_threshold``),
-        as the float32 the served module holds, so the server, the version's metadata and the edge
-        models carry one and the same number."""
-        from vision_qc.evaluate import choose_threshold
+        """The threshold that balances recall and false alarms on validation (see ``served_threshold``):
+        a score the served model actually gives, as the float32 the module holds, so the server's
+        decisions change exactly there and the version's metadata and the edge models carry that number."""
+        from vision_qc.evaluate import served_threshold
 
-        threshold = choose_threshold(examples["label_id"].to_numpy(), outputs["defect_score"])
-        return {"threshold": float(np.float32(threshold))}
+        return {"threshold": served_threshold(examples["label_id"].to_numpy(), outputs["defect_score"])}
 
     def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
         from vision_qc.evaluate import (
