@@ -167,7 +167,12 @@ def build_linear_model(train: pd.DataFrame, spec: FeatureSpec, config: FraudConf
 def training_for(training: TrainingConfig, rows: int, **overrides: Any) -> TrainingConfig:
     """The loop settings for ``rows`` training examples: on a small table, a batch small enough for
     ~50 steps an epoch and enough epochs for ``MIN_TRAINING_STEPS`` (early stopping, with a little more
-    patience, ends it sooner). A fixed ``steps_per_epoch`` (tests) is left as configured."""
+    patience, ends it sooner), watching the validation loss. A fixed ``steps_per_epoch`` (tests) is left
+    as configured.
+
+    Why the loss: with a few hundred validation positives, keeping the best of dozens of epochs by
+    validation AUPRC picks that metric's noise, and the candidate is then chosen by the same inflated
+    number (measured on credit_data: the MLP led validation on 3 seeds of 3 and trailed on test)."""
     training = training.model_copy(update=overrides)
     if training.steps_per_epoch or rows <= 0 or rows * training.epochs / training.batch_size >= MIN_TRAINING_STEPS:
         return training
@@ -175,7 +180,10 @@ def training_for(training: TrainingConfig, rows: int, **overrides: Any) -> Train
     steps = math.ceil(rows / batch_size)
     epochs = int(min(300, max(training.epochs, math.ceil(MIN_TRAINING_STEPS / steps))))
     patience = max(training.early_stopping_patience, 5) if training.early_stopping_patience else 0
-    return training.model_copy(update={"batch_size": batch_size, "epochs": epochs, "early_stopping_patience": patience})
+    return training.model_copy(
+        update={"batch_size": batch_size, "epochs": epochs, "early_stopping_patience": patience,
+                "early_stopping_monitor": "val_loss", "early_stopping_mode": "min"}
+    )
 
 
 def fit_keras(
