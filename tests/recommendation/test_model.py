@@ -38,7 +38,7 @@ def fitted(tmp_path_factory):
     )
     tables = generate_interactions(4_000, 150, 300, seed=5, new_item_share=0.4)
     train, valid, test = split(prepare(tables, config), config)
-    (candidate,) = solution.models.candidates(Context(solution.name, config, {}))
+    candidate = next(c for c in solution.models.candidates(Context(solution.name, config, {})) if c.name == "two_tower_dcn")
     trainer = RecordingTrainer(make_runtime("cpu", seed=0), config.training, tmp_path_factory.mktemp("tensorboard"), candidate.name)
     return candidate.fit(Splits(train, valid, test), trainer), train, config, trainer
 
@@ -119,7 +119,9 @@ def test_retrieval_alone_is_an_ensemble_of_the_fitted_recommender(fitted):
     assert retrieval.user_tower is recommender.user_tower and retrieval.item_vectors is recommender.item_vectors
     alone = solution.make_config({"ranking": {"enabled": False}})
     context = Context(solution.name, alone, {})
-    assert [c.name for c in solution.models.candidates(context)] == ["two_tower"]
+    assert [c.name for c in solution.models.candidates(context)] == ["two_tower", "ease"]
+    no_ease = Context(solution.name, solution.make_config({"ranking": {"enabled": False}, "ease_candidate": False}), {})
+    assert [c.name for c in solution.models.candidates(no_ease)] == ["two_tower"]
     assert solution.models.ensembles(context) == []
 
 

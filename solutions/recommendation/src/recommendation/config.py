@@ -114,6 +114,12 @@ class RecommendationConfig(SolutionConfig):
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    ease_candidate: bool = Field(
+        default=True,
+        description="Also train EASE as a candidate inside the exported graph (item × item weights, scores from the "
+        "user's history): exported when it wins validation, so the served model is never worse than it. λ and the "
+        "catalog limit are the EASE baseline's (baselines.ease_l2, baselines.ease_max_items).",
+    )
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(
             epochs=8,

@@ -130,6 +130,24 @@ def _top_k_lists(scores: np.ndarray, items: np.ndarray, k: int) -> list[list[str
     return [[str(items[index]) for index, keep in zip(row, keeps) if keep] for row, keeps in zip(best, finite)]
 
 
+def item_gram(interactions: pd.DataFrame, item_index: dict[str, int]) -> np.ndarray:
+    """XᵀX of the binary user × item matrix (dense items × items): co-occurrence counts, each item's
+    own count on the diagonal."""
+    matrix = _binary_matrix(interactions, item_index)
+    return (matrix.T @ matrix).toarray()
+
+
+def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
+    """EASE's B from XᵀX and λ: P = (XᵀX + λI)⁻¹, B = I − P · diag(1/diag(P)), i.e. B_ij = −P_ij / P_jj
+    off the diagonal and 0 on it (Steck 2019, eq. 8)."""
+    regularized = gram.astype(np.float64)  # a copy: the caller's Gram matrix is reused for other λ
+    regularized[np.diag_indices_from(regularized)] += l2
+    inverse = np.linalg.inv(regularized)
+    weights = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights.astype(np.float32)
+
+
 class EaseBaseline:
     """EASE (Steck, 2019, "Embarrassingly Shallow Autoencoders"): an item × item ridge regression of each
     item's column of the binary user × item matrix on all other items, in closed form:
@@ -141,7 +159,7 @@ class EaseBaseline:
     Given validation rows, ``fit`` picks the multiple from ``l2_multiples`` on their NDCG@10 first.
     Memory is items² floats: catalogs above ``max_items`` are refused (``ValueError``)."""
 
-    def __init__(self, l2: float | None = None, l2_multiples: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0), max_items: int = 20_000):
+    def __init__(self, l2: float | None = None, l2_multiples: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0), max_items: int = 20_000):
         self.l2 = l2
         self.l2_multiples = tuple(l2_multiples)
         self.max_items = max_items
@@ -162,28 +180,19 @@ class EaseBaseline:
             valid_gram = gram if before_valid is None else self._gram(before_valid)
             tried = {}
             for multiple in self.l2_multiples:
-                self.weights = self._solve(valid_gram, multiple * mean_count)
+                self.weights = ease_weights(valid_gram, multiple * mean_count)
                 lists = self.recommend(valid, GATE_K_FOR_CHOICE)
                 tried[multiple * mean_count] = top_k_metrics(lists, list(valid["targets"]), [GATE_K_FOR_CHOICE], len(self.items))[f"ndcg_at_{GATE_K_FOR_CHOICE}"]
             self.tried = tried
             self.chosen_l2 = max(tried, key=tried.get)
         else:
             self.chosen_l2 = mean_count
-        self.weights = self._solve(gram, self.chosen_l2)
+        self.weights = ease_weights(gram, self.chosen_l2)
         return self
 
     def _gram(self, interactions: pd.DataFrame) -> np.ndarray:
-        matrix = _binary_matrix(interactions, self.item_index)
-        return (matrix.T @ matrix).toarray()
+        return item_gram(interactions, self.item_index)
 
-    @staticmethod
-    def _solve(gram: np.ndarray, l2: float) -> np.ndarray:
-        regularized = gram.astype(np.float64)  # a copy: the caller's Gram matrix is reused for other λ
-        regularized[np.diag_indices_from(regularized)] += l2
-        inverse = np.linalg.inv(regularized)
-        weights = -inverse / np.diag(inverse)[None, :]
-        np.fill_diagonal(weights, 0.0)
-        return weights.astype(np.float32)
 
     def scores(self, examples: pd.DataFrame) -> np.ndarray:
         """[users, items] scores from each row's ``exclude`` (everything seen), seen items at -inf."""

@@ -74,7 +74,8 @@ class RecommendationData(Data):
 
 class RecommendationModels(Models):
     def candidates(self, context: Context) -> list[Candidate]:
-        """Two towers then (when ranking is on) the DCN ranker, both through ``trainer.fit``."""
+        """Two towers then (when ranking is on) the DCN ranker, both through ``trainer.fit``; and EASE
+        (closed form, no Keras fit), which competes on validation like the others."""
         config = context.config
 
         def fit(splits: Splits, trainer: Any) -> Any:
@@ -82,7 +83,16 @@ class RecommendationModels(Models):
 
             return fit_recommender(splits.train, splits.valid, config, trainer)
 
-        return [Candidate("two_tower_dcn" if config.ranking.enabled else "two_tower", fit=fit)]
+        candidates = [Candidate("two_tower_dcn" if config.ranking.enabled else "two_tower", fit=fit)]
+        if config.ease_candidate:
+
+            def fit_ease(splits: Splits, trainer: Any) -> Any:
+                from recommendation.ease import fit_ease
+
+                return fit_ease(splits.train, splits.valid, config)
+
+            candidates.append(Candidate("ease", fit=fit_ease, kind="closed_form"))
+        return candidates
 
     def ensembles(self, context: Context) -> list[Ensemble]:
         """Retrieval alone competes with retrieval + ranking: the ranker is kept only if it helps."""
@@ -145,6 +155,12 @@ class RecommendationEvaluation(Evaluation):
 
 class RecommendationServing(Serving):
     def module(self, context: Context, fitted: Any) -> Any:
+        from recommendation.ease import EaseRecommender
+
+        if isinstance(fitted, EaseRecommender):
+            from recommendation.ease import serving_module as ease_module
+
+            return ease_module(fitted, context.config)
         from recommendation.model import serving_module
 
         return serving_module(fitted, context.config)
@@ -255,6 +271,10 @@ class Recommendation(Solution):
                 "towers": {"embedding_dim": 8, "id_embedding_dim": 8, "hidden_units": 16, "text_vocabulary_size": 100},
                 "ranking": {"candidates": 20, "epochs": 1},
                 "training": {"epochs": 2, "batch_size": 128, "early_stopping_patience": 0},
+                # The towers, so the shared serving tests see their cold start by features (EASE wins on
+                # seconds of data and knows no features); EASE's module has tests of its own
+                # (tests/recommendation/test_ease.py) and goes through the pipeline in test_data_shapes.py.
+                "ease_candidate": False,
                 # Plumbing runs on seconds of data: they must publish to test what follows; the
                 # baseline rule of the gate is tested on the core (tests/core/test_gate.py).
                 "gate": {"beat_baselines": False},

@@ -1,0 +1,134 @@
+"""EASE as a served candidate: the item × item model a client would try first, inside the exported graph.
+
+EASE (Steck, 2019) is a closed-form ridge regression of every item on all the others over the binary
+user × item matrix: P = (XᵀX + λI)⁻¹, B = I − P · diag(1/diag(P)). A user's scores are their items'
+rows of B summed. On rating logs it is often as good as far larger models, so the app trains it beside
+the two towers and exports it when it wins validation: the served model is then never worse than EASE.
+
+The exported ``EaseModule`` has the same signature as the two-tower module (``user_id``, ``history``,
+``exclude``, the user features) and the same answers: ``item_ids`` and ``scores`` [batch, top_k] and a
+``strategy``. The user's profile is ``history`` (the recent items the towers see too, not ``exclude``:
+a client may exclude items the user never touched); ``exclude`` is never returned. A user without a
+known item in the history gets the most popular items (``popular``): EASE knows nothing of features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from recommendation.config import RecommendationConfig
+from recommendation.data import TrainingData
+from recommendation.evaluate import EaseBaseline, _top_k_lists, ease_weights, item_gram, top_k_metrics
+
+GATE_K = 10
+
+
+@dataclass
+class EaseRecommender:
+    """What the ``ease`` candidate's fit returns: everything ``EaseModule`` needs."""
+
+    items: pd.DataFrame
+    weights: np.ndarray  # [items, items] float32, zero diagonal
+    popularity: np.ndarray  # training interactions per catalog row
+    l2: float
+    tried: dict[float, float] = field(default_factory=dict)  # λ -> validation NDCG@10
+
+
+def history_scores(weights: np.ndarray, item_index: dict[str, int], examples: pd.DataFrame) -> np.ndarray:
+    """Scores from each row's ``history`` with ``exclude`` at -inf: the numpy twin of ``EaseModule``."""
+    profile = np.zeros((len(examples), len(weights)), dtype=np.float32)
+    for row, history in enumerate(examples["history"]):
+        profile[row, [item_index[item] for item in history.split() if item in item_index]] = 1.0
+    scores = profile @ weights
+    for row, excluded in enumerate(examples["exclude"]):
+        scores[row, [item_index[item] for item in excluded.split() if item in item_index]] = -np.inf
+    return scores
+
+
+def fit_ease(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig) -> EaseRecommender:
+    """EASE on the training interactions; λ from ``baselines.ease_l2`` or, by default, chosen on the
+    validation rows' NDCG@10 (scored from their ``history``, as served) among multiples of the mean
+    interactions per item."""
+    catalog = data.items["item_id"].astype(str)
+    settings = config.baselines
+    if len(catalog) > settings.ease_max_items:
+        from solutions_core.solution import SkipCandidate
+
+        raise SkipCandidate(f"{len(catalog)} items is above baselines.ease_max_items={settings.ease_max_items} (EASE holds items × items)")
+    item_index = {item: index for index, item in enumerate(catalog)}
+    gram = item_gram(data.interactions, item_index)
+    mean_count = float(np.mean(np.diag(gram))) or 1.0
+    multiples = EaseBaseline().l2_multiples  # the baseline's grid: both are chosen the same way
+    choices = [settings.ease_l2] if settings.ease_l2 is not None else [multiple * mean_count for multiple in multiples]
+    tried: dict[float, float] = {}
+    best_weights = None
+    for l2 in choices:
+        weights = ease_weights(gram, l2)
+        if len(choices) == 1:
+            best_weights = weights
+            break
+        lists = _top_k_lists(history_scores(weights, item_index, valid), catalog.to_numpy(dtype=object), GATE_K)
+        tried[l2] = top_k_metrics(lists, list(valid["targets"]), [GATE_K], len(catalog))[f"ndcg_at_{GATE_K}"]
+        if tried[l2] == max(tried.values()):
+            best_weights = weights
+    chosen = max(tried, key=tried.get) if tried else choices[0]
+    return EaseRecommender(data.items, best_weights, np.asarray(data.popularity, dtype=np.float64), float(chosen), tried)
+
+
+def request_specs(config: RecommendationConfig) -> dict[str, Any]:
+    names = ["user_id", "history", "exclude", *config.columns.user_categorical]
+    return {name: tf.TensorSpec([None], tf.string, name=name) for name in names}
+
+
+class EaseModule(tf.Module):
+    """The exported EASE candidate: history multi-hot × B, exclusions at -inf, top-k; popular items
+    for a user without a known item in the history. Same signature and outputs as the two towers'."""
+
+    def __init__(self, fitted: EaseRecommender, config: RecommendationConfig, name: str = "recommendation_ease"):
+        super().__init__(name=name)
+        catalog = fitted.items["item_id"].astype(str).to_numpy(dtype=object)
+        self.catalog_size = len(catalog)
+        self.top_k = min(config.top_k, self.catalog_size)
+        self.weights = tf.Variable(fitted.weights.astype(np.float32), trainable=False, name="ease_weights")
+        self.item_ids = tf.Variable(catalog, dtype=tf.string, trainable=False, name="item_ids")
+        share = (fitted.popularity + 1.0) / (fitted.popularity + 1.0).sum()
+        self.popularity = tf.Variable(share.astype(np.float32), trainable=False, name="popularity")
+        self.l2 = tf.Variable(fitted.l2, dtype=tf.float32, trainable=False, name="l2")  # recorded: the λ chosen
+        self.item_rows = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(catalog), tf.range(self.catalog_size, dtype=tf.int64)), default_value=-1
+        )
+        self.serve = tf.function(self._serve, input_signature=[request_specs(config)])
+
+    def _multi_hot(self, space_separated: Any) -> Any:
+        """Space-separated ids -> [batch, items] 1.0 where an id of the catalog is named."""
+        tokens = tf.strings.split(space_separated)
+        rows = tf.ragged.map_flat_values(self.item_rows.lookup, tokens)
+        batch_of = tf.cast(rows.value_rowids(), tf.int64)
+        found = rows.flat_values >= 0
+        indices = tf.stack([tf.boolean_mask(batch_of, found), tf.boolean_mask(rows.flat_values, found)], axis=1)
+        shape = tf.stack([tf.cast(tf.shape(space_separated)[0], tf.int64), tf.constant(self.catalog_size, tf.int64)])
+        hits = tf.scatter_nd(indices, tf.ones([tf.shape(indices)[0]], tf.float32), shape)
+        return tf.minimum(hits, 1.0)  # an id named twice counts once
+
+    def _serve(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        profile = self._multi_hot(inputs["history"])
+        excluded = self._multi_hot(inputs["exclude"]) > 0
+        personalized = tf.reduce_any(profile > 0, axis=1)
+        scores = tf.matmul(profile, self.weights)
+        popular = tf.broadcast_to(self.popularity[None, :], tf.shape(scores))
+        scores = tf.where(personalized[:, None], scores, popular)
+        scores = tf.where(excluded, tf.constant(-np.inf, tf.float32), scores)
+        top = tf.math.top_k(scores, k=self.top_k)
+        valid = tf.math.is_finite(top.values)
+        item_ids = tf.where(valid, tf.gather(self.item_ids, top.indices), "")
+        strategy = tf.where(personalized, "personalized", "popular")
+        return {"item_ids": item_ids, "scores": tf.where(valid, top.values, 0.0), "strategy": strategy}
+
+
+def serving_module(fitted: EaseRecommender, config: RecommendationConfig) -> EaseModule:
+    return EaseModule(fitted, config)
