@@ -119,7 +119,7 @@ def test_retrieval_alone_is_an_ensemble_of_the_fitted_recommender(fitted):
     assert retrieval.user_tower is recommender.user_tower and retrieval.item_vectors is recommender.item_vectors
     alone = solution.make_config({"ranking": {"enabled": False}})
     context = Context(solution.name, alone, {})
-    assert [c.name for c in solution.models.candidates(context)] == ["two_tower", "ease"]
+    assert [c.name for c in solution.models.candidates(context)] == ["two_tower", "ease_in_graph"]
     no_ease = Context(solution.name, solution.make_config({"ranking": {"enabled": False}, "ease_candidate": False}), {})
     assert [c.name for c in solution.models.candidates(no_ease)] == ["two_tower"]
     assert solution.models.ensembles(context) == []
