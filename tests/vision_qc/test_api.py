@@ -39,7 +39,7 @@ def test_b64_png_returns_score_decision_and_map(server, sample, trained):
     assert 0.0 <= prediction["defect_score"] <= 1.0
     assert prediction["decision"] in ("good", "defect")
     config = trained["vision_qc"].version.metadata()["config"]
-    side = config["image_size"] // config["map_stride"]
+    side = -(-config["image_size"] // config["map_stride"])
     assert np.asarray(prediction["anomaly_map"]).shape == (side, side)
 
 

@@ -109,5 +109,6 @@ def test_the_cnn_trains_through_the_core_loop_and_serves_both_outputs(digits, tm
     assert names == [("cnn", "val_auc")]  # its one output's metric, which early stopping must find
     outputs = network.predict(model.training_pixels(splits.valid, config), verbose=0)
     assert outputs["defect_score"].shape == (len(splits.valid), 1)
-    assert outputs["anomaly_map"].shape == (len(splits.valid), 2, 2, 1)
+    side = model.map_size(config)  # the app's map grid, whichever candidate serves (1x1 at 8 px, stride 8)
+    assert outputs["anomaly_map"].shape == (len(splits.valid), side, side, 1)
     assert np.isfinite(outputs["defect_score"]).all()

@@ -109,6 +109,9 @@ def test_the_quantization_aware_int8_model_reproduces_the_savedmodels_scores(res
     # The float network computes on the int8 grids, so the int8 model differs from it by little more
     # than the last bit of its uint8 score (1/256), not by post-training rounding's ~0.1.
     report = result.edge.report
+    if result.candidate not in ("supervised", "one_class"):  # cnn / pixel_linear are quantized post-training
+        assert report["quantization"] == "post-training"
+        pytest.skip(f"the tiny run chose {result.candidate}, which has no int8 grids")
     assert report["quantization"] == "quantization-aware"
     validation = report["int8"]["validation"]
     print(f"int8 vs SavedModel: max |score difference| {validation['max_abs_score_difference']:.4f}")

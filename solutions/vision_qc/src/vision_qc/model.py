@@ -1010,6 +1010,17 @@ def downsample(pixels: Any, side: int) -> Any:
     return _block_mean(_pad_to_multiple(pixels, factor), factor)
 
 
+def on_map_grid(values: Any, config: VisionQCConfig) -> Any:
+    """A candidate's own location grid resized (bilinear: RESIZE_BILINEAR, which int8 XNNPACK runs) to
+    the app's anomaly-map grid, so ``anomaly_map`` has one shape whichever candidate serves."""
+    import keras
+
+    side = map_size(config)
+    if tuple(values.shape[1:3]) == (side, side):
+        return values
+    return keras.layers.Resizing(side, side, interpolation="bilinear", name="map_grid")(values)
+
+
 def fit_pixel_linear(splits: Any, config: VisionQCConfig) -> Any:
     """Logistic regression on downsampled, standardized pixels (the family a client tries first),
     fitted by scikit-learn and written into the graph: block means, then one dense layer whose kernel
@@ -1053,7 +1064,7 @@ def fit_pixel_linear(splits: Any, config: VisionQCConfig) -> Any:
     if shape[-1] > 1:  # summed over channels by a fixed 1x1 convolution (int8 XNNPACK has no SUM)
         contribution = ops.conv(contribution, np.ones((1, 1, shape[-1], 1), np.float32))
     local = keras.layers.Rescaling(float(np.prod(shape[:2])), offset=bias, name="location_logits")(contribution)
-    anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(local)
+    anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(on_map_grid(local, config))
     network = keras.Model(pixels, {SCORE: score, ANOMALY_MAP: anomaly_map}, name="vision_qc_pixel_linear")
     network.get_layer("image_logit").set_weights([weights.astype(np.float32)[:, None], np.asarray([bias], np.float32)])
     platt_scale(network, valid, config)
@@ -1079,7 +1090,7 @@ def build_cnn(config: VisionQCConfig) -> Any:
             hidden = keras.layers.ReLU(name=f"block{index}_{step}_relu")(hidden)
     hidden = keras.layers.Dropout(spec.dropout_rate, name="dropout")(hidden)
     logits = keras.layers.Conv2D(1, 1, name="location_logits", dtype="float32")(hidden)
-    anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(logits)
+    anomaly_map = keras.layers.Activation("sigmoid", name=ANOMALY_MAP, dtype="float32")(on_map_grid(logits, config))
     worst = keras.layers.GlobalMaxPooling2D(name="worst_location")(logits)
     overall = keras.layers.GlobalAveragePooling2D(name="mean_location")(logits)
     pooled = keras.layers.Concatenate(name="pooled")([worst, overall])
