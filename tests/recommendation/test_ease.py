@@ -29,8 +29,8 @@ def outputs_of(module, rows: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def test_lambda_is_chosen_on_validation_and_weights_have_a_zero_diagonal(fitted):
     recommender, _, _ = fitted
-    assert len(recommender.tried) == 6 and recommender.l2 in recommender.tried
-    assert recommender.tried[recommender.l2] == max(recommender.tried.values())
+    assert len(recommender.tried) == 12 and (recommender.l2, recommender.profile_with_exclude) in recommender.tried
+    assert recommender.tried[(recommender.l2, recommender.profile_with_exclude)] == max(recommender.tried.values())
     assert np.allclose(np.diag(recommender.weights), 0.0)
 
 
@@ -40,7 +40,7 @@ def test_graph_scores_match_numpy_and_respect_exclusions(fitted):
     rows = test.head(20).copy()
     outputs = outputs_of(module, rows)
     catalog = recommender.items["item_id"].astype(str).tolist()
-    expected = history_scores(recommender.weights, {item: row for row, item in enumerate(catalog)}, rows)
+    expected = history_scores(recommender.weights, {item: row for row, item in enumerate(catalog)}, rows, recommender.profile_with_exclude)
     for position, (ids, scores) in enumerate(zip(outputs["item_ids"], outputs["scores"])):
         ids = [value.decode() for value in ids]
         excluded = set(rows["exclude"].iloc[position].split())

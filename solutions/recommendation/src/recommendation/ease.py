@@ -7,8 +7,10 @@ the two towers and exports it when it wins validation: the served model is then 
 
 The exported ``EaseModule`` has the same signature as the two-tower module (``user_id``, ``history``,
 ``exclude``, the user features) and the same answers: ``item_ids`` and ``scores`` [batch, top_k] and a
-``strategy``. The user's profile is ``history`` (the recent items the towers see too, not ``exclude``:
-a client may exclude items the user never touched); ``exclude`` is never returned. A user without a
+``strategy``. The user's profile is ``history`` (the recent items the towers see too), or ``history``
+and ``exclude`` together where validation says so: the app's requests exclude what the user has already
+seen, the longer profile, but a client may exclude items the user never touched, so each data set
+decides. ``exclude`` is never returned. A user without a
 known item in the history gets the most popular items (``popular``): EASE knows nothing of features.
 """
 
@@ -36,14 +38,19 @@ class EaseRecommender:
     weights: np.ndarray  # [items, items] float32, zero diagonal
     popularity: np.ndarray  # training interactions per catalog row
     l2: float
-    tried: dict[float, float] = field(default_factory=dict)  # λ -> validation NDCG@10
+    tried: dict[tuple[float, bool], float] = field(default_factory=dict)  # (λ, profile with exclude) -> valid NDCG@10
+    profile_with_exclude: bool = False
 
 
-def history_scores(weights: np.ndarray, item_index: dict[str, int], examples: pd.DataFrame) -> np.ndarray:
-    """Scores from each row's ``history`` with ``exclude`` at -inf: the numpy twin of ``EaseModule``."""
+def history_scores(weights: np.ndarray, item_index: dict[str, int], examples: pd.DataFrame, with_exclude: bool = False) -> np.ndarray:
+    """Scores from each row's ``history`` (and ``exclude`` when ``with_exclude``) with ``exclude`` at
+    -inf: the numpy twin of ``EaseModule``."""
     profile = np.zeros((len(examples), len(weights)), dtype=np.float32)
     for row, history in enumerate(examples["history"]):
         profile[row, [item_index[item] for item in history.split() if item in item_index]] = 1.0
+    if with_exclude:
+        for row, excluded in enumerate(examples["exclude"]):
+            profile[row, [item_index[item] for item in excluded.split() if item in item_index]] = 1.0
     scores = profile @ weights
     for row, excluded in enumerate(examples["exclude"]):
         scores[row, [item_index[item] for item in excluded.split() if item in item_index]] = -np.inf
@@ -52,8 +59,8 @@ def history_scores(weights: np.ndarray, item_index: dict[str, int], examples: pd
 
 def fit_ease(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig) -> EaseRecommender:
     """EASE on the training interactions; λ from ``baselines.ease_l2`` or, by default, chosen on the
-    validation rows' NDCG@10 (scored from their ``history``, as served) among multiples of the mean
-    interactions per item."""
+    validation rows' NDCG@10 (scored as served) among multiples of the mean interactions per item, and
+    the profile (``history`` alone, or with ``exclude``) chosen the same way."""
     catalog = data.items["item_id"].astype(str)
     settings = config.baselines
     if len(catalog) > settings.ease_max_items:
@@ -65,19 +72,18 @@ def fit_ease(data: TrainingData, valid: pd.DataFrame, config: RecommendationConf
     mean_count = float(np.mean(np.diag(gram))) or 1.0
     multiples = EaseBaseline().l2_multiples  # the baseline's grid: both are chosen the same way
     choices = [settings.ease_l2] if settings.ease_l2 is not None else [multiple * mean_count for multiple in multiples]
-    tried: dict[float, float] = {}
+    tried: dict[tuple[float, bool], float] = {}
     best_weights = None
     for l2 in choices:
         weights = ease_weights(gram, l2)
-        if len(choices) == 1:
-            best_weights = weights
-            break
-        lists = _top_k_lists(history_scores(weights, item_index, valid), catalog.to_numpy(dtype=object), GATE_K)
-        tried[l2] = top_k_metrics(lists, list(valid["targets"]), [GATE_K], len(catalog))[f"ndcg_at_{GATE_K}"]
-        if tried[l2] == max(tried.values()):
-            best_weights = weights
-    chosen = max(tried, key=tried.get) if tried else choices[0]
-    return EaseRecommender(data.items, best_weights, np.asarray(data.popularity, dtype=np.float64), float(chosen), tried)
+        for with_exclude in (False, True):
+            scores = history_scores(weights, item_index, valid, with_exclude)
+            lists = _top_k_lists(scores, catalog.to_numpy(dtype=object), GATE_K)
+            tried[(l2, with_exclude)] = top_k_metrics(lists, list(valid["targets"]), [GATE_K], len(catalog))[f"ndcg_at_{GATE_K}"]
+            if tried[(l2, with_exclude)] == max(tried.values()):
+                best_weights = weights
+    chosen, with_exclude = max(tried, key=tried.get)
+    return EaseRecommender(data.items, best_weights, np.asarray(data.popularity, dtype=np.float64), float(chosen), tried, with_exclude)
 
 
 def request_specs(config: RecommendationConfig) -> dict[str, Any]:
@@ -99,6 +105,7 @@ class EaseModule(tf.Module):
         share = (fitted.popularity + 1.0) / (fitted.popularity + 1.0).sum()
         self.popularity = tf.Variable(share.astype(np.float32), trainable=False, name="popularity")
         self.l2 = tf.Variable(fitted.l2, dtype=tf.float32, trainable=False, name="l2")  # recorded: the λ chosen
+        self.profile_with_exclude = tf.Variable(float(fitted.profile_with_exclude), trainable=False, name="profile_with_exclude")
         self.item_rows = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(catalog), tf.range(self.catalog_size, dtype=tf.int64)), default_value=-1
         )
@@ -116,8 +123,9 @@ class EaseModule(tf.Module):
         return tf.minimum(hits, 1.0)  # an id named twice counts once
 
     def _serve(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        profile = self._multi_hot(inputs["history"])
-        excluded = self._multi_hot(inputs["exclude"]) > 0
+        excluded_hot = self._multi_hot(inputs["exclude"])
+        profile = tf.maximum(self._multi_hot(inputs["history"]), self.profile_with_exclude * excluded_hot)
+        excluded = excluded_hot > 0
         personalized = tf.reduce_any(profile > 0, axis=1)
         scores = tf.matmul(profile, self.weights)
         popular = tf.broadcast_to(self.popularity[None, :], tf.shape(scores))
