@@ -180,3 +180,16 @@ def test_validate_names_a_missing_column_and_a_config_role_the_contract_lacks(tm
         assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit), result.output
         output = " ".join(result.output.split())
         assert ("income missing" in output) if name == "missing" else ("columns.card" in output and "'customer'" in output), output
+
+
+def test_small_tables_get_enough_training_steps_and_large_ones_keep_the_config():
+    from fraud_detection.model import MIN_TRAINING_STEPS, training_for
+
+    training = SOLUTION.make_config().training  # batch 1024, 8 epochs, early stopping on val_auprc
+    small = training_for(training, 3_000)
+    assert small.batch_size < training.batch_size
+    assert math.ceil(3_000 / small.batch_size) * small.epochs >= MIN_TRAINING_STEPS
+    assert (small.early_stopping_monitor, small.early_stopping_mode) == ("val_loss", "min")
+    assert training_for(training, 200_000) == training
+    fixed = training.model_copy(update={"steps_per_epoch": 4})
+    assert training_for(fixed, 3_000) == fixed  # a fixed budget (tests) is kept
