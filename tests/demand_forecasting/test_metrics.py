@@ -90,7 +90,7 @@ def test_statistical_baselines_follow_a_trend_that_seasonal_naive_misses():
     sales = pd.DataFrame({"series_id": "t", "date": days, "quantity": trend, "price": 1.0, "promotion": 0, "holiday": None, "store_open": 1, "stockout": 0})
     data = series_arrays(sales, pd.DataFrame({"series_id": ["t"]}), [])
     rows, origins = np.array([0]), np.array([100])
-    forecasts = statistical_forecasts(data, rows, origins, 14, "D", ["ets", "theta"], 100)
+    forecasts = statistical_forecasts(data, rows, origins, 14, 7, ["ets", "theta"], 100)
     actual = trend[100:114]
     naive = np.resize(trend[93:100], 14)
     for name in ("ets", "theta"):

@@ -87,6 +87,14 @@ def test_bad_forecast_requests_are_clear_4xx(trained, server, body, status, word
     assert words in answer["error"]
 
 
+def test_predict_rejects_a_negative_history_naming_the_field(trained, server):
+    instance = dict(trained[APP].golden_instances[0])
+    instance["history"] = [-5.0, *instance["history"][1:]]
+    status, body = http_json("POST", f"{server.url}/v1/models/{APP}:predict", {"instances": [instance]})
+    assert status == 400, body
+    assert "history[0] = -5.0 is below quantity's min 0" in body["error"]
+
+
 def test_predict_rejects_a_history_of_the_wrong_length(trained, server):
     instance = dict(trained[APP].golden_instances[0])
     instance["history"] = instance["history"][:-1]

@@ -4,6 +4,8 @@ contracts with only the client's columns, flat series, and histories checked aga
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,3 +44,53 @@ def test_a_series_shorter_than_lookback_plus_horizon_still_trains():
     # And it is forecast in the test (its history padded too).
     test_rows, _ = layout.test
     assert short in set(test_rows)
+
+
+def test_statistical_baselines_do_not_blow_up_on_flat_or_tiny_histories():
+    from demand_forecasting.baselines import statistical_forecasts
+
+    tables = long_tables({"a": 30, "b": 30, "c": 30})
+    sales = tables["demand_sales"]
+    sales.loc[sales["series_id"] == "a", "quantity"] = 7.0  # flat
+    sales.loc[sales["series_id"] == "b", "quantity"] = 0.0  # never sold
+    data = series_arrays(sales, tables["demand_series"], [])
+    rows, origins = np.array([0, 1, 2]), np.array([20, 20, 2])  # series c: a history of 2 points
+    forecasts = statistical_forecasts(data, rows, origins, 8, 4, ["ets", "theta"], 60)
+    for name in ("ets", "theta"):
+        for level, grid in forecasts[name].items():
+            assert np.all(np.isfinite(grid)), (name, level)
+            np.testing.assert_allclose(grid[0], 7.0, err_msg=f"{name} on a flat series")
+            np.testing.assert_allclose(grid[1], 0.0, err_msg=f"{name} on zeros")
+            assert np.all(grid[2] > 0), f"{name} on a 2-point history gave zeros"
+
+
+def test_season_and_lookback_follow_the_frequency_unless_set():
+    from demand_forecasting.config import season_length
+    from demand_forecasting.windows import resolve_lengths
+
+    assert season_length(ForecastConfig(), "Q") == 4 and season_length(ForecastConfig(), "M") == 12
+    assert season_length(ForecastConfig(season=5), "O") == 5
+    assert resolve_lengths(ForecastConfig(), "Q", 8) == (32, 8)
+    assert resolve_lengths(ForecastConfig(), "M", 6) == (24, 6)  # two seasons beat four horizons
+    assert resolve_lengths(ForecastConfig(season=13), "O", 2) == (26, 2)
+    assert resolve_lengths(ForecastConfig(lookback=10), "M", 6) == (10, 6)
+
+
+def test_predict_checks_histories_against_the_contract():
+    from pathlib import Path
+
+    from demand_forecasting.solution import ForecastServing
+    from solutions_core.contracts import load_contract
+    from solutions_core.solution import Context
+
+    contracts = Path(__file__).resolve().parents[2] / "data_contracts"
+    context = Context("demand_forecasting", ForecastConfig(), {"demand_sales": load_contract("demand_sales", contracts)})
+    good = {"series_id": "a", "history": [1.0, None, 3.0], "history_price": [None, 2.5, 2.5]}
+    assert ForecastServing().check(context, [good]) == [good]
+    for field, values, words in [
+        ("history", [1.0, -4.0, 3.0], "history[1] = -4.0 is below quantity's min 0"),
+        ("future_price", [-1.0], "future_price[0] = -1.0 is below price's min 0"),
+        ("history", [1.0, "x"], "history[1] = 'x' is not a finite number"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            ForecastServing().check(context, [good, {**good, field: values}])

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from demand_forecasting.config import SEASON, ForecastConfig
-from demand_forecasting.evaluate import seasonal_naive_windows
+from demand_forecasting.config import ForecastConfig, season_length
+from demand_forecasting.evaluate import seasonal_naive_forecast, seasonal_naive_windows
 from demand_forecasting.windows import SeriesArrays
 
 STATISTICAL = ("ets", "theta")
@@ -35,7 +35,7 @@ def statistical_forecasts(
     rows: np.ndarray,
     origins: np.ndarray,
     horizon: int,
-    frequency: str,
+    season: int,
     names: list[str],
     history_steps: int,
 ) -> dict[str, dict[float, np.ndarray]]:
@@ -44,7 +44,6 @@ def statistical_forecasts(
     from statsforecast import StatsForecast
     from statsforecast.models import AutoETS, OptimizedTheta, SeasonalNaive
 
-    season = SEASON[frequency]
     factories = {"ets": lambda: AutoETS(season_length=season), "theta": lambda: OptimizedTheta(season_length=season)}
     chosen = [name for name in names if name in STATISTICAL]
     if not chosen:
@@ -60,15 +59,40 @@ def statistical_forecasts(
     models = [factories[name]() for name in chosen]
     engine = StatsForecast(models=models, freq=1, n_jobs=1, fallback_model=SeasonalNaive(season_length=season))
     predicted = engine.forecast(df=frame, h=horizon, level=[80]).sort_values(["unique_id", "ds"], kind="stable")
+    fallback, flat, ceiling = fallback_forecasts(data, rows, origins, horizon, season, history_steps)
     out = {}
     for name, model in zip(chosen, models):
         column = repr(model)
         grids = {}
         for level, suffix in ((0.1, "-lo-80"), (0.5, ""), (0.9, "-hi-80")):
             values = predicted[column + suffix].to_numpy(np.float64).reshape(len(rows), horizon)
-            grids[level] = np.clip(np.nan_to_num(values), 0.0, None)  # demand is never negative
+            # A window whose fit failed (NaN: a history of 2 points), diverged (far beyond anything the
+            # series ever did) or had nothing to fit (a flat history) gets the seasonal naive forecast,
+            # the constant of a flat series, instead of 0 or a blow-up.
+            broken = ~np.isfinite(values).all(axis=1) | (np.abs(values) > ceiling[:, None]).any(axis=1) | flat
+            values = np.where(broken[:, None], fallback, values)
+            grids[level] = np.clip(values, 0.0, None)  # demand is never negative
         out[name] = grids
     return out
+
+
+def fallback_forecasts(
+    data: SeriesArrays, rows: np.ndarray, origins: np.ndarray, horizon: int, season: int, history_steps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window: the seasonal naive forecast, whether the history is flat (constant), and a ceiling
+    no sane forecast passes (10 × the largest absolute value the history had, at least 1)."""
+    forecasts = np.zeros((len(rows), horizon))
+    flat = np.zeros(len(rows), bool)
+    ceiling = np.ones(len(rows))
+    for window, (row, origin) in enumerate(zip(rows, origins)):
+        values = data.quantity[row, max(0, origin - history_steps) : origin]
+        values = values[~np.isnan(values)]
+        if values.size == 0:
+            continue
+        forecasts[window] = seasonal_naive_forecast(values, horizon, season)
+        flat[window] = bool(np.all(values == values[0]))
+        ceiling[window] = max(1.0, 10.0 * float(np.max(np.abs(values))))
+    return forecasts, flat, ceiling
 
 
 def baseline_forecasts(
@@ -83,7 +107,7 @@ def baseline_forecasts(
     check_names(config.baselines)
     forecasts: dict[str, dict[float, Any]] = {}
     if "seasonal_naive" in config.baselines:
-        forecasts["seasonal_naive"] = {0.5: seasonal_naive_windows(test, horizon, SEASON[frequency])}
+        forecasts["seasonal_naive"] = {0.5: seasonal_naive_windows(test, horizon, season_length(config, frequency))}
     history_steps = config.baseline_history or max(BASELINE_HISTORY[frequency], 4 * horizon)
-    forecasts.update(statistical_forecasts(data, rows, origins, horizon, frequency, config.baselines, history_steps))
+    forecasts.update(statistical_forecasts(data, rows, origins, horizon, season_length(config, frequency), config.baselines, history_steps))
     return forecasts

@@ -10,6 +10,11 @@ from solutions_core.solution import SolutionConfig, TrainingConfig
 SEASON = {"D": 7, "W": 52, "M": 12, "Q": 4, "Y": 1, "O": 1}
 
 
+def season_length(config: "ForecastConfig", frequency: str) -> int:
+    """The config's season length, else the frequency's."""
+    return config.season or SEASON[frequency]
+
+
 class NetworkConfig(BaseModel):
     """A TiDE-like global MLP: the scaled recent history, past and future covariates and static
     embeddings in, every horizon step's quantiles out."""
@@ -28,6 +33,7 @@ class ForecastConfig(SolutionConfig):
     days: int = Field(default=730, ge=60, description="Days of history the generator makes.")
     horizon: int | None = Field(default=None, ge=1, description="Steps to forecast; default: the data's official horizon, else 28 days / 18 months / 8 quarters / 6 years.")
     lookback: int | None = Field(default=None, ge=2, description="History steps the model sees; default: 4 horizons, at least 2 seasons.")
+    season: int | None = Field(default=None, ge=1, description="Season length in steps; default from the frequency: D 7, W 52, M 12, Q 4, Y and O 1.")
     frequency: str | None = Field(default=None, pattern="^[DWMQYO]$", description="Series frequency to model (D, W, M, Q, Y); default: the data's only one.")
     backtest_origins: int = Field(default=3, ge=1, description="Rolling test origins per series (data with an official test start uses that one).")
     backtest_stride: int | None = Field(default=None, ge=1, description="Steps between test origins; default: half a horizon.")

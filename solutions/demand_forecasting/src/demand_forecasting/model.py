@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from demand_forecasting.config import SEASON, ForecastConfig
+from demand_forecasting.config import ForecastConfig, season_length
 from demand_forecasting.windows import (
     FLAGS,
     FUTURE_INPUTS,
@@ -176,7 +176,7 @@ def build_network(
         hidden = keras.layers.LayerNormalization(name=f"block_{index}_norm")(keras.layers.Add()([hidden, inner]))
     below = sum(q < 0.5 for q in quantiles)
     raw = keras.layers.Dense(horizon * len(quantiles), name="decoder")(hidden)
-    naive = layers["SeasonalNaive"](min(SEASON[frequency], lookback), horizon, name="seasonal_naive")(scaled_history)
+    naive = layers["SeasonalNaive"](min(season_length(config, frequency), lookback), horizon, name="seasonal_naive")(scaled_history)
     scaled = layers["MonotoneQuantiles"](horizon, below, len(quantiles) - 1 - below, name="quantiles")(raw, naive)
     # Back to the series' own units. Not clipped at 0 here: a ReLU on the output has no gradient where a
     # step's quantiles are all negative, so one bad update could leave a horizon step at 0 for every
@@ -263,7 +263,7 @@ def member_lookbacks(config: ForecastConfig, lookback: int, frequency: str) -> l
     """Members see different spans of history (all of it, half, three quarters, ...): their errors
     differ more than those of seeds alone, so their average gains more."""
     fractions = (1.0, 0.5, 0.75, 0.625, 0.875)
-    shortest = min(lookback, max(2 * SEASON[frequency], 4))
+    shortest = min(lookback, max(2 * season_length(config, frequency), 4))
     return [max(shortest, round(lookback * fractions[index % len(fractions)])) for index in range(config.ensemble_members)]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from demand_forecasting.config import SEASON, ForecastConfig
+from demand_forecasting.config import ForecastConfig, season_length
 from demand_forecasting.data import SALES, SERIES
 from solutions_core.solution import (
     Baseline,
@@ -127,14 +127,19 @@ class ForecastData(Data):
         # The resolved shape is part of the model: the version's recorded config (and everything that
         # builds requests from it: the online store, /forecast, batch) must know it.
         return context.config.model_copy(
-            update={"frequency": examples.frequency, "lookback": examples.lookback, "horizon": examples.horizon}
+            update={
+                "frequency": examples.frequency,
+                "lookback": examples.lookback,
+                "horizon": examples.horizon,
+                "season": season_length(context.config, examples.frequency),
+            }
         )
 
     def split(self, context: Context, examples: Prepared) -> Splits:
         from demand_forecasting.windows import backtest_layout, examples_frame
 
         layout = backtest_layout(examples.data, examples.horizon, context.config, examples.official_start)
-        season = SEASON[examples.frequency]
+        season = season_length(context.config, examples.frequency)
         frames = [examples_frame(examples.data, *pair, examples.lookback, examples.horizon, season) for pair in (layout.valid, layout.test)]
         return Splits(train=TrainingData(examples, layout), valid=frames[0], test=frames[1])
 
@@ -233,6 +238,33 @@ class ForecastServing(Serving):
 
     def request(self, context: Context) -> RequestSchema:
         return RequestSchema(optional=REQUEST_OPTIONAL)
+
+    def check(self, context: Context, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A request's arrays hold the sales table's values per step: each value must keep the rules of
+        its column in the contract (a negative history is as wrong as a negative quantity row)."""
+        from demand_forecasting.windows import FLAGS
+
+        contract = context.contract
+        columns = {"history": contract.label_column() or "quantity", "history_price": "price", "future_price": "price"}
+        columns.update({f"{when}_{flag}": flag for when in ("history", "future") for flag in FLAGS})
+        for index, instance in enumerate(instances):
+            for field, column_name in columns.items():
+                column = contract.columns.get(column_name)
+                values = instance.get(field)
+                if column is None or values is None:
+                    continue
+                if not isinstance(values, list):
+                    raise ValueError(f"instance {index}: {field} must be a list of numbers (null for unknown), got {type(values).__name__}.")
+                for step, value in enumerate(values):
+                    if value is None:
+                        continue
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                        raise ValueError(f"instance {index}: {field}[{step}] = {value!r} is not a finite number.")
+                    if column.min is not None and value < float(column.min):
+                        raise ValueError(f"instance {index}: {field}[{step}] = {value} is below {column_name}'s min {column.min} (contract {contract.name}).")
+                    if column.max is not None and value > float(column.max):
+                        raise ValueError(f"instance {index}: {field}[{step}] = {value} is above {column_name}'s max {column.max} (contract {contract.name}).")
+        return instances
 
     def features(self, context: Context, data_dir: Path) -> FeatureStore | None:
         from demand_forecasting.online import ForecastStore

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from demand_forecasting.config import SEASON, ForecastConfig
+from demand_forecasting.config import ForecastConfig, season_length
 
 FLAGS = ("promotion", "holiday", "store_open")  # known in advance, 0/1 per step
 HISTORY_INPUTS = ("history", "history_price", *(f"history_{flag}" for flag in FLAGS))
@@ -85,7 +85,7 @@ def resolve_lengths(config: ForecastConfig, frequency: str, official: int | None
     """(lookback, horizon): the config's, else the data's official horizon (else a default per
     frequency) and a lookback of four horizons and at least two seasons."""
     horizon = config.horizon or official or DEFAULT_HORIZON[frequency]
-    lookback = config.lookback or max(4 * horizon, 2 * SEASON[frequency], 8)
+    lookback = config.lookback or max(4 * horizon, 2 * season_length(config, frequency), 8)
     return lookback, horizon
 
 
