@@ -185,15 +185,20 @@ def choose_threshold(labels: Any, scores: Any, good_quantile: float = 0.99) -> f
     return float(cuts[best])
 
 
-def served_threshold(labels: Any, scores: Any, margin: float = 1e-4) -> float:
+# One step of the int8 edge model's uint8 score: the quantization-aware network's int8 twin may score an
+# image up to about this much lower, and must still decide as the SavedModel does.
+SCORE_STEP = 1.0 / 256
+
+
+def served_threshold(labels: Any, scores: Any, margin: float = SCORE_STEP) -> float:
     """``choose_threshold`` moved up to ``margin`` below the lowest validation score it marks defective
     (never below the cut itself), as the float32 the served module holds.
 
     Why: ``choose_threshold`` cuts midway between two neighbouring scores, and a quantized network gives
     only a few hundred distinct scores, so the served model's decisions changed at the next score it
     could give (0.1473) while the recorded threshold said 0.1452: two numbers for one rule. Moved up,
-    the recorded number is where decisions change (to ``margin``); the margin keeps a score that another
-    runtime (float16, int8) computes a hair lower from flipping. ``score >= threshold`` decides every
+    the recorded number is where decisions change (to ``margin``, one int8 score step); the margin keeps a
+    score that another runtime (float16, int8) computes up to a step lower from flipping. ``score >= threshold`` decides every
     validation image exactly as the cut did."""
     labels, scores = _check(labels, scores)
     cut = float(np.float32(choose_threshold(labels, scores)))
