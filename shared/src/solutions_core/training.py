@@ -648,11 +648,11 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
     crossed = _cross_validate(run, context, splits, candidates, ensembles, runtime)
 
     def score(name: str, kind: str, model: Any, started_at: float) -> None:
-        module = solution.serving.module(context, model)
-        outputs = predict_frame(module.serve, splits.valid, batch)
         if crossed and name not in crossed:
             say("  not cross-validated on every fold: left out of the choice")
             return
+        module = solution.serving.module(context, model)
+        outputs = predict_frame(module.serve, splits.valid, batch)
         if name in crossed:
             parameters = crossed[name].parameters
         else:
