@@ -312,13 +312,32 @@ def quantile_names(quantiles: list[float]) -> list[str]:
     return [f"p{round(q * 100):02d}" for q in sorted(quantiles)]
 
 
-def serving_module(model: keras.Model, config: ForecastConfig, lookback: int, horizon: int, static_columns: list[str]) -> Any:
+def serving_module(
+    model: keras.Model | None,
+    config: ForecastConfig,
+    lookback: int,
+    horizon: int,
+    static_columns: list[str],
+    theta_weight: float = 0.0,
+    season: int | None = None,
+) -> Any:
     """The exported model: one request per series (its recent history, the covariates planned for the
     horizon, the first forecast date as epoch seconds or a date string) → one output per quantile
-    (``p10``, ``p50``, ``p90``: [horizon] values each)."""
+    (``p10``, ``p50``, ``p90``: [horizon] values each).
+
+    The forecast is the network's (``model``), the Theta method's computed from the request's history
+    inside the graph (``model`` None, ``theta_weight`` 1), or a weighted average of both: so a data set
+    on which Theta wins is served Theta, never worse than the client's first statistical try."""
     import tensorflow as tf
 
+    from demand_forecasting.theta import theta_forecast
+
+    if model is None and theta_weight != 1.0:
+        raise ValueError("A forecaster without a network must serve Theta alone (theta_weight=1).")
+    if not 0.0 <= theta_weight <= 1.0:
+        raise ValueError(f"theta_weight must be within [0, 1], got {theta_weight}.")
     names = quantile_names(config.quantiles)
+    season = season or 1
 
     class ForecastModule(tf.Module):
         def __init__(self) -> None:
@@ -327,11 +346,17 @@ def serving_module(model: keras.Model, config: ForecastConfig, lookback: int, ho
             self.serve = tf.function(self._serve, input_signature=[request_specs(lookback, horizon, static_columns)])
 
         def _serve(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-            features = {name: value for name, value in inputs.items() if name != "forecast_start"}
-            # Days since 1970 fit float32 exactly; epoch seconds would not.
-            features["start_day"] = tf.cast(inputs["forecast_start"] / SECONDS_PER_DAY, tf.float32)
+            forecast = None
+            if model is not None:
+                features = {name: value for name, value in inputs.items() if name != "forecast_start"}
+                # Days since 1970 fit float32 exactly; epoch seconds would not.
+                features["start_day"] = tf.cast(inputs["forecast_start"] / SECONDS_PER_DAY, tf.float32)
+                forecast = tf.cast(self.model(features, training=False), tf.float32)
+            if theta_weight > 0:
+                theta = theta_forecast(inputs["history"], horizon, season, config.quantiles)
+                forecast = theta if forecast is None else (1.0 - theta_weight) * forecast + theta_weight * theta
             # Demand is never negative: clipped here, outside the trained network (see build_network).
-            forecast = tf.maximum(tf.cast(self.model(features, training=False), tf.float32), 0.0)
+            forecast = tf.maximum(forecast, 0.0)
             return {name: forecast[:, :, index] for index, name in enumerate(names)}
 
     return ForecastModule()

@@ -26,6 +26,7 @@ from solutions_core.solution import (
     Candidate,
     Context,
     Data,
+    Ensemble,
     Evaluation,
     FeatureStore,
     Gate,
@@ -65,8 +66,19 @@ class TrainingData:
 
 @dataclass
 class FittedForecaster:
+    """What is served: the network (None for Theta alone) and the weight of the in-graph Theta forecast
+    averaged with it (0: the network alone, 1: Theta alone)."""
+
     model: Any
     prepared: Prepared
+    theta_weight: float = 0.0
+
+
+def blend_with_theta(members: list[FittedForecaster]) -> FittedForecaster:
+    """The network and Theta averaged: their errors differ (a learned global model, a per-series
+    smoother), so on short seasonal series the average often beats both."""
+    network, theta = members
+    return FittedForecaster(network.model, network.prepared, theta_weight=0.5)
 
 
 def quantiles_of(outputs: Outputs, config: ForecastConfig) -> dict[float, np.ndarray]:
@@ -165,7 +177,14 @@ class ForecastModels(Models):
             )
             return FittedForecaster(model, prepared)
 
-        return [Candidate("global_quantile_mlp", fit=fit)]
+        def theta(splits: Splits, trainer: Any) -> FittedForecaster:
+            # Nothing to train: Theta is computed from each request's history inside the graph.
+            return FittedForecaster(None, splits.train.prepared, theta_weight=1.0)
+
+        return [Candidate("global_quantile_mlp", fit=fit), Candidate("theta", fit=theta, kind="statistical")]
+
+    def ensembles(self, context: Context) -> list[Ensemble]:
+        return [Ensemble("mlp_theta_blend", ("global_quantile_mlp", "theta"), combine=blend_with_theta)]
 
 
 class ForecastEvaluation(Evaluation):
@@ -209,7 +228,10 @@ class ForecastServing(Serving):
         from demand_forecasting.model import serving_module
 
         prepared = fitted.prepared
-        return serving_module(fitted.model, context.config, prepared.lookback, prepared.horizon, list(prepared.data.static))
+        season = min(season_length(context.config, prepared.frequency), prepared.lookback)
+        return serving_module(
+            fitted.model, context.config, prepared.lookback, prepared.horizon, list(prepared.data.static), fitted.theta_weight, season
+        )
 
     def golden_instances(self, context: Context, examples: pd.DataFrame, count: int = 8) -> list[dict[str, Any]]:
         """Backtest windows as JSON requests (dates as ISO strings, unknown values as null), including
@@ -320,6 +342,9 @@ class DemandForecasting(Solution):
                 "backtest_origins": 2,
                 "windows_per_series": 8,
                 "baselines": ["seasonal_naive"],
+                # The plumbing tests exercise the network (covariates, scaling); Theta and the blend are
+                # tested on their own (tests/demand_forecasting/test_theta.py).
+                "candidates": ["global_quantile_mlp"],
                 "network": {"hidden_units": 16, "residual_blocks": 1},
                 "training": {"epochs": 2, "batch_size": 32, "early_stopping_patience": 0},
                 # Plumbing runs on seconds of data: they must publish to test what follows; the
