@@ -94,3 +94,96 @@ def test_predict_checks_histories_against_the_contract():
     ]:
         with pytest.raises(ValueError, match=re.escape(words)):
             ForecastServing().check(context, [good, {**good, field: values}])
+
+
+CLIENT_CONTRACT = """\
+name: shop_sales
+version: 1.0.0
+owner: planning@example.com
+description: A client's monthly sales as they keep them - an item code, a month number, units.
+columns:
+  item:
+    type: string
+    role: id
+  month:
+    type: integer
+    min: 1
+    role: metadata
+  units:
+    type: float
+    min: 0
+    role: label
+"""
+
+
+def test_a_client_table_with_its_own_column_names_and_month_numbers_instead_of_dates(tmp_path):
+    """Contract + config only: the client's names (item, month, units), period numbers with no
+    calendar, no series table: validated with no warning, trained, served."""
+    from demand_forecasting import SOLUTION
+    from solutions_core.settings import Settings
+    from solutions_core.training import run_training
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for number in range(8):
+        length = 30 + 3 * number  # ragged, as real series are
+        months = np.arange(60 - length + 1, 61)  # all end in month 60
+        units = 50 + 5 * number + 12 * np.sin(2 * np.pi * months / 12) + rng.normal(0, 2, length)
+        rows.append(pd.DataFrame({"item": f"SKU-{number:03d}", "month": months, "units": units.round(1)}))
+    pd.concat(rows).to_csv(folder / "sales.csv", index=False)
+    (tmp_path / "shop_sales.yaml").write_text(CLIENT_CONTRACT)
+
+    config = SOLUTION.tiny_config().model_copy(
+        update={
+            "source": str(folder),
+            "contract": str(tmp_path / "shop_sales.yaml"),
+            "period_column": "month",
+            "frequency": "M",
+            "horizon": 6,
+            "lookback": 12,
+            "static_columns": [],
+        }
+    )
+    result = run_training(SOLUTION, config, Settings(home=tmp_path / "home"), verbose=0)
+    validation = (result.run_dir / "validation.json").read_text()
+    import json
+
+    reports = json.loads(validation)
+    assert reports["demand_sales"]["violations"] == [], "only the client's columns, no unexpected warning"
+    assert result.version is not None
+    published = result.version.metadata()["config"]
+    assert published["frequency"] == "M" and published["season"] == 12 and published["horizon"] == 6
+    assert len(result.golden_outputs["p50"][0]) == 6
+    assert np.isfinite(result.test.gate_value)
+    # The online store reads the stored table (the client's columns) in the app's names.
+    from demand_forecasting.online import ForecastStore
+    from solutions_core.contracts import load_contract
+
+    settings = Settings(home=tmp_path / "home")
+    store = ForecastStore.open(settings.resolved_data_dir(), SOLUTION.make_config(published), load_contract(str(tmp_path / "shop_sales.yaml")))
+    assert store.knows("SKU-000")
+    request = store.request("SKU-000")
+    assert len(request["history"]) == 12 and request["history"][-1] == pytest.approx(rows[0]["units"].iloc[-1])
+
+
+def test_a_sales_table_without_the_columns_the_app_needs_is_a_clear_error():
+    from demand_forecasting.data import canonical_sales
+    from solutions_core.contracts import Contract
+
+    contract = Contract.from_dict(yaml_dict(CLIENT_CONTRACT))
+    sales = pd.DataFrame({"item": ["a"], "month": [1], "units": [3.0]})
+    with pytest.raises(ValueError, match=r"no column 'date'.*period_column"):
+        canonical_sales(sales, contract, ForecastConfig())
+    with pytest.raises(ValueError, match=r"whole period numbers"):
+        canonical_sales(sales.assign(month=[1.5]), contract, ForecastConfig(period_column="month"))
+    dated = canonical_sales(pd.DataFrame({"item": ["a", "a", "b"], "month": [3, 4, 1], "units": [1.0, 2.0, 3.0]}), contract, ForecastConfig(period_column="month", frequency="M"))
+    assert list(dated["date"].dt.strftime("%Y-%m")) == ["1900-03", "1900-04", "1900-01"], "one time line for every series"
+    assert set(dated.columns) >= {"series_id", "date", "quantity", "price", "promotion", "store_open"}
+
+
+def yaml_dict(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)

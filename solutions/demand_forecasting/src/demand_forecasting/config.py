@@ -35,6 +35,10 @@ class ForecastConfig(SolutionConfig):
     lookback: int | None = Field(default=None, ge=2, description="History steps the model sees; default: 4 horizons, at least 2 seasons.")
     season: int | None = Field(default=None, ge=1, description="Season length in steps; default from the frequency: D 7, W 52, M 12, Q 4, Y and O 1.")
     frequency: str | None = Field(default=None, pattern="^[DWMQYO]$", description="Series frequency to model (D, W, M, Q, Y); default: the data's only one.")
+    period_column: str | None = Field(
+        default=None,
+        description="A sales column of whole period numbers (1, 2, 3, ...) for series without calendar dates; the frequency is then `frequency` (default O: no season).",
+    )
     backtest_origins: int = Field(default=3, ge=1, description="Rolling test origins per series (data with an official test start uses that one).")
     backtest_stride: int | None = Field(default=None, ge=1, description="Steps between test origins; default: half a horizon.")
     baselines: list[str] = Field(

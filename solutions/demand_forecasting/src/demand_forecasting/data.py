@@ -10,6 +10,7 @@ horizon and where the test part starts so the evaluation can use the official sp
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,37 +74,97 @@ SERIES_COLUMNS = ("series_id", "store_id", "product_id", "category", "region", "
 SALES_DEFAULTS = {"price": np.nan, "promotion": 0, "holiday": None, "store_open": 1, "stockout": 0}
 
 
-def load_tables(source: str) -> dict[str, pd.DataFrame]:
-    """``tourism``/``m1`` (optionally ``tourism:M`` for one frequency), or a folder with ``sales`` (and
-    optional ``series``) tables as parquet or csv. Covariates a client's table lacks get neutral
-    defaults (no promotion, open, no stock-out, unknown price), and the frequency is inferred."""
+def load_tables(source: str, contract: Any = None, config: Any = None) -> dict[str, pd.DataFrame]:
+    """``tourism``/``m1``/``m3`` (optionally ``:M`` for one frequency), or a folder with a ``sales`` table
+    (and an optional ``series`` table) as parquet or csv.
+
+    A client's sales table is returned in the client's own columns, as its contract names them (checked
+    against that contract next); ``canonical_sales`` maps it to the app's names after validation. The
+    series table, when the folder has none, is made from the sales: one row per series, its first
+    period, and the frequency from the config or the dates (``O``, no season, for period numbers)."""
     name, _, frequency = source.partition(":")
     if name.lower() in COMPETITIONS:
         return load_competition(name, frequency=frequency or None)
     folder = Path(source)
     if not folder.is_dir():
-        raise ValueError(f"{source}: expected 'tourism', 'm1' (optionally ':Y', ':Q' or ':M') or a folder of sales/series tables.")
+        raise ValueError(f"{source}: expected 'tourism', 'm1' or 'm3' (optionally ':Y', ':Q', ':M' or ':O') or a folder of sales/series tables.")
     sales = read_table(folder, "sales")
     if sales is None:
-        raise ValueError(f"{folder}: needs sales.parquet or sales.csv (series_id, date, quantity, ...).")
-    sales["date"] = pd.to_datetime(sales["date"])
-    sales["series_id"] = sales["series_id"].astype(str)
-    for column, value in SALES_DEFAULTS.items():
-        if column not in sales.columns:
-            sales[column] = value
+        raise ValueError(f"{folder}: needs sales.parquet or sales.csv (one row per series and period).")
+    canonical = canonical_sales(sales, contract, config)
     series = read_table(folder, "series")
     if series is None:
-        series = pd.DataFrame({"series_id": sales["series_id"].unique()})
+        series = pd.DataFrame({"series_id": canonical["series_id"].unique()})
+    else:
+        id_column = _role_column(contract, "id") or "series_id"
+        series = series.rename(columns={id_column: "series_id"}) if id_column in series.columns else series
     series["series_id"] = series["series_id"].astype(str)
-    first = sales.groupby("series_id")["date"].min()
+    first = canonical.groupby("series_id")["date"].min()
     for column in SERIES_COLUMNS:
         if column not in series.columns:
             series[column] = None
     series["launch_date"] = pd.to_datetime(series["launch_date"]).fillna(series["series_id"].map(first))
-    series["frequency"] = series["frequency"].fillna(infer_frequency(sales))
+    chosen = getattr(config, "frequency", None)
+    series["frequency"] = series["frequency"].fillna(chosen or ("O" if getattr(config, "period_column", None) else infer_frequency(canonical)))
     series["horizon"] = series["horizon"].astype("Int64")
     series["test_start"] = pd.to_datetime(series["test_start"])
     return {SALES: sales, SERIES: series}
+
+
+def _role_column(contract: Any, role: str) -> str | None:
+    if contract is None:
+        return None
+    return next((column.name for column in contract.columns.values() if column.role == role), None)
+
+
+def canonical_sales(sales: pd.DataFrame, contract: Any = None, config: Any = None) -> pd.DataFrame:
+    """A sales table in the app's names (``series_id``, ``date``, ``quantity``, covariates), from the
+    client's: the contract's ``id`` column is the series, its ``label`` column the value, its
+    ``time_column`` the date, or the config's ``period_column`` a period number (1, 2, 3, ... with no
+    calendar: periods become dates from a fixed origin, one ``frequency`` step each, so every series
+    lines up). Covariates the table lacks get neutral defaults (no promotion, open, no stock-out, unknown
+    price). Tables already in the app's names pass through."""
+    period = getattr(config, "period_column", None)
+    renames = {
+        _role_column(contract, "id") or "series_id": "series_id",
+        contract.label_column() if contract is not None and contract.label_column() else "quantity": "quantity",
+        period or (contract.time_column if contract is not None and contract.time_column else "date"): "date",
+    }
+    renames = {source: target for source, target in renames.items() if source != target}
+    for target in ("series_id", "date", "quantity"):
+        source = next((s for s, t in renames.items() if t == target), target)
+        if source not in sales.columns:
+            where = f" (contract {contract.name})" if contract is not None else ""
+            hint = {
+                "date": "a timestamp time_column in the contract, or `period_column` in the config for period numbers",
+                "series_id": "a column with role id in the contract",
+                "quantity": "a column with role label in the contract",
+            }[target]
+            raise ValueError(f"The sales table has no column {source!r}{where}: the app needs {hint}.")
+    # A client column that happens to carry one of the app's names is replaced by the renamed one.
+    clashing = [name for name in renames.values() if name in sales.columns and name not in renames]
+    frame = sales.drop(columns=clashing).rename(columns=renames)
+    frame["series_id"] = frame["series_id"].astype(str)
+    frame["quantity"] = pd.to_numeric(frame["quantity"], errors="coerce").astype(np.float64)
+    if period:
+        frame["date"] = period_dates(frame["date"], getattr(config, "frequency", None) or "O")
+    else:
+        frame["date"] = pd.to_datetime(frame["date"])
+    for column, value in SALES_DEFAULTS.items():
+        if column not in frame.columns:
+            frame[column] = value
+    return frame
+
+
+def period_dates(periods: pd.Series, frequency: str) -> pd.Series:
+    """Period numbers → period-start dates from ``ORIGIN``, one ``frequency`` step per period (the
+    smallest number of all series is the origin, so every series keeps its place on one time line)."""
+    numbers = pd.to_numeric(periods, errors="coerce")
+    if numbers.isna().any() or (numbers != numbers.round()).any():
+        raise ValueError("period_column must hold whole period numbers (1, 2, 3, ...) with no nulls.")
+    offsets = (numbers - numbers.min()).astype(np.int64).to_numpy()
+    calendar = pd.date_range(ORIGIN, periods=int(offsets.max()) + 1, freq=PANDAS_FREQUENCY[frequency])
+    return pd.Series(calendar[offsets], index=periods.index)
 
 
 def infer_frequency(sales: pd.DataFrame) -> str:

@@ -111,9 +111,14 @@ class ForecastStore(FeatureStore):
         self.lock = threading.Lock()
 
     @classmethod
-    def open(cls, data_dir: Path, config: ForecastConfig) -> "ForecastStore":
+    def open(cls, data_dir: Path, config: ForecastConfig, contract: Any = None) -> "ForecastStore":
+        """The stored tables (in the client's columns, as validated) in the app's names."""
+        from demand_forecasting.data import canonical_sales
+
         folder = Path(data_dir) / APP
         sales = pd.read_parquet(folder / f"{SALES}.parquet") if (folder / f"{SALES}.parquet").exists() else pd.DataFrame()
+        if not sales.empty:
+            sales = canonical_sales(sales, contract, config)
         series = pd.read_parquet(folder / f"{SERIES}.parquet") if (folder / f"{SERIES}.parquet").exists() else pd.DataFrame()
         if not sales.empty:
             sales = sales.astype({"series_id": str})

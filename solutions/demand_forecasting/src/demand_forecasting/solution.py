@@ -98,17 +98,19 @@ class ForecastData(Data):
         return generate_sales(stores=config.stores, products=products, days=config.days, seed=config.seed)
 
     def load(self, context: Context, source: str) -> Tables:
-        """``tourism`` or ``m1`` (optionally ``:Y``, ``:Q`` or ``:M``), or a folder of sales/series tables."""
+        """``tourism``, ``m1`` or ``m3`` (optionally ``:Y``, ``:Q``, ``:M`` or ``:O``), or a folder of
+        sales/series tables in the client's columns (as the contract names them)."""
         from demand_forecasting.data import load_tables
 
-        return load_tables(source)
+        return load_tables(source, context.contract, context.config)
 
     def prepare(self, context: Context, tables: Tables) -> Prepared:
         """One frequency's series as arrays, with the shape the config asks for or the data implies."""
+        from demand_forecasting.data import canonical_sales
         from demand_forecasting.windows import resolve_lengths, series_arrays
 
         config: ForecastConfig = context.config
-        sales, series = tables[SALES], tables[SERIES]
+        sales, series = canonical_sales(tables[SALES], context.contract, config), tables[SERIES]
         frequencies = sorted(series["frequency"].dropna().unique())
         frequency = config.frequency or (frequencies[0] if len(frequencies) == 1 else None)
         if frequency is None:
@@ -293,7 +295,7 @@ class ForecastServing(Serving):
 
         if context.config.lookback is None:  # not a trained version's config: no request shape to fill
             return None
-        return ForecastStore.open(data_dir, context.config)
+        return ForecastStore.open(data_dir, context.config, context.contract)
 
     def routers(self, manager: Any) -> list[Any]:
         from demand_forecasting.api import router
@@ -306,8 +308,10 @@ class ForecastBatch(Batch):
         """The daily forecast: every series' P10/P50/P90 for the horizon after the logical date, in the
         champion's request shape (its published config)."""
         from demand_forecasting.batch import forecast_table
+        from demand_forecasting.data import canonical_sales
 
-        table = forecast_table(context.tables, context.config, context.predict, context.logical_date, model_version=context.champion.version)
+        tables = {**context.tables, SALES: canonical_sales(context.tables[SALES], context.contract, context.config)}
+        table = forecast_table(tables, context.config, context.predict, context.logical_date, model_version=context.champion.version)
         path = context.output_dir / "forecasts.parquet"
         table.to_parquet(path, index=False)
         return [path]
