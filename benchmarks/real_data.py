@@ -74,7 +74,14 @@ def summarize(app: str, config: Path, seed: int, report: dict) -> dict:
         "baseline": finite.get(best),
         "interval": (comparison["low"], comparison["high"]) if "low" in comparison else None,
         "status": report["status"],
+        # Every candidate's validation value of the gate metric: what the choice was made on.
+        "valid": {described["name"]: described.get("valid", {}).get(metric) for described in candidates_of(report)},
     }
+
+
+def candidates_of(report: dict) -> list[dict]:
+    candidates = report.get("candidates", [])
+    return list(candidates.values()) if isinstance(candidates, dict) else list(candidates)
 
 
 def print_table(rows: list[dict]) -> None:

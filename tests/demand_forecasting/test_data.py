@@ -97,7 +97,7 @@ def test_prepare_leaves_the_config_alone_and_resolve_config_fills_in_the_shape(t
     assert config.model_dump() == before and resolved is not config
     assert (resolved.frequency, resolved.horizon, resolved.lookback) == ("D", 28, 112)  # default daily horizon, 4 horizons back
     assert (examples.frequency, examples.lookback, examples.horizon) == (resolved.frequency, resolved.lookback, resolved.horizon)
-    assert resolved.model_dump() == {**before, "frequency": "D", "lookback": 112, "horizon": 28, "season": 7}
+    assert resolved.model_dump() == {**before, "frequency": "D", "lookback": 112, "horizon": 28, "season": 7, "network_lookback": 112}
     # Lengths the user set are kept; the split uses the resolved config.
     chosen = SOLUTION.make_config({"horizon": 7, "lookback": 21})
     kept = SOLUTION.data.resolve_config(context, SOLUTION.data.prepare(Context(SOLUTION.name, chosen, context.contracts), tables))

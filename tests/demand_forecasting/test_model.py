@@ -142,7 +142,7 @@ def test_an_ensemble_averages_members_that_read_their_own_span_of_history(tables
     )
     data = series_arrays(tables["demand_sales"], tables["demand_series"], config.static_columns)
     layout = backtest_layout(data, HORIZON, config)
-    spans = forecaster.member_lookbacks(config, LOOKBACK, "D")
+    spans = forecaster.member_lookbacks(config, LOOKBACK, "D", HORIZON)
     assert spans == [LOOKBACK, LOOKBACK // 2]
     trainer = RecordingTrainer(config, tmp_path)
     model = forecaster.fit(trainer, data, layout.train_end, layout.valid, config, "D", LOOKBACK, HORIZON)

@@ -66,13 +66,20 @@ def test_statistical_baselines_do_not_blow_up_on_flat_or_tiny_histories():
 
 def test_season_and_lookback_follow_the_frequency_unless_set():
     from demand_forecasting.config import season_length
-    from demand_forecasting.windows import resolve_lengths
+    from demand_forecasting.windows import network_span, resolve_lengths
 
     assert season_length(ForecastConfig(), "Q") == 4 and season_length(ForecastConfig(), "M") == 12
     assert season_length(ForecastConfig(season=5), "O") == 5
-    assert resolve_lengths(ForecastConfig(), "Q", 8) == (32, 8)
-    assert resolve_lengths(ForecastConfig(), "M", 6) == (24, 6)  # two seasons beat four horizons
-    assert resolve_lengths(ForecastConfig(season=13), "O", 2) == (26, 2)
+    assert network_span(ForecastConfig(), "Q", 8) == 32
+    assert network_span(ForecastConfig(), "M", 6) == 24  # two seasons beat four horizons
+    assert network_span(ForecastConfig(season=13), "O", 2) == 26
+    assert network_span(ForecastConfig(), "D", 28) == 112
+    assert network_span(ForecastConfig(lookback=60), "Q", 8) == 32, "a long request history is Theta's, not the network's"
+    assert network_span(ForecastConfig(network_lookback=12), "Q", 8) == 12
+    # Requests carry as much history as the statistical baselines fit on (for Theta), daily ones the network's.
+    assert resolve_lengths(ForecastConfig(), "Q", 8) == (60, 8)
+    assert resolve_lengths(ForecastConfig(), "M", 6) == (120, 6)
+    assert resolve_lengths(ForecastConfig(), "D", 28) == (112, 28)
     assert resolve_lengths(ForecastConfig(lookback=10), "M", 6) == (10, 6)
 
 

@@ -96,10 +96,11 @@ def test_theta_and_the_blend_are_candidates_chosen_on_validation(tmp_path):
     from solutions_core.settings import Settings
     from solutions_core.training import run_training
 
-    config = SOLUTION.tiny_config().model_copy(update={"candidates": ["global_quantile_mlp", "theta", "mlp_theta_blend"]})
+    names = ["global_quantile_mlp", "theta", "mlp_theta_blend_25", "mlp_theta_blend_50", "mlp_theta_blend_75"]
+    config = SOLUTION.tiny_config().model_copy(update={"candidates": names})
     result = run_training(SOLUTION, config, Settings(home=tmp_path), verbose=0)
     scored = {candidate.name: candidate.valid.gate_value for candidate in result.candidates}
-    assert set(scored) == {"global_quantile_mlp", "theta", "mlp_theta_blend"}
+    assert set(scored) == set(names)
     assert all(np.isfinite(value) for value in scored.values())
     assert result.candidate == min(scored, key=scored.__getitem__), "the lowest validation MASE is chosen"
     signature = load_signature(result.version.path)

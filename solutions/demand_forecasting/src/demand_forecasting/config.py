@@ -32,7 +32,8 @@ class ForecastConfig(SolutionConfig):
     stores: int = Field(default=10, ge=1)
     days: int = Field(default=730, ge=60, description="Days of history the generator makes.")
     horizon: int | None = Field(default=None, ge=1, description="Steps to forecast; default: the data's official horizon, else 28 days / 18 months / 8 quarters / 6 years.")
-    lookback: int | None = Field(default=None, ge=2, description="History steps the model sees; default: 4 horizons, at least 2 seasons.")
+    lookback: int | None = Field(default=None, ge=2, description="History steps a request carries; default: the network's span, and for weekly and longer periods as much as the statistical baselines fit on (156 weeks, 120 months, 60 quarters or years), which the in-graph Theta reads.")
+    network_lookback: int | None = Field(default=None, ge=2, description="History steps the network reads (the last of the request's lookback); default: 4 horizons, at least 2 seasons.")
     season: int | None = Field(default=None, ge=1, description="Season length in steps; default from the frequency: D 7, W 52, M 12, Q 4, Y and O 1.")
     frequency: str | None = Field(default=None, pattern="^[DWMQYO]$", description="Series frequency to model (D, W, M, Q, Y); default: the data's only one.")
     period_column: str | None = Field(

@@ -91,6 +91,11 @@ def load_tables(source: str, contract: Any = None, config: Any = None) -> dict[s
     sales = read_table(folder, "sales")
     if sales is None:
         raise ValueError(f"{folder}: needs sales.parquet or sales.csv (one row per series and period).")
+    # Covariates the contract declares but the table lacks get neutral defaults (the suite's own contract
+    # declares them all); a client contract without them gets none, so nothing is "unexpected".
+    for column, value in SALES_DEFAULTS.items():
+        if column not in sales.columns and (contract is None or column in contract.columns):
+            sales[column] = value
     canonical = canonical_sales(sales, contract, config)
     series = read_table(folder, "series")
     if series is None:

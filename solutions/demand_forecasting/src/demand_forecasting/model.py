@@ -25,6 +25,7 @@ from demand_forecasting.windows import (
     HISTORY_INPUTS,
     SECONDS_PER_DAY,
     SeriesArrays,
+    network_span,
     training_origins,
     window_inputs,
     window_targets,
@@ -259,12 +260,14 @@ def fit_member(
     )
 
 
-def member_lookbacks(config: ForecastConfig, lookback: int, frequency: str) -> list[int]:
-    """Members see different spans of history (all of it, half, three quarters, ...): their errors
-    differ more than those of seeds alone, so their average gains more."""
+def member_lookbacks(config: ForecastConfig, lookback: int, frequency: str, horizon: int) -> list[int]:
+    """Members see different spans of the network's history (all of it, half, three quarters, ...):
+    their errors differ more than those of seeds alone, so their average gains more. The request may
+    carry more history than that (for Theta): the network reads its last steps."""
+    span = min(lookback, network_span(config, frequency, horizon))
     fractions = (1.0, 0.5, 0.75, 0.625, 0.875)
-    shortest = min(lookback, max(2 * season_length(config, frequency), 4))
-    return [max(shortest, round(lookback * fractions[index % len(fractions)])) for index in range(config.ensemble_members)]
+    shortest = min(span, max(2 * season_length(config, frequency), 4))
+    return [max(shortest, round(span * fractions[index % len(fractions)])) for index in range(config.ensemble_members)]
 
 
 def fit(
@@ -280,19 +283,24 @@ def fit(
     """``ensemble_members`` networks (other seeds and lookbacks), each fitted by ``trainer``, averaged
     inside one model whose inputs are the full request: each member reads the last part of the history
     it was trained on. Averaged quantiles stay ordered."""
-    lookbacks = member_lookbacks(config, lookback, frequency)
+    lookbacks = member_lookbacks(config, lookback, frequency, horizon)
     members = [
         fit_member(trainer, data, train_end, valid, config, frequency, span, horizon, config.seed + index, name=f"member_{index}")
         for index, span in enumerate(lookbacks)
     ]
-    if len(members) == 1:
+    if len(members) == 1 and lookbacks[0] == lookback:
         return members[0]
-    inputs = {name: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=name) for name, tensor in members[0].input.items()}
+    # The request's shapes: histories are ``lookback`` long, each member reads its own last steps.
+    inputs = {
+        name: keras.Input((lookback,) if name in HISTORY_INPUTS else tensor.shape[1:], dtype=tensor.dtype, name=name)
+        for name, tensor in members[0].input.items()
+    }
     outputs = []
     for member, span in zip(members, lookbacks):
         sliced = {name: (value[:, -span:] if name in HISTORY_INPUTS else value) for name, value in inputs.items()}
         outputs.append(member(sliced))
-    return keras.Model(inputs, keras.layers.Average(name="ensemble")(outputs), name="global_forecaster_ensemble")
+    combined = keras.layers.Average(name="ensemble")(outputs) if len(outputs) > 1 else outputs[0]
+    return keras.Model(inputs, combined, name="global_forecaster_ensemble")
 
 
 # ---- serving ---------------------------------------------------------------------------------------

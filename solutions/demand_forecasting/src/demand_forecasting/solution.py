@@ -74,11 +74,19 @@ class FittedForecaster:
     theta_weight: float = 0.0
 
 
-def blend_with_theta(members: list[FittedForecaster]) -> FittedForecaster:
-    """The network and Theta averaged: their errors differ (a learned global model, a per-series
-    smoother), so on short seasonal series the average often beats both."""
-    network, theta = members
-    return FittedForecaster(network.model, network.prepared, theta_weight=0.5)
+# The blends' weights of Theta: validation picks among them as among candidates.
+THETA_BLEND_WEIGHTS = (0.25, 0.5, 0.75)
+
+
+def blend_with_theta(weight: float) -> Any:
+    """The network and Theta averaged with ``weight`` on Theta: their errors differ (a learned global
+    model, a per-series smoother), so on short seasonal series the average often beats both."""
+
+    def combine(members: list[FittedForecaster]) -> FittedForecaster:
+        network, _ = members
+        return FittedForecaster(network.model, network.prepared, theta_weight=weight)
+
+    return combine
 
 
 def quantiles_of(outputs: Outputs, config: ForecastConfig) -> dict[float, np.ndarray]:
@@ -138,6 +146,8 @@ class ForecastData(Data):
         return Prepared(data, frequency, lookback, horizon, official)
 
     def resolve_config(self, context: Context, examples: Prepared) -> ForecastConfig:
+        from demand_forecasting.windows import network_span
+
         # The resolved shape is part of the model: the version's recorded config (and everything that
         # builds requests from it: the online store, /forecast, batch) must know it.
         return context.config.model_copy(
@@ -146,6 +156,7 @@ class ForecastData(Data):
                 "lookback": examples.lookback,
                 "horizon": examples.horizon,
                 "season": season_length(context.config, examples.frequency),
+                "network_lookback": min(examples.lookback, network_span(context.config, examples.frequency, examples.horizon)),
             }
         )
 
@@ -186,7 +197,10 @@ class ForecastModels(Models):
         return [Candidate("global_quantile_mlp", fit=fit), Candidate("theta", fit=theta, kind="statistical")]
 
     def ensembles(self, context: Context) -> list[Ensemble]:
-        return [Ensemble("mlp_theta_blend", ("global_quantile_mlp", "theta"), combine=blend_with_theta)]
+        return [
+            Ensemble(f"mlp_theta_blend_{round(weight * 100)}", ("global_quantile_mlp", "theta"), combine=blend_with_theta(weight))
+            for weight in THETA_BLEND_WEIGHTS
+        ]
 
 
 class ForecastEvaluation(Evaluation):
@@ -295,7 +309,7 @@ class ForecastServing(Serving):
 
         if context.config.lookback is None:  # not a trained version's config: no request shape to fill
             return None
-        return ForecastStore.open(data_dir, context.config, context.contract)
+        return ForecastStore.open(data_dir, context.config, context.contracts.get(SALES))
 
     def routers(self, manager: Any) -> list[Any]:
         from demand_forecasting.api import router
@@ -310,7 +324,7 @@ class ForecastBatch(Batch):
         from demand_forecasting.batch import forecast_table
         from demand_forecasting.data import canonical_sales
 
-        tables = {**context.tables, SALES: canonical_sales(context.tables[SALES], context.contract, context.config)}
+        tables = {**context.tables, SALES: canonical_sales(context.tables[SALES], context.contracts.get(SALES), context.config)}
         table = forecast_table(tables, context.config, context.predict, context.logical_date, model_version=context.champion.version)
         path = context.output_dir / "forecasts.parquet"
         table.to_parquet(path, index=False)

@@ -81,11 +81,26 @@ def series_arrays(sales: pd.DataFrame, series: pd.DataFrame, static_columns: lis
     )
 
 
+# History a request carries for the in-graph Theta, as much as the statistical baselines fit on, so the
+# served model never sees less of a series than they do (M3 quarterly, Theta alone: MASE 1.127 on 32
+# quarters, 1.115 on 48 or more). Daily requests keep the network's span: a year of days in every
+# request would cost more than Theta, weak on daily retail data, can win back.
+THETA_HISTORY = {"D": 0, "W": 156, "M": 120, "Q": 60, "Y": 60, "O": 60}
+
+
+def network_span(config: ForecastConfig, frequency: str, horizon: int) -> int:
+    """History steps the network reads (the last of the request's ``lookback``): the config's
+    ``network_lookback``, else four horizons and at least two seasons. Not more by default: on M3
+    quarterly the network reading 60 quarters (short series padded) scored MASE 1.39 on validation,
+    reading 32 1.22."""
+    return config.network_lookback or max(4 * horizon, 2 * season_length(config, frequency), 8)
+
+
 def resolve_lengths(config: ForecastConfig, frequency: str, official: int | None) -> tuple[int, int]:
     """(lookback, horizon): the config's, else the data's official horizon (else a default per
-    frequency) and a lookback of four horizons and at least two seasons."""
+    frequency) and a request history of the network's span or Theta's history, the longer."""
     horizon = config.horizon or official or DEFAULT_HORIZON[frequency]
-    lookback = config.lookback or max(4 * horizon, 2 * season_length(config, frequency), 8)
+    lookback = config.lookback or max(network_span(config, frequency, horizon), THETA_HISTORY[frequency])
     return lookback, horizon
 
 
