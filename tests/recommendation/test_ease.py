@@ -63,3 +63,50 @@ def test_cold_users_get_popular_items_and_the_saved_model_answers_the_same(fitte
     tf.saved_model.save(module, str(tmp_path / "ease"), signatures={"serving_default": module.serve})
     after = outputs_of(tf.saved_model.load(str(tmp_path / "ease")), rows)
     assert (after["item_ids"] == before["item_ids"]).all() and np.allclose(after["scores"], before["scores"])
+
+
+@pytest.fixture(scope="module")
+def blended(tmp_path_factory):
+    """Tiny towers and EASE on the same split, blended as the ensemble does."""
+    from recommendation.ease import blend
+    from recommendation.model import fit_recommender
+    from solutions_core.strategy import make_runtime
+    from solutions_core.training import Trainer
+
+    solution = get_solution("recommendation")
+    config = solution.make_config({**solution.tiny_config().model_dump(), "ranking": {"enabled": False}})
+    train, valid, test = split(prepare(generate_interactions(4_000, 150, 120, seed=2), config), config)
+    trainer = Trainer(make_runtime("cpu", seed=0), config.training, tmp_path_factory.mktemp("tensorboard"), "two_tower")
+    towers = fit_recommender(train, valid, config, trainer)
+    return blend([towers, fit_ease(train, valid, config)], config), config, test
+
+
+def test_the_blend_weight_is_chosen_on_validation_and_the_graph_scores_as_numpy(blended, tmp_path):
+    from recommendation.ease import BLEND_WEIGHTS, BlendModule, profiles, standardized
+    from recommendation.model import user_vectors
+
+    recommender, config, test = blended
+    assert set(recommender.tried) == set(BLEND_WEIGHTS) and recommender.tried[recommender.weight] == max(recommender.tried.values())
+    module = BlendModule(recommender, config)
+    rows = test.head(12).copy()
+    outputs = outputs_of(module, rows)
+    catalog = recommender.ease.items["item_id"].astype(str).tolist()
+    index = {item: row for row, item in enumerate(catalog)}
+    ease = recommender.ease
+    expected = standardized(profiles(index, rows, ease.profile_with_exclude) @ ease.weights)
+    expected += recommender.weight * standardized(user_vectors(recommender.towers.user_tower, rows, config) @ recommender.towers.item_vectors.T)
+    for position, (ids, scores) in enumerate(zip(outputs["item_ids"], outputs["scores"])):
+        ids = [value.decode() for value in ids]
+        assert not set(rows["exclude"].iloc[position].split()) & set(ids), "exclusions are never returned"
+        np.testing.assert_allclose([expected[position][index[item]] for item in ids], scores, atol=1e-3)
+        assert np.all(np.diff(scores) <= 1e-6), "best first"
+    # A new user known by features only is scored by the towers; one with nothing known gets popular items.
+    strangers = pd.DataFrame([
+        {"user_id": "new", "history": "", "exclude": "", "region": "north", "age_group": "25-34"},
+        {"user_id": "new", "history": "", "exclude": "", "region": "", "age_group": ""},
+    ])
+    cold = outputs_of(module, strangers)
+    assert cold["strategy"].astype(str).tolist() == ["features", "popular"]
+    tf.saved_model.save(module, str(tmp_path / "blend"), signatures={"serving_default": module.serve})
+    after = outputs_of(tf.saved_model.load(str(tmp_path / "blend")), rows)
+    assert (after["item_ids"] == outputs["item_ids"]).all() and np.allclose(after["scores"], outputs["scores"], atol=1e-5)

@@ -40,21 +40,30 @@ class EaseRecommender:
     l2: float
     tried: dict[tuple[float, bool], float] = field(default_factory=dict)  # (λ, profile with exclude) -> valid NDCG@10
     profile_with_exclude: bool = False
+    valid: pd.DataFrame | None = field(default=None, repr=False)  # the rows λ was chosen on (the blend's weight too)
 
 
-def history_scores(weights: np.ndarray, item_index: dict[str, int], examples: pd.DataFrame, with_exclude: bool = False) -> np.ndarray:
-    """Scores from each row's ``history`` (and ``exclude`` when ``with_exclude``) with ``exclude`` at
-    -inf: the numpy twin of ``EaseModule``."""
-    profile = np.zeros((len(examples), len(weights)), dtype=np.float32)
+def profiles(item_index: dict[str, int], examples: pd.DataFrame, with_exclude: bool = False) -> np.ndarray:
+    """[rows, items] 1.0 for the items of each row's ``history`` (and ``exclude`` when ``with_exclude``)."""
+    profile = np.zeros((len(examples), len(item_index)), dtype=np.float32)
     for row, history in enumerate(examples["history"]):
         profile[row, [item_index[item] for item in history.split() if item in item_index]] = 1.0
     if with_exclude:
         for row, excluded in enumerate(examples["exclude"]):
             profile[row, [item_index[item] for item in excluded.split() if item in item_index]] = 1.0
-    scores = profile @ weights
+    return profile
+
+
+def excluded_at_minus_infinity(scores: np.ndarray, item_index: dict[str, int], examples: pd.DataFrame) -> np.ndarray:
     for row, excluded in enumerate(examples["exclude"]):
         scores[row, [item_index[item] for item in excluded.split() if item in item_index]] = -np.inf
     return scores
+
+
+def history_scores(weights: np.ndarray, item_index: dict[str, int], examples: pd.DataFrame, with_exclude: bool = False) -> np.ndarray:
+    """Scores from each row's ``history`` (and ``exclude`` when ``with_exclude``) with ``exclude`` at
+    -inf: the numpy twin of ``EaseModule``."""
+    return excluded_at_minus_infinity(profiles(item_index, examples, with_exclude) @ weights, item_index, examples)
 
 
 def fit_ease(data: TrainingData, valid: pd.DataFrame, config: RecommendationConfig) -> EaseRecommender:
@@ -83,7 +92,7 @@ def fit_ease(data: TrainingData, valid: pd.DataFrame, config: RecommendationConf
             if tried[(l2, with_exclude)] == max(tried.values()):
                 best_weights = weights
     chosen, with_exclude = max(tried, key=tried.get)
-    return EaseRecommender(data.items, best_weights, np.asarray(data.popularity, dtype=np.float64), float(chosen), tried, with_exclude)
+    return EaseRecommender(data.items, best_weights, np.asarray(data.popularity, dtype=np.float64), float(chosen), tried, with_exclude, valid)
 
 
 def request_specs(config: RecommendationConfig) -> dict[str, Any]:
@@ -140,3 +149,107 @@ class EaseModule(tf.Module):
 
 def serving_module(fitted: EaseRecommender, config: RecommendationConfig) -> EaseModule:
     return EaseModule(fitted, config)
+
+
+# ---- the towers and EASE together -------------------------------------------------------------------
+
+# Weights of the towers' standardized scores against EASE's, tried on validation.
+BLEND_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass
+class BlendedRecommender:
+    """EASE and the two towers in one model: each user's scores from both, standardized per user (mean
+    0, deviation 1 over the catalog) and added with ``weight`` on the towers'. EASE knows which items go
+    together in the log; the towers know recency, features and items too new for the log: on the
+    generator each alone loses to the EASE baseline, together they beat it."""
+
+    towers: Any  # model.Recommender, without its ranker
+    ease: EaseRecommender
+    weight: float
+    tried: dict[float, float] = field(default_factory=dict)  # weight -> valid NDCG@10
+
+
+def standardized(scores: np.ndarray) -> np.ndarray:
+    """Per row: (scores − mean) / deviation over the catalog; a row of equal scores becomes zeros."""
+    mean = scores.mean(axis=1, keepdims=True)
+    deviation = scores.std(axis=1, keepdims=True)
+    return (scores - mean) / (deviation + 1e-6)
+
+
+def blend(members: list[Any], config: RecommendationConfig) -> BlendedRecommender:
+    """The ensemble's combine: the weight whose blend ranks the validation rows best (NDCG@10, scored as
+    the module scores), on the rows EASE chose λ on."""
+    from recommendation.model import user_vectors
+
+    towers, ease = members
+    towers = towers.without_ranker() if towers.ranker is not None else towers
+    if ease.valid is None:
+        raise ValueError("The blend needs the validation rows EASE was fitted with.")
+    valid = ease.valid
+    catalog = ease.items["item_id"].astype(str)
+    item_index = {item: index for index, item in enumerate(catalog)}
+    ease_part = standardized(profiles(item_index, valid, ease.profile_with_exclude) @ ease.weights)
+    tower_part = standardized(user_vectors(towers.user_tower, valid, config) @ towers.item_vectors.T)
+    tried = {}
+    for weight in BLEND_WEIGHTS:
+        scores = excluded_at_minus_infinity(ease_part + weight * tower_part, item_index, valid)
+        lists = _top_k_lists(scores, catalog.to_numpy(dtype=object), GATE_K)
+        tried[weight] = top_k_metrics(lists, list(valid["targets"]), [GATE_K], len(catalog))[f"ndcg_at_{GATE_K}"]
+    return BlendedRecommender(towers, ease, max(tried, key=tried.get), tried)
+
+
+class BlendModule(tf.Module):
+    """The exported blend: EASE's and the towers' scores of the whole catalog, standardized and added,
+    exclusions at -inf, top-k. A user without a known item in the history is scored by the towers alone
+    (EASE's part is all zeros: from features, or the id); one with nothing known gets popular items.
+    Same signature and outputs as the two-tower module."""
+
+    def __init__(self, fitted: BlendedRecommender, config: RecommendationConfig, name: str = "recommendation_blend"):
+        super().__init__(name=name)
+        self.ease = EaseModule(fitted.ease, config)
+        self.user_tower = fitted.towers.user_tower
+        self.item_vectors = tf.Variable(fitted.towers.item_vectors.astype(np.float32), trainable=False, name="item_vectors")
+        self.weight = tf.Variable(fitted.weight, dtype=tf.float32, trainable=False, name="blend_weight")  # recorded: the weight chosen
+        users = fitted.towers.vocab.users
+        self.known_users = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(users or ["#unknown"], dtype=tf.string), tf.ones([max(1, len(users))], tf.int64)),
+            default_value=0,
+        )
+        self.user_features = list(config.columns.user_categorical)
+        self.serve = tf.function(self._serve, input_signature=[request_specs(config)])
+
+    @staticmethod
+    def _standardized(scores: Any) -> Any:
+        mean = tf.reduce_mean(scores, axis=1, keepdims=True)
+        deviation = tf.math.reduce_std(scores, axis=1, keepdims=True)
+        return (scores - mean) / (deviation + 1e-6)
+
+    def _serve(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        ease = self.ease
+        excluded_hot = ease._multi_hot(inputs["exclude"])
+        history_hot = ease._multi_hot(inputs["history"])
+        profile = tf.maximum(history_hot, ease.profile_with_exclude * excluded_hot)
+        queries = self.user_tower({name: inputs[name] for name in ["user_id", "history", *self.user_features]}, training=False)
+        tower_scores = tf.matmul(queries, self.item_vectors, transpose_b=True)
+        scores = self._standardized(tf.matmul(profile, ease.weights)) + self.weight * self._standardized(tower_scores)
+
+        known_id = self.known_users.lookup(inputs["user_id"]) > 0
+        has_history = tf.reduce_any(history_hot > 0, axis=1)
+        has_features = tf.zeros_like(known_id)
+        for name in self.user_features:
+            has_features = has_features | (inputs[name] != "")
+        personalized = known_id | has_history
+        cold = ~personalized & ~has_features
+        popular = tf.broadcast_to(ease.popularity[None, :], tf.shape(scores))
+        scores = tf.where(cold[:, None], popular, scores)
+        scores = tf.where(excluded_hot > 0, tf.constant(-np.inf, tf.float32), scores)
+        top = tf.math.top_k(scores, k=ease.top_k)
+        valid = tf.math.is_finite(top.values)
+        item_ids = tf.where(valid, tf.gather(ease.item_ids, top.indices), "")
+        strategy = tf.where(personalized, "personalized", tf.where(cold, "popular", "features"))
+        return {"item_ids": item_ids, "scores": tf.where(valid, top.values, 0.0), "strategy": strategy}
+
+
+def blend_module(fitted: BlendedRecommender, config: RecommendationConfig) -> BlendModule:
+    return BlendModule(fitted, config)

@@ -96,10 +96,18 @@ class RecommendationModels(Models):
         return candidates
 
     def ensembles(self, context: Context) -> list[Ensemble]:
-        """Retrieval alone competes with retrieval + ranking: the ranker is kept only if it helps."""
-        if not context.config.ranking.enabled:
-            return []
-        return [Ensemble("two_tower", members=("two_tower_dcn",), combine=lambda fitted: fitted[0].without_ranker())]
+        """Retrieval alone competes with retrieval + ranking: the ranker is kept only if it helps. The
+        towers and EASE blended compete too (the weight chosen on validation)."""
+        config = context.config
+        towers = "two_tower_dcn" if config.ranking.enabled else "two_tower"
+        ensembles = []
+        if config.ranking.enabled:
+            ensembles.append(Ensemble("two_tower", members=("two_tower_dcn",), combine=lambda fitted: fitted[0].without_ranker()))
+        if config.ease_candidate:
+            from recommendation.ease import blend
+
+            ensembles.append(Ensemble("towers_ease_blend", members=(towers, "ease_in_graph"), combine=lambda fitted: blend(fitted, config)))
+        return ensembles
 
 
 class RecommendationEvaluation(Evaluation):
@@ -109,23 +117,26 @@ class RecommendationEvaluation(Evaluation):
         return outputs_metrics(dict(outputs), examples, eval_ks(context.config), catalog_size(outputs, examples))
 
     def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
-        """Popularity, matrix factorization (PureSVD) and EASE, on the same history as the model and with
-        the same exclusions (everything the user has seen). ``served`` holds each one's test lists as the
-        served module answers them (``item_ids`` per test user), so the core can compare them row by row."""
+        """Popularity, matrix factorization (PureSVD) and EASE, learned from the same interactions as the
+        candidates (the training split; EASE's λ chosen on validation, as the candidates' choices are),
+        each test user's profile the same as the model's request (history and exclusions, which hold the
+        validation period's items), and the same exclusions. Fitted on training and validation instead,
+        the baselines learned from 15 % more (and the most recent) interactions than any candidate they
+        were compared with. ``served`` holds each one's test lists as the served module answers them
+        (``item_ids`` per test user), so the core can compare them row by row."""
         from recommendation.evaluate import EaseBaseline, MatrixFactorizationBaseline, PopularityBaseline, served_lists, top_k_metrics
 
         config = context.config
         ks = eval_ks(config)
         train = splits.train
         catalog = train.items["item_id"]
-        # Validation interactions are history for the test users, as they are for the model.
-        history = pd.concat([train.interactions, splits.valid.explode("targets").rename(columns={"targets": "item_id"})])
+        history = train.interactions
         models: dict[str, Any] = {
             "popularity": PopularityBaseline().fit(history),
             "matrix_factorization": MatrixFactorizationBaseline(config.baselines.matrix_factorization_factors).fit(history, catalog),
         }
         if len(catalog) <= config.baselines.ease_max_items:
-            # λ is chosen on validation (fitted on training alone), then EASE is refitted on the test history.
+            # λ is chosen on validation (fitted on training, as the candidates are).
             ease = EaseBaseline(config.baselines.ease_l2, max_items=config.baselines.ease_max_items)
             models["ease"] = ease.fit(history, catalog, valid=splits.valid, before_valid=train.interactions)
         else:
@@ -156,8 +167,12 @@ class RecommendationEvaluation(Evaluation):
 
 class RecommendationServing(Serving):
     def module(self, context: Context, fitted: Any) -> Any:
-        from recommendation.ease import EaseRecommender
+        from recommendation.ease import BlendedRecommender, EaseRecommender
 
+        if isinstance(fitted, BlendedRecommender):
+            from recommendation.ease import blend_module
+
+            return blend_module(fitted, context.config)
         if isinstance(fitted, EaseRecommender):
             from recommendation.ease import serving_module as ease_module
 
