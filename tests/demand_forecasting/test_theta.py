@@ -103,6 +103,8 @@ def test_theta_and_the_blend_are_candidates_chosen_on_validation(tmp_path):
     assert set(scored) == set(names)
     assert all(np.isfinite(value) for value in scored.values())
     assert result.candidate == min(scored, key=scored.__getitem__), "the lowest validation MASE is chosen"
+    comparison = result.comparisons["seasonal_naive"]  # baselines answer as the model does: bootstrapped
+    assert comparison["low"] <= comparison["difference"] <= comparison["high"]
     signature = load_signature(result.version.path)
     outputs = predict_frame(signature, pd.DataFrame(result.golden_instances), 64)
     np.testing.assert_allclose(outputs["p50"], result.golden_outputs["p50"], rtol=1e-5, atol=1e-5)

@@ -216,8 +216,18 @@ class ForecastEvaluation(Evaluation):
         train: TrainingData = splits.train
         prepared = train.prepared
         forecasts = baseline_forecasts(prepared.data, splits.test, *train.backtest.test, prepared.horizon, prepared.frequency, context.config)
+        from demand_forecasting.model import quantile_names
+
+        levels = sorted(context.config.quantiles)
+
+        def served(quantiles: dict[float, np.ndarray]) -> Outputs:
+            # As the model answers (p10, p50, p90 per window), so the core can bootstrap the gate metric's
+            # difference. MASE reads the median only: a baseline without a spread (seasonal naive) stands
+            # in its median for the other quantiles.
+            return {name: np.asarray(quantiles.get(level, quantiles[0.5])) for level, name in zip(levels, quantile_names(levels))}
+
         return {
-            name: Baseline(aggregate_windows(window_metrics(splits.test, quantiles)), outputs={"forecasts": quantiles})
+            name: Baseline(aggregate_windows(window_metrics(splits.test, quantiles)), outputs={"forecasts": quantiles}, served=served(quantiles))
             for name, quantiles in forecasts.items()
         }
 
