@@ -48,7 +48,19 @@ def backbones(size: int) -> dict:
         # optional keras-hub EfficientNet-lite backbone: what `solutions train vision_qc` exports.
         "vision_qc_network": lambda: vision_qc_network(size, backbone=False),
         "vision_qc_network_with_backbone": lambda: vision_qc_network(size, backbone=True),
+        # The app's small CNN candidate (post-training int8), as `solutions train vision_qc` builds it.
+        "vision_qc_cnn": lambda: vision_qc_cnn(size),
     }
+
+
+def vision_qc_cnn(size: int):
+    import keras
+
+    from vision_qc import model
+    from vision_qc.config import VisionQCConfig
+
+    network = model.build_cnn(VisionQCConfig(image_size=size))
+    return keras.Model(network.input, network.output[model.SCORE])
 
 
 def vision_qc_network(size: int, backbone: bool):
