@@ -112,7 +112,8 @@ def test_retrieval_alone_is_an_ensemble_of_the_fitted_recommender(fitted):
 
     recommender, _, config, _ = fitted
     solution = get_solution("recommendation")
-    (ensemble,) = solution.models.ensembles(Context(solution.name, config, {}))
+    ensembles = {ensemble.name: ensemble for ensemble in solution.models.ensembles(Context(solution.name, config, {}))}
+    ensemble = ensembles["two_tower"]
     assert (ensemble.name, ensemble.members) == ("two_tower", ("two_tower_dcn",))
     retrieval = ensemble.combine([recommender])
     assert retrieval.ranker is None and recommender.ranker is not None
@@ -122,7 +123,8 @@ def test_retrieval_alone_is_an_ensemble_of_the_fitted_recommender(fitted):
     assert [c.name for c in solution.models.candidates(context)] == ["two_tower", "ease_in_graph"]
     no_ease = Context(solution.name, solution.make_config({"ranking": {"enabled": False}, "ease_candidate": False}), {})
     assert [c.name for c in solution.models.candidates(no_ease)] == ["two_tower"]
-    assert solution.models.ensembles(context) == []
+    assert [e.name for e in solution.models.ensembles(context)] == ["towers_ease_blend"]  # no ranker to drop
+    assert solution.models.ensembles(no_ease) == []
 
 
 def test_the_ranker_reorders_only_users_with_a_history(fitted):

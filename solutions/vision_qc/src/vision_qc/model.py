@@ -498,6 +498,20 @@ def calibrate_quantization(network: Any, pixels: np.ndarray, batch_size: int = 3
             layer.bounds.assign(bounds)
 
 
+# sigmoid(8) = 0.9997: a one-class logit grid up to here keeps every score a defect can get.
+ONE_CLASS_LOGIT_CEILING = 8.0
+
+
+def widen_grid(layer: Any, low: float | None, high: float | None) -> None:
+    """A grid's observed range stretched to include ``low`` and ``high`` (None: keep that end)."""
+    bounds = np.asarray(layer.bounds.numpy()).copy()
+    if low is not None:
+        bounds[0, 0] = min(bounds[0, 0], low)
+    if high is not None:
+        bounds[0, 1] = max(bounds[0, 1], high)
+    layer.bounds.assign(bounds)
+
+
 @contextlib.contextmanager
 def quantization_off(network: Any) -> Iterator[None]:
     """The network computes in plain float inside the block (e.g. to export a float16 model)."""
@@ -708,6 +722,14 @@ def fit_feature_gaussian(
     standardize.set_weights([np.full((1, 1, 1, 1), 1.0 / spread, np.float32), np.asarray([-center / spread], np.float32)])
     if quantization_aware(config):
         calibrate_quantization(network, pixels[: config.edge.calibration_images])
+        # Those ranges were observed on good images only, so an anomaly's distance clipped at the largest
+        # good one and its score stuck near 0.5 (served 0.50 where the float network said 0.71): the grids
+        # after the whitening reach the distance whose standardized logit is ONE_CLASS_LOGIT_CEILING.
+        ceiling = center + ONE_CLASS_LOGIT_CEILING * spread
+        widen_grid(network.get_layer("whitened_grid"), -np.sqrt(ceiling), np.sqrt(ceiling))
+        widen_grid(network.get_layer("squares_grid"), 0.0, ceiling)
+        widen_grid(network.get_layer("distance_grid"), 0.0, ceiling)
+        widen_grid(network.get_layer("logit_grid"), None, ONE_CLASS_LOGIT_CEILING)
     if valid is not None:
         platt_scale(network, valid, config)
     return network
