@@ -66,6 +66,12 @@ def test_status_and_metadata_follow_tf_serving(app, trained, server):
     signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert set(signature["inputs"]) <= set(trained[app].golden_instances[0])  # requests may carry lookup keys too
     assert set(signature["outputs"]) == set(trained[app].golden_outputs)
+    # dtypes by TensorFlow's enum names, as TF Serving writes them (DT_FLOAT, never DT_FLOAT32).
+    from tensorflow.core.framework import types_pb2
+
+    for tensor in [*signature["inputs"].values(), *signature["outputs"].values()]:
+        assert types_pb2.DataType.Value(tensor["dtype"]) != types_pb2.DT_INVALID
+        assert tensor["dtype"] not in ("DT_FLOAT32", "DT_FLOAT64")
     status, body = http_json("GET", f"{server.url}/v1/models/{app}/versions/7")
     assert status == 404 and "error" in body
 

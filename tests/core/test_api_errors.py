@@ -110,3 +110,10 @@ def test_bad_version_is_400_or_404(tiny_server):
 def test_unknown_verb_is_4xx(tiny_server, good):
     status, body = http_json("POST", f"{tiny_server.url}/v1/models/{NAME}:explode", {"instances": [good]})
     assert 400 <= status < 500 and "error" in body
+
+
+def test_unknown_routes_and_wrong_methods_answer_in_the_one_error_format(tiny_server):
+    status, body = http_json("GET", f"{tiny_server.url}/v2/nothing/here")
+    assert status == 404 and set(body) == {"error"}
+    status, body = http_json("DELETE", f"{tiny_server.url}/v1/models/{NAME}")
+    assert status == 405 and set(body) == {"error"}

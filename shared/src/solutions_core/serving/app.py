@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solutions_core.serving.models import ModelManager, ModelNotFound, ServedModel
 from solutions_core.settings import Settings
@@ -109,10 +110,19 @@ def status_payload(served: ServedModel) -> dict[str, Any]:
     }
 
 
+def dtype_name(dtype: Any) -> str:
+    """TensorFlow's own enum name of a dtype (``DT_FLOAT``, ``DT_DOUBLE``, ``DT_STRING``, ...), as TF
+    Serving's metadata names it: ``DT_`` + the Python name would say ``DT_FLOAT32``, which
+    ``GetModelMetadataResponse`` cannot parse."""
+    from tensorflow.core.framework import types_pb2
+
+    return types_pb2.DataType.Name(dtype.as_datatype_enum)
+
+
 def metadata_payload(served: ServedModel) -> dict[str, Any]:
     def tensor_info(spec: Any) -> dict[str, Any]:
         return {
-            "dtype": f"DT_{spec.dtype.name.upper()}",
+            "dtype": dtype_name(spec.dtype),
             "tensor_shape": {"dim": [{"size": str(d if d is not None else -1), "name": ""} for d in spec.shape], "unknown_rank": False},
             "name": spec.name or "",
         }
@@ -241,6 +251,15 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         lifespan=lifespan,
     )
     app.state.manager = manager
+
+    @app.exception_handler(StarletteHTTPException)
+    async def one_error_format(request: Request, problem: StarletteHTTPException) -> Response:
+        # Unknown routes and wrong methods answer in the API's one error format, {"error": ...}, as
+        # every other refusal does (FastAPI's default says {"detail": ...}).
+        return Response(
+            orjson.dumps({"error": str(problem.detail)}), status_code=problem.status_code, media_type="application/json", headers=problem.headers
+        )
+
     app.include_router(tf_serving_router(manager))
     install_contract_schemas(app, manager)
     from solutions_core.registry import get_solution, list_solutions
