@@ -130,22 +130,19 @@ def canonical_sales(sales: pd.DataFrame, contract: Any = None, config: Any = Non
     lines up). Covariates the table lacks get neutral defaults (no promotion, open, no stock-out, unknown
     price). Tables already in the app's names pass through."""
     period = getattr(config, "period_column", None)
-    renames = {
-        _role_column(contract, "id") or "series_id": "series_id",
-        contract.label_column() if contract is not None and contract.label_column() else "quantity": "quantity",
-        period or (contract.time_column if contract is not None and contract.time_column else "date"): "date",
+    label = contract.label_column() if contract is not None else None
+    time = contract.time_column if contract is not None else None
+    sources = {"series_id": _role_column(contract, "id") or "series_id", "quantity": label or "quantity", "date": period or time or "date"}
+    hints = {
+        "series_id": "a column with role id in the contract",
+        "quantity": "a column with role label in the contract",
+        "date": "a timestamp time_column in the contract, or `period_column` in the config for period numbers",
     }
-    renames = {source: target for source, target in renames.items() if source != target}
-    for target in ("series_id", "date", "quantity"):
-        source = next((s for s, t in renames.items() if t == target), target)
+    for target, source in sources.items():
         if source not in sales.columns:
             where = f" (contract {contract.name})" if contract is not None else ""
-            hint = {
-                "date": "a timestamp time_column in the contract, or `period_column` in the config for period numbers",
-                "series_id": "a column with role id in the contract",
-                "quantity": "a column with role label in the contract",
-            }[target]
-            raise ValueError(f"The sales table has no column {source!r}{where}: the app needs {hint}.")
+            raise ValueError(f"The sales table has no column {source!r}{where}: the app needs {hints[target]}.")
+    renames = {source: target for target, source in sources.items() if source != target}
     # A client column that happens to carry one of the app's names is replaced by the renamed one.
     clashing = [name for name in renames.values() if name in sales.columns and name not in renames]
     frame = sales.drop(columns=clashing).rename(columns=renames)

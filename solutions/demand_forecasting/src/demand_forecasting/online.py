@@ -118,10 +118,8 @@ class ForecastStore(FeatureStore):
         folder = Path(data_dir) / APP
         sales = pd.read_parquet(folder / f"{SALES}.parquet") if (folder / f"{SALES}.parquet").exists() else pd.DataFrame()
         if not sales.empty:
-            sales = canonical_sales(sales, contract, config)
+            sales = canonical_sales(sales, contract, config)  # series ids as strings too
         series = pd.read_parquet(folder / f"{SERIES}.parquet") if (folder / f"{SERIES}.parquet").exists() else pd.DataFrame()
-        if not sales.empty:
-            sales = sales.astype({"series_id": str})
         if not series.empty:
             series = series.astype({"series_id": str})
         return cls(sales, series, config)

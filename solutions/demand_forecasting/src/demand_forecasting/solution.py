@@ -212,12 +212,11 @@ class ForecastEvaluation(Evaluation):
     def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
         from demand_forecasting.baselines import baseline_forecasts
         from demand_forecasting.evaluate import aggregate_windows, window_metrics
+        from demand_forecasting.model import quantile_names
 
         train: TrainingData = splits.train
         prepared = train.prepared
         forecasts = baseline_forecasts(prepared.data, splits.test, *train.backtest.test, prepared.horizon, prepared.frequency, context.config)
-        from demand_forecasting.model import quantile_names
-
         levels = sorted(context.config.quantiles)
 
         def served(quantiles: dict[float, np.ndarray]) -> Outputs:

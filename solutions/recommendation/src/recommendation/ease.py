@@ -211,11 +211,9 @@ class BlendModule(tf.Module):
         self.user_tower = fitted.towers.user_tower
         self.item_vectors = tf.Variable(fitted.towers.item_vectors.astype(np.float32), trainable=False, name="item_vectors")
         self.weight = tf.Variable(fitted.weight, dtype=tf.float32, trainable=False, name="blend_weight")  # recorded: the weight chosen
-        users = fitted.towers.vocab.users
-        self.known_users = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(users or ["#unknown"], dtype=tf.string), tf.ones([max(1, len(users))], tf.int64)),
-            default_value=0,
-        )
+        from recommendation.model import known_users_table
+
+        self.known_users = known_users_table(fitted.towers.vocab.users)
         self.user_features = list(config.columns.user_categorical)
         self.serve = tf.function(self._serve, input_signature=[request_specs(config)])
 
@@ -234,20 +232,16 @@ class BlendModule(tf.Module):
         tower_scores = tf.matmul(queries, self.item_vectors, transpose_b=True)
         scores = self._standardized(tf.matmul(profile, ease.weights)) + self.weight * self._standardized(tower_scores)
 
-        known_id = self.known_users.lookup(inputs["user_id"]) > 0
+        from recommendation.model import user_strategy
+
         has_history = tf.reduce_any(history_hot > 0, axis=1)
-        has_features = tf.zeros_like(known_id)
-        for name in self.user_features:
-            has_features = has_features | (inputs[name] != "")
-        personalized = known_id | has_history
-        cold = ~personalized & ~has_features
+        cold, strategy = user_strategy(self.known_users, inputs, has_history, self.user_features)
         popular = tf.broadcast_to(ease.popularity[None, :], tf.shape(scores))
         scores = tf.where(cold[:, None], popular, scores)
         scores = tf.where(excluded_hot > 0, tf.constant(-np.inf, tf.float32), scores)
         top = tf.math.top_k(scores, k=ease.top_k)
         valid = tf.math.is_finite(top.values)
         item_ids = tf.where(valid, tf.gather(ease.item_ids, top.indices), "")
-        strategy = tf.where(personalized, "personalized", tf.where(cold, "popular", "features"))
         return {"item_ids": item_ids, "scores": tf.where(valid, top.values, 0.0), "strategy": strategy}
 
 

@@ -178,13 +178,16 @@ class EaseBaseline:
             self.chosen_l2 = float(self.l2)
         elif valid is not None and len(valid):
             valid_gram = gram if before_valid is None else self._gram(before_valid)
-            tried = {}
+            tried, fitted = {}, {}
             for multiple in self.l2_multiples:
-                self.weights = ease_weights(valid_gram, multiple * mean_count)
+                self.weights = fitted[multiple * mean_count] = ease_weights(valid_gram, multiple * mean_count)
                 lists = self.recommend(valid, GATE_K_FOR_CHOICE)
                 tried[multiple * mean_count] = top_k_metrics(lists, list(valid["targets"]), [GATE_K_FOR_CHOICE], len(self.items))[f"ndcg_at_{GATE_K_FOR_CHOICE}"]
             self.tried = tried
             self.chosen_l2 = max(tried, key=tried.get)
+            if before_valid is None:  # chosen on the very matrix it is fitted on: no second inversion
+                self.weights = fitted[self.chosen_l2]
+                return self
         else:
             self.chosen_l2 = mean_count
         self.weights = ease_weights(gram, self.chosen_l2)

@@ -493,6 +493,26 @@ def request_specs(config: RecommendationConfig) -> dict[str, Any]:
     return {name: tf.TensorSpec([None], tf.string, name=name) for name in names}
 
 
+def known_users_table(users: list[str]) -> Any:
+    """user id -> 1 for the ids the towers were trained on, 0 for any other."""
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(users or [UNKNOWN], dtype=tf.string), tf.ones([max(1, len(users))], tf.int64)),
+        default_value=0,
+    )
+
+
+def user_strategy(known_users: Any, inputs: dict[str, Any], has_history: Any, user_features: list[str]) -> tuple[Any, Any]:
+    """(cold, strategy) per request row: "personalized" for a known id or a history,
+    "features" when only the user's features are known, "popular" (cold) when nothing is."""
+    known_id = known_users.lookup(inputs["user_id"]) > 0
+    has_features = tf.zeros_like(known_id)
+    for name in user_features:
+        has_features = has_features | (inputs[name] != "")
+    personalized = known_id | has_history
+    cold = ~personalized & ~has_features
+    return cold, tf.where(personalized, "personalized", tf.where(cold, "popular", "features"))
+
+
 class RecommenderModule(tf.Module):
     """The exported model: a user -> ``item_ids`` [batch, top_k] and ``scores``, best first, plus the
     ``strategy`` used per user: "personalized" (known id or a history), "features" (only the user's
@@ -529,10 +549,7 @@ class RecommenderModule(tf.Module):
             ),
             default_value=-1,
         )
-        self.known_users = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(fitted.vocab.users or [UNKNOWN], dtype=tf.string), tf.ones([max(1, len(fitted.vocab.users))], tf.int64)),
-            default_value=0,
-        )
+        self.known_users = known_users_table(fitted.vocab.users)
         self.user_features = list(config.columns.user_categorical)
         self.history_length = config.towers.history_length
         if fitted.ranker is not None:  # the ranker's similarity features need the item vectors themselves
@@ -555,19 +572,13 @@ class RecommenderModule(tf.Module):
             scores, rows = self._rerank(inputs, scores, rows)
         scores, rows = scores[:, : self.top_k], rows[:, : self.top_k]
 
-        known_id = self.known_users.lookup(inputs["user_id"]) > 0
         has_history = tf.reduce_any(self._rows(inputs["history"]) >= 0, axis=1)
-        has_features = tf.zeros_like(known_id)
-        for name in self.user_features:
-            has_features = has_features | (inputs[name] != "")
-        personalized = known_id | has_history
-        cold = ~personalized & ~has_features
+        cold, strategy = user_strategy(self.known_users, inputs, has_history, self.user_features)
         popular_scores, popular_rows = tf.cond(
             tf.reduce_any(cold), lambda: self._popular(excluded, tf.shape(queries)[0]), lambda: (tf.zeros_like(scores), tf.zeros_like(rows))
         )
         scores = tf.where(cold[:, None], popular_scores, scores)
         rows = tf.where(cold[:, None], popular_rows, rows)
-        strategy = tf.where(personalized, "personalized", tf.where(cold, "popular", "features"))
         valid = rows >= 0
         item_ids = tf.where(valid, tf.gather(self.item_ids, tf.maximum(rows, 0)), "")
         return {"item_ids": item_ids, "scores": tf.where(valid, scores, 0.0), "strategy": strategy}

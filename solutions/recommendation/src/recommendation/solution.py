@@ -138,7 +138,7 @@ class RecommendationEvaluation(Evaluation):
         if len(catalog) <= config.baselines.ease_max_items:
             # λ is chosen on validation (fitted on training, as the candidates are).
             ease = EaseBaseline(config.baselines.ease_l2, max_items=config.baselines.ease_max_items)
-            models["ease"] = ease.fit(history, catalog, valid=splits.valid, before_valid=train.interactions)
+            models["ease"] = ease.fit(history, catalog, valid=splits.valid)
         else:
             print(f"baseline ease skipped: {len(catalog)} items is above baselines.ease_max_items={config.baselines.ease_max_items}")
         results = {}
