@@ -14,9 +14,11 @@ NAME = APP.name
 
 
 def served_version(server) -> str:
+    """The version un-versioned requests get (the AVAILABLE one; status also lists ended ones)."""
     status, body = http_json("GET", f"{server.url}/v1/models/{NAME}")
     assert status == 200, body
-    return body["model_version_status"][0]["version"]
+    available = [v["version"] for v in body["model_version_status"] if v["state"] == "AVAILABLE"]
+    return max(available, key=int)
 
 
 def wait_for_version(server, wanted: str, timeout: float = 60) -> bool:
@@ -43,6 +45,11 @@ def test_new_versions_are_picked_up_and_broken_ones_skipped(tiny_run, tiny_home,
         (broken / "saved_model.pb").write_bytes(b"not a model")
         time.sleep(3)
         assert served_version(server) == str(champion.version)
+        # ... and reports the broken one as TF Serving does: ended, with its error.
+        _, body = http_json("GET", f"{server.url}/v1/models/{NAME}")
+        states = {v["version"]: v for v in body["model_version_status"]}
+        assert states[str(champion.version + 1)]["state"] == "END"
+        assert states[str(champion.version + 1)]["status"]["error_message"]
         status, _ = http_json("POST", f"{server.url}/v1/models/{NAME}:predict", {"instances": [instance]})
         assert status == 200
 

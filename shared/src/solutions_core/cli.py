@@ -338,15 +338,107 @@ def batch(
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (TF Serving's REST default is 8501).")] = 8501,
+    port: Annotated[int, typer.Option(help="REST port (TF Serving's default is 8501).")] = 8501,
+    grpc_port: Annotated[Optional[int], typer.Option(help="gRPC port (TF Serving's default 8500; 0 = off).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Server processes on the port (each loads every model).")] = None,
     home: HomeOption = None,
-    poll_seconds: Annotated[float, typer.Option(help="Check for new versions this often (0 = never).")] = 2.0,
+    poll_seconds: Annotated[float, typer.Option(help="Check for new versions and config changes this often (0 = never).")] = 2.0,
 ) -> None:
-    """Serve every published model with TF Serving's REST API (hot-reloads new versions)."""
+    """Serve every published model with TF Serving's REST and gRPC APIs (hot-reloads new versions and
+    the model config; limits, batching and the API key come from SOLUTIONS_* settings)."""
     from solutions_core.serving.app import serve as run_server
 
     _quiet_tensorflow()
-    run_server(_settings(home, host=host, port=port), poll_seconds=poll_seconds)
+    run_server(_settings(home, host=host, port=port, grpc_port=grpc_port, workers=workers), poll_seconds=poll_seconds)
+
+
+def _edit_serving_config(home: Path | None, app_name: str, change: Any) -> None:
+    """Apply ``change(entry, traffic) -> (entry, traffic)`` to one model's entry of the model config,
+    after checking the versions it names exist; the running server picks the file up on its next poll."""
+    from dataclasses import replace
+
+    from solutions_core.model_registry import ModelRegistry
+    from solutions_core.serving.model_config import ModelEntry, load_config, write_config
+
+    models_dir = _settings(home).resolved_models_dir()
+    try:
+        config = load_config(models_dir)
+    except ValueError as problem:
+        console.print(f"[red]{problem}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    on_disk = [v.version for v in ModelRegistry(models_dir).versions(app_name)]
+    if not on_disk:
+        console.print(f"[red]No published version of {app_name} in {models_dir}.[/red]")
+        raise typer.Exit(1)
+    entry = config.models.get(app_name) or ModelEntry(app_name, models_dir / app_name)
+    try:
+        entry, split = change(entry, config.traffic.get(app_name), on_disk)
+    except ValueError as problem:
+        console.print(f"[red]{problem}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    traffic = {k: v for k, v in config.traffic.items() if k != app_name} | ({app_name: split} if split else {})
+    path = write_config(models_dir, replace(config, models={**config.models, app_name: entry}, traffic=traffic))
+    labels = ", ".join(f"{k}→v{v}" for k, v in sorted(entry.labels.items())) or "none"
+    share = f"; {split.percent:g} % of un-versioned traffic to '{split.label}'" if split else ""
+    console.print(f"{app_name}: labels {labels}{share} ({path}; a running server applies it within a poll)")
+
+
+@app.command()
+def label(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="The app (model name).")],
+    label_name: Annotated[str, typer.Argument(metavar="LABEL", help="e.g. stable, canary.")],
+    version: Annotated[Optional[int], typer.Argument(help="The version the label points at (omit with --remove).")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Delete the label (and its traffic share).")] = False,
+    percent: Annotated[Optional[float], typer.Option(help="Send this % of un-versioned requests to the labelled version.")] = None,
+    key: Annotated[Optional[str], typer.Option(help="Request field that keeps an entity on one version (e.g. card_id).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Point a version label at a version, without restarting the server: ``stable`` is what
+    un-versioned requests get; with --percent a canary takes that share of them, sticky per --key."""
+    from dataclasses import replace
+
+    from solutions_core.serving.model_config import STABLE, TrafficSplit
+
+    def change(entry: Any, split: Any, on_disk: list[int]) -> Any:
+        labels = dict(entry.labels)
+        if remove:
+            labels.pop(label_name, None)
+            return replace(entry, labels=labels), (None if split and split.label == label_name else split)
+        if version is None or version not in on_disk:
+            raise ValueError(f"{app_name} has no version {version}; published: {on_disk}.")
+        labels[label_name] = version
+        if percent is not None:
+            if label_name == STABLE:
+                raise ValueError("The stable label takes the traffic no split sends elsewhere; give --percent to a canary label.")
+            split = TrafficSplit(label_name, percent, key)
+        return replace(entry, labels=labels), split
+
+    _edit_serving_config(home, app_name, change)
+
+
+@app.command()
+def rollback(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="The app (model name).")],
+    to: Annotated[Optional[int], typer.Option("--to", help="The version to serve (default: the one before the served one).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Serve an earlier version now: labels it ``stable`` (un-versioned requests go there) and ends any
+    canary split. Newer versions stay on disk; ``solutions label APP stable N`` rolls forward."""
+    from dataclasses import replace
+
+    from solutions_core.serving.model_config import STABLE
+
+    def change(entry: Any, split: Any, on_disk: list[int]) -> Any:
+        current = entry.labels.get(STABLE, max(on_disk))
+        target = to if to is not None else max((v for v in on_disk if v < current), default=None)
+        if target is None:
+            raise ValueError(f"{app_name} v{current} is the oldest published version: nothing to roll back to.")
+        if target not in on_disk:
+            raise ValueError(f"{app_name} has no version {target}; published: {on_disk}.")
+        labels = {k: v for k, v in entry.labels.items() if split is None or k != split.label}
+        return replace(entry, labels={**labels, STABLE: target}), None
+
+    _edit_serving_config(home, app_name, change)
 
 
 @app.command()

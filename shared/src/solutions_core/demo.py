@@ -40,6 +40,7 @@ class ServerProcess:
     def __init__(self, home: Path, port: int | None = None, extra_env: dict[str, str] | None = None):
         self.home = Path(home)
         self.port = port or free_port()
+        self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = extra_env or {}
         self.process: subprocess.Popen | None = None
@@ -51,7 +52,7 @@ class ServerProcess:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "solutions_core.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--home", str(self.home), "--poll-seconds", "1"],
+             "--grpc-port", str(self.grpc_port), "--home", str(self.home), "--poll-seconds", "1"],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,

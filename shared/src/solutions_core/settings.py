@@ -38,6 +38,21 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="API bind address; loopback unless you mean it.")
     port: int = Field(default=8501, description="API port (TF Serving's REST default).")
     target: str = Field(default="cpu", description="cpu | gpu | tpu | edge: picks strategy and precision.")
+    grpc_port: int = Field(default=8500, description="gRPC port (TF Serving's default); 0 = no gRPC server.")
+    workers: int = Field(default=1, description="Server processes sharing the port (each loads every model).")
+    api_key: str | None = Field(
+        default=None, description="When set, every route but /healthz needs 'Authorization: Bearer <key>' (or x-api-key)."
+    )
+    # Limits: hostile or mistaken requests are refused before they cost memory or time.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest request body (413 past it).")
+    max_instances: int = Field(default=10_000, description="Most instances in one :predict request.")
+    max_string_length: int = Field(default=4 * 1024 * 1024, description="Longest string value (e.g. a b64 image).")
+    request_timeout_seconds: float = Field(default=30.0, description="A request still running after this answers 504.")
+    # Dynamic batching, TF Serving's knobs (serving/batching.py says what each does).
+    max_batch_size: int = Field(default=512, description="Rows per signature call.")
+    batch_timeout_micros: int = Field(default=0, description="Wait for a fuller batch (0 = greedy: never wait).")
+    num_batch_threads: int = Field(default=1, description="Batches computed at once, per model version.")
+    max_enqueued_batches: int = Field(default=64, description="Queue bound in full batches; past it requests get 503.")
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir or self.home / "data")

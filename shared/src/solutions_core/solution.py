@@ -284,8 +284,8 @@ class RequestSchema:
 class FeatureStore:
     """Online features: what the server knows between requests (a card's history, a user's items, a
     series' sales). The server calls ``lookup`` after a request is validated, then the model, then
-    ``record`` once the answer is ready, and ``save`` on shutdown. Subclasses lock their own state:
-    several requests run at once."""
+    ``record`` once the answer is ready, and ``save`` on shutdown and when a version is retired.
+    Subclasses lock their own state: several requests run at once."""
 
     def lookup(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The instances with the model inputs they left out filled in; changes no state."""
@@ -296,6 +296,10 @@ class FeatureStore:
 
     def save(self) -> None:
         """Persist what was recorded (called when the server stops)."""
+
+    def carry_over(self, previous: "FeatureStore") -> None:
+        """Take over the live state of the store of the version being replaced (hot reload), so what
+        was recorded since the server started is not lost; by default nothing carries over."""
 
 
 @dataclass(frozen=True)

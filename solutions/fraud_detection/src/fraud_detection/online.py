@@ -6,10 +6,16 @@ warmed from the transactions in the embedded store and persisted as Parquet besi
 gives each request that does not bring its own history features the card's features as of that
 transaction (earlier transactions of the same request count, exactly as offline); ``record`` adds the
 answered transactions to the table, so the next transaction of the same card sees them.
+
+Only answered requests are recorded, each transaction id once (a client's retry is not a second
+purchase). When the server loads a new version the live table is carried over (``carry_over``), and
+``save`` persists it with the recorded ids, so neither a hot reload nor a restart forgets a purchase.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,9 @@ from fraud_detection.history import HISTORY_FEATURES, OnlineHistoryStore
 from solutions_core.solution import FeatureStore
 
 STATE_FILE = "online_history.parquet"
+IDS_FILE = "online_history_ids.parquet"
 TABLE_FILE = "fraud_transactions.parquet"
+REMEMBERED_IDS = 1_000_000  # recent transaction ids kept to make retries idempotent (~100 MB at most)
 
 
 class CardHistoryStore(FeatureStore):
@@ -28,6 +36,8 @@ class CardHistoryStore(FeatureStore):
         self.store = store  # it locks itself: it is thread-safe
         self.folder = folder
         self._canonical_record = canonical_record
+        self._recorded_ids: OrderedDict[str, None] = OrderedDict()  # oldest first
+        self._ids_lock = threading.Lock()
 
     @classmethod
     def open(cls, folder: Path, canonical: Callable[[pd.DataFrame], pd.DataFrame], canonical_record: Callable[[dict], dict]) -> "CardHistoryStore":
@@ -39,7 +49,10 @@ class CardHistoryStore(FeatureStore):
             store = OnlineHistoryStore.from_frame(canonical(pd.read_parquet(folder / TABLE_FILE)))
         else:
             store = OnlineHistoryStore()
-        return cls(store, folder, canonical_record)
+        opened = cls(store, folder, canonical_record)
+        if (folder / IDS_FILE).exists():
+            opened._recorded_ids = OrderedDict.fromkeys(pd.read_parquet(folder / IDS_FILE)["transaction_id"].astype(str))
+        return opened
 
     @staticmethod
     def needs_history(instance: dict[str, Any]) -> bool:
@@ -62,9 +75,29 @@ class CardHistoryStore(FeatureStore):
 
     def record(self, instances: list[dict[str, Any]]) -> None:
         for instance in instances:
-            if self.needs_history(instance):
-                self.store.update(self._canonical_record(instance))
+            if not self.needs_history(instance):
+                continue
+            transaction = self._canonical_record(instance)
+            identifier = transaction.get("transaction_id")
+            if identifier is not None:
+                with self._ids_lock:
+                    if str(identifier) in self._recorded_ids:
+                        continue  # a retry of an answered transaction
+                    self._recorded_ids[str(identifier)] = None
+                    if len(self._recorded_ids) > REMEMBERED_IDS:
+                        self._recorded_ids.popitem(last=False)
+            self.store.update(transaction)
+
+    def carry_over(self, previous: FeatureStore) -> None:
+        if isinstance(previous, CardHistoryStore):
+            self.store = previous.store
+            with previous._ids_lock:
+                self._recorded_ids = previous._recorded_ids
+            self._ids_lock = previous._ids_lock
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.store.to_parquet(self.folder / STATE_FILE)
+        with self._ids_lock:
+            ids = list(self._recorded_ids)
+        pd.DataFrame({"transaction_id": ids}).to_parquet(self.folder / IDS_FILE)

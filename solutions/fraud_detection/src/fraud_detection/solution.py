@@ -244,8 +244,12 @@ class FraudServing(Serving):
         return [{name: json_value(row[name]) for name in fields} for _, row in rows.iterrows()]
 
     def request(self, context: Context) -> RequestSchema:
-        # A request may bring its own history features; the feature store fills them in otherwise.
-        return RequestSchema(extra=frozenset(HISTORY_FEATURES) if feature_spec(context).history else frozenset())
+        # A request may bring its own history features (the feature store fills them in otherwise)
+        # and its transaction id (a retry with the same id is recorded in the card's history once).
+        if not feature_spec(context).history:
+            return RequestSchema()
+        identifier = context.config.columns.transaction_id
+        return RequestSchema(extra=frozenset(HISTORY_FEATURES) | ({identifier} if identifier else set()))
 
     def features(self, context: Context, data_dir: Path) -> FeatureStore | None:
         from fraud_detection.online import CardHistoryStore

@@ -1,0 +1,230 @@
+"""One ``:predict`` request from JSON body to JSON answer, in three steps the server interleaves:
+
+1. ``prepare`` (on the event loop, per request): TF Serving's row or columnar body -> instances,
+   checked against the limits, the data contract and the app's own checks, with online features
+   looked up. Every problem here is the client's: ``RequestError`` (400) naming the field.
+2. ``run_batch`` (in a batch thread, once per batch of requests): the instances of every request in the
+   batch become one column per model input and go through the signature in one call; the outputs are
+   split back per request and the answered requests are recorded in the online feature store. A batch
+   that fails is re-run request by request, so one bad request cannot fail its neighbours.
+3. ``answer`` (on the event loop, per request): the outputs in the format the request came in.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("solutions_core.serving")
+
+
+class RequestError(ValueError):
+    """A client mistake: answered with 400 and the message."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry (``Settings`` holds the configured values)."""
+
+    max_instances: int = 10_000
+    max_string_length: int = 4 * 1024 * 1024
+
+
+@dataclass
+class Prepared:
+    """A request ready for the model: its instances as the model gets them and as the client sent
+    them (for the feature store), and how to answer (rows or columns)."""
+
+    instances: list[dict[str, Any]]
+    received: list[dict[str, Any]]
+    rows: bool
+
+
+def instances_from_body(body: Any, input_names: list[str], limits: Limits = Limits()) -> tuple[list[dict[str, Any]], bool]:
+    """TF Serving's row ("instances") or columnar ("inputs") format -> (list of instance dicts, row?)."""
+    if not isinstance(body, dict):
+        raise RequestError("Request body must be a JSON object with 'instances' or 'inputs'.")
+    signature_name = body.get("signature_name", "serving_default")
+    if signature_name not in ("", "serving_default"):
+        raise RequestError(f"Serving signature name: \"{signature_name}\" not found in signature def")
+    if "instances" in body and "inputs" in body:
+        raise RequestError("Request must have 'instances' or 'inputs', not both.")
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise RequestError("'instances' must be a non-empty list.")
+        if len(instances) > limits.max_instances:
+            raise RequestError(f"Too many instances ({len(instances)}); the limit is {limits.max_instances} per request.")
+        if len(input_names) == 1 and not isinstance(instances[0], dict):
+            only = input_names[0]
+            instances = [{only: value} for value in instances]
+        if not all(isinstance(i, dict) for i in instances):
+            raise RequestError("Each instance must be a JSON object mapping input names to values.")
+        rows = True
+    elif "inputs" in body:
+        inputs = body["inputs"]
+        if isinstance(inputs, list) and len(input_names) == 1:
+            inputs = {input_names[0]: inputs}
+        if not isinstance(inputs, dict) or not inputs:
+            raise RequestError("'inputs' must be an object mapping input names to lists of values.")
+        lengths = {name: len(values) if isinstance(values, list) else -1 for name, values in inputs.items()}
+        if min(lengths.values()) < 1 or len(set(lengths.values())) != 1:
+            raise RequestError(f"Every input in 'inputs' must be a list of the same non-zero length; got {lengths}.")
+        count = next(iter(lengths.values()))
+        if count > limits.max_instances:
+            raise RequestError(f"Too many instances ({count}); the limit is {limits.max_instances} per request.")
+        instances = [{name: values[i] for name, values in inputs.items()} for i in range(count)]
+        rows = False
+    else:
+        raise RequestError("Missing 'instances' or 'inputs' key.")
+    for index, instance in enumerate(instances):
+        for name, value in instance.items():
+            if isinstance(value, str) and len(value) > limits.max_string_length:
+                raise RequestError(
+                    f"instance {index}, field {name!r}: {len(value)} characters; the limit is {limits.max_string_length}."
+                )
+    return instances, rows
+
+
+def prepare(served: Any, body: Any, limits: Limits = Limits()) -> Prepared:
+    """Step 1: a request body -> instances the model can take, or RequestError naming what is wrong.
+    Errors inside the app's feature lookup are server errors and propagate as they are (a 500)."""
+    instances, rows = instances_from_body(body, list(served.input_specs), limits)
+    if served.contract is not None:
+        problems = served.contract.validate_records(
+            instances, extra_fields=served.extra_fields | set(served.input_specs), allow_missing=served.allow_missing
+        )
+        if problems:
+            raise RequestError("; ".join(problems))
+    received = instances
+    try:
+        instances = served.check(instances)
+    except ValueError as problem:
+        raise RequestError(str(problem)) from problem
+    if served.features is not None:
+        instances = served.features.lookup(instances)
+    missing = sorted(
+        name for name in served.input_specs if name not in served.nullable and any(i.get(name) is None for i in instances)
+    )
+    if missing:
+        raise RequestError(f"Missing model inputs: {', '.join(missing)}.")
+    return Prepared(instances, received, rows)
+
+
+_PLAIN_NUMBERS = (int, float, bool)
+
+
+def column(values: list[Any], spec: Any) -> np.ndarray:
+    """One model input's values -> the array its spec wants. Plain numbers and text take a direct
+    numpy path (the serving hot path); anything else (timestamps, b64 bytes, missing values, nested
+    rows) goes through ``export.to_tensor_value``, the one conversion training and batch use."""
+    from solutions_core.export import to_tensor_value
+
+    rank = spec.shape.rank if spec.shape is not None else None
+    if rank is None or rank <= 1:
+        if spec.dtype.name == "string":
+            if all(type(v) is str for v in values):
+                return np.array(values, dtype=object)
+        elif all(type(v) in _PLAIN_NUMBERS for v in values):
+            return np.asarray(values, dtype=spec.dtype.as_numpy_dtype)
+    try:
+        return to_tensor_value(values, spec.dtype, spec.shape)
+    except (TypeError, ValueError) as problem:
+        raise RequestError(f"Input {spec.name or ''!r}: {problem}") from problem
+
+
+def run_one(served: Any, instances: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    columns = {}
+    for name, spec in served.input_specs.items():
+        try:
+            columns[name] = column([instance.get(name) for instance in instances], spec)
+        except RequestError as problem:
+            raise RequestError(f"Input {name!r}: {str(problem).split(': ', 1)[-1]}") from problem
+    return served.predict(columns)
+
+
+def run_batch(served: Any, batch: list[Prepared]) -> list[Any]:
+    """Step 2: every request of a batch through the signature in one call; one outcome per request
+    (its outputs, or the exception that is its answer alone)."""
+    if len(batch) > 1:
+        try:
+            outputs = run_one(served, [instance for prepared in batch for instance in prepared.instances])
+        except Exception:  # someone's values broke the batch: find whose, answer the others
+            return [run_batch(served, [prepared])[0] for prepared in batch]
+        outcomes: list[Any] = []
+        start = 0
+        for prepared in batch:
+            end = start + len(prepared.instances)
+            outcomes.append({name: values[start:end] for name, values in outputs.items()})
+            start = end
+    else:
+        try:
+            outcomes = [run_one(served, batch[0].instances)]
+        except Exception as problem:
+            outcomes = [as_request_error(problem)]
+    if served.features is not None:
+        for prepared, outcome in zip(batch, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                try:
+                    served.features.record(prepared.received)
+                except Exception:  # the answer stands; a lost record must show in the log
+                    logger.exception("Could not record a request of %s in its feature store", served.name)
+    return outcomes
+
+
+def as_request_error(problem: Exception) -> Exception:
+    """TensorFlow rejecting a request's values (a bad image, a wrong shape) is the request's fault; any
+    other exception stays what it is: a server error."""
+    if isinstance(problem, RequestError):
+        return problem
+    import tensorflow as tf
+
+    if isinstance(problem, tf.errors.InvalidArgumentError):
+        return RequestError(f"Invalid request: {str(problem).splitlines()[0][:500]}")
+    return problem
+
+
+def jsonable(array: np.ndarray) -> Any:
+    """Numpy outputs -> JSON; bytes that are not UTF-8 text become {"b64": ...} as in TF Serving."""
+
+    def text(value: Any) -> Any:
+        if isinstance(value, bytes):
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                return {"b64": base64.b64encode(value).decode()}
+        if isinstance(value, list):
+            return [text(item) for item in value]
+        return value
+
+    if array.dtype.kind in "OS":
+        return text(array.tolist())
+    return array
+
+
+def answer(prepared: Prepared, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Step 3: TF Serving's answer: ``predictions`` for a row request (a list of objects, or of bare
+    values when the signature has one output), ``outputs`` for a columnar one (an object of lists, or
+    the bare list when there is one output)."""
+    names = list(outputs)
+    if not prepared.rows:
+        if len(names) == 1:
+            return {"outputs": jsonable(outputs[names[0]])}
+        return {"outputs": {name: jsonable(values) for name, values in outputs.items()}}
+    if len(names) == 1:
+        return {"predictions": jsonable(outputs[names[0]])}
+    listed = {name: values.tolist() if values.dtype.kind not in "OS" else jsonable(values) for name, values in outputs.items()}
+    return {"predictions": [{name: listed[name][i] for name in names} for i in range(len(prepared.instances))]}
+
+
+def predict_now(served: Any, body: Any, limits: Limits = Limits()) -> dict[str, Any]:
+    """The three steps without a batcher, for callers outside the event loop (tests, scripts)."""
+    prepared = prepare(served, body, limits)
+    outcome = run_batch(served, [prepared])[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return answer(prepared, outcome)
