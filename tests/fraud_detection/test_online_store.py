@@ -45,3 +45,29 @@ def test_lookup_changes_nothing_and_record_remembers(settings, tmp_path):
     store.save()
     reopened = solution.serving.features(context, tmp_path)
     assert reopened.lookup([second])[0]["card_txn_count_1h"] == 1.0
+
+
+def test_a_retried_transaction_counts_once_and_history_survives_reload_and_restart(settings, tmp_path):
+    solution = FraudDetection()
+    context = context_for(solution, solution.tiny_config(), settings)
+    store = solution.serving.features(context, tmp_path)
+    paid = {**transaction(0), "transaction_id": "t-1"}
+    store.record([paid])
+    store.record([paid])  # the client retried: same transaction id
+    assert store.lookup([transaction(5)])[0]["card_txn_count_1h"] == 1.0
+    store.record([{**transaction(1), "transaction_id": "t-2"}])
+    assert store.lookup([transaction(5)])[0]["card_txn_count_1h"] == 2.0
+
+    # A new version's store takes over the live table (hot reload) ...
+    reloaded = solution.serving.features(context, tmp_path)
+    assert reloaded.lookup([transaction(5)])[0]["card_txn_count_1h"] == 0.0  # nothing saved yet
+    reloaded.carry_over(store)
+    assert reloaded.lookup([transaction(5)])[0]["card_txn_count_1h"] == 2.0
+    reloaded.record([paid])  # ... with the ids already answered
+    assert reloaded.lookup([transaction(5)])[0]["card_txn_count_1h"] == 2.0
+
+    # ... and a restart resumes the saved table and ids.
+    reloaded.save()
+    restarted = solution.serving.features(context, tmp_path)
+    restarted.record([paid])
+    assert restarted.lookup([transaction(5)])[0]["card_txn_count_1h"] == 2.0

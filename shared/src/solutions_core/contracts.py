@@ -361,7 +361,16 @@ def _request_timestamp(value: Any) -> Any:
             raise TypeError
     except (ValueError, TypeError, OverflowError, OSError):
         raise PydanticCustomError("timestamp_type", "expected an ISO-8601 string or epoch seconds") from None
-    return stamp.astimezone(_dt.UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
+    stamp = stamp.astimezone(_dt.UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
+    if not _REQUEST_TIMESTAMP_MIN <= stamp <= _REQUEST_TIMESTAMP_MAX:
+        # Tables hold timestamps as nanoseconds (years 1677-2262), and so do the apps' online features:
+        # a request beyond them is refused here rather than crash whatever converts it next.
+        raise PydanticCustomError("timestamp_range", "outside the years 1677-2262 that timestamps can hold")
+    return stamp
+
+
+_REQUEST_TIMESTAMP_MIN = pd.Timestamp.min.ceil("us").to_pydatetime()
+_REQUEST_TIMESTAMP_MAX = pd.Timestamp.max.floor("us").to_pydatetime()
 
 
 # JSON Schema cannot bound a date-time string: `_request_description` states the bounds instead.
@@ -1067,6 +1076,7 @@ _REQUEST_MESSAGES = {
     "bool_type": "expected true or false, got {got}",
     "string_type": "expected a string, got {got}",
     "timestamp_type": "expected an ISO-8601 timestamp string or epoch seconds, got {got}",
+    "timestamp_range": "{value} is outside the years 1677-2262 that timestamps can hold",
     "finite_number": "expected a finite number, got {value}",
     "greater_than_equal": "{value} is below min {min}",
     "less_than_equal": "{value} is above max {max}",

@@ -219,30 +219,16 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 
 
 def install_contract_schemas(app: FastAPI, manager: ModelManager) -> None:
-    """Publish each served model's request schema (derived from its data contract) in the OpenAPI
-    spec, as ``<model>Instance`` and ``<model>PredictRequest`` components."""
+    """Publish each served model's request schema (derived from its data contract and signature) in the
+    OpenAPI spec, as ``<model>Instance`` and ``<model>PredictRequest`` components, with a
+    ``POST /v1/models/<model>:predict`` path of its own (serving/openapi.py)."""
     from fastapi.openapi.utils import get_openapi
+
+    from solutions_core.serving.openapi import complete_spec
 
     def openapi() -> dict[str, Any]:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for name, served in sorted(manager.loaded().items()):
-            if served.contract is None:
-                continue
-            instance = served.contract.request_json_schema(
-                extra_fields=served.extra_fields, allow_missing=served.allow_missing
-            )
-            components[f"{name}Instance"] = instance
-            components[f"{name}PredictRequest"] = {
-                "type": "object",
-                "description": f"POST /v1/models/{name}:predict (contract {served.contract.name} v{served.contract.version})",
-                "properties": {
-                    "signature_name": {"type": "string", "default": "serving_default"},
-                    "instances": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}Instance"}},
-                    "inputs": {"type": "object", "description": "Columnar form: each field maps to a list."},
-                },
-            }
-        return schema
+        return complete_spec(schema, manager.loaded())
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -318,8 +304,12 @@ def request_for_verb(verb: str, body: Any, served: ServedModel) -> Any:
 
 
 def classify_output(served: ServedModel) -> str | None:
-    """A binary classifier's probability output, by the suite's naming rule (``<name>_probability``)."""
-    names = [n for n, spec in served.signature.structured_outputs.items() if n.endswith("_probability") and spec.dtype.is_floating]
+    """A binary classifier's probability output, by the suite's naming rule (``probability`` or
+    ``<name>_probability``)."""
+    names = [
+        n for n, spec in served.signature.structured_outputs.items()
+        if (n == "probability" or n.endswith("_probability")) and spec.dtype.is_floating
+    ]
     return names[0] if len(names) == 1 else None
 
 
@@ -536,7 +526,8 @@ def tf_serving_router(server: ServerState) -> APIRouter:
 
     @router.get("/v1/models/{target}", tags=["tf-serving"], summary="Status of every version of a model")
     async def model_status(target: str, request: Request) -> Response:
-        return status_or_metadata(*parse_target(target)[:1], None, None, parse_target(target)[1], request)
+        name, verb = parse_target(target)
+        return status_or_metadata(name, None, None, verb, request)
 
     @router.get("/v1/models/{name}/metadata", tags=["tf-serving"], summary="Signature metadata")
     async def model_metadata(name: str, request: Request) -> Response:
