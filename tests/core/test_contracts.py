@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from solutions_core.contracts import (
+    TIMESTAMP_STRING_SCHEMA,
     Contract,
     ContractError,
     ContractViolation,
@@ -484,8 +485,30 @@ def test_request_json_schema_of_timestamps():
     served = {"type": "timestamp", "min": "2020-01-01", "nullable": True, "description": "When."}
     contract = Contract.from_dict({**CONTRACT, "columns": {**CONTRACT["columns"], "timestamp": served}})
     prop = contract.request_json_schema()["properties"]["timestamp"]
-    assert prop["anyOf"] == [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}]
+    assert prop["anyOf"] == [TIMESTAMP_STRING_SCHEMA, {"type": "number"}, {"type": "null"}]
     assert prop["description"] == "When. (ISO-8601 string or epoch seconds; min 2020-01-01)"
+    # Naive timestamps are what the contracts hold: the schema takes them, with or without an offset,
+    # as validate_records does (RFC 3339's "date-time" format would refuse the naive ones).
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(prop)
+    for text in ("2024-01-01", "2024-01-01T10:00:00", "2024-01-01 10:00:00.5", "2024-01-01T10:00:00Z", "2024-01-01T10:00:00+05:30"):
+        assert validator.is_valid(text) and contract.validate_records([instance(timestamp=text)]) == [], text
+    for text in ("yesterday", "2024-13-01", "01/02/2024"):
+        assert not validator.is_valid(text) and contract.validate_records([instance(timestamp=text)]), text
+
+
+def test_request_timestamps_outside_what_tables_hold_are_refused():
+    """Years beyond nanoseconds' 1677-2262 would crash whatever converts them next (the fraud app's card
+    history did, as a 500): they are the request's mistake."""
+    served = {"type": "timestamp"}
+    contract = Contract.from_dict({**CONTRACT, "columns": {**CONTRACT["columns"], "timestamp": served}})
+    errors = contract.validate_records([instance(timestamp="1594-09-25T23:20:41+11:07"), instance(timestamp=1e11)])
+    assert errors == [
+        "instances[0].timestamp: '1594-09-25T23:20:41+11:07' is outside the years 1677-2262 that timestamps can hold",
+        "instances[1].timestamp: 100000000000.0 is outside the years 1677-2262 that timestamps can hold",
+    ]
+    assert contract.validate_records([instance(timestamp="1677-09-21T00:12:44"), instance(timestamp="2262-04-11T23:47:16")]) == []
 
 
 def test_request_json_schema_is_valid_and_agrees_with_validate_records(contract):

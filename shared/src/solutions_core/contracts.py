@@ -373,8 +373,18 @@ _REQUEST_TIMESTAMP_MIN = pd.Timestamp.min.ceil("us").to_pydatetime()
 _REQUEST_TIMESTAMP_MAX = pd.Timestamp.max.floor("us").to_pydatetime()
 
 
+# An ISO-8601 date or date-time string, as requests send timestamps: the UTC offset is optional.
+# JSON Schema's "format": "date-time" (RFC 3339) demands one, so it would call naive timestamps (what
+# the contracts mostly hold, and what the apps' own example requests send) invalid.
+TIMESTAMP_STRING_SCHEMA = {
+    "type": "string",
+    "pattern": (
+        "^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+        "(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]{1,6})?)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?$"
+    ),
+}
 # JSON Schema cannot bound a date-time string: `_request_description` states the bounds instead.
-_DATE_TIME_OR_EPOCH = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
+_DATE_TIME_OR_EPOCH = {"anyOf": [TIMESTAMP_STRING_SCHEMA, {"type": "number"}]}
 
 _TYPES = {
     "string": _Type("object", _as_string, str),

@@ -46,7 +46,7 @@ def complete_spec(spec: dict[str, Any], models: dict[str, Any]) -> dict[str, Any
     for name, served in sorted(models.items()):
         components[f"{name}Instance"] = instance_schema(served)
         components[f"{name}PredictRequest"] = predict_request_schema(name, served)
-        paths.update(predict_paths(name))
+        paths.update(predict_paths(name, warmup_example(served)))
         requests.append({"$ref": f"{SCHEMAS}{name}PredictRequest"})
     if requests:
         document_generic_predict_bodies(paths, requests)
@@ -91,6 +91,12 @@ def input_schema(spec: Any) -> dict[str, Any]:
         value = {"type": "boolean"}
     elif dtype.is_integer:
         value = {"type": "integer", "minimum": int(dtype.min), "maximum": int(dtype.max)}
+    elif dtype.name == "float64" and not spec.shape.as_list()[1:]:
+        # float64 scalars carry times (epoch seconds need its precision); the server converts ISO-8601
+        # strings to epoch seconds (export.to_tensor_value), which is how the warm-up requests send them.
+        from solutions_core.contracts import TIMESTAMP_STRING_SCHEMA
+
+        value = {"anyOf": [{"type": "number"}, TIMESTAMP_STRING_SCHEMA]}
     else:
         value = {"type": "number"}
     dims = spec.shape.as_list()[1:] if spec.shape.rank is not None else []
@@ -115,8 +121,12 @@ def predict_request_schema(name: str, served: Any) -> dict[str, Any]:
     }
     if len(served.input_specs) == 1:  # TF Serving's shorthand: bare values for a single-input model
         ((only, spec),) = served.input_specs.items()
-        rows = {"anyOf": [instance, input_schema(spec)]}
-        columns = {"anyOf": [columns, {"type": "array", "minItems": 1, "items": input_schema(spec)}]}
+        value = input_schema(spec)
+        # A bare {"b64": ...} row reads as an instance object here (predict.instances_from_body), so
+        # rows offer the other forms only.
+        bare = {**value, "anyOf": [branch for branch in value["anyOf"] if branch is not BASE64]} if "anyOf" in value else value
+        rows = {"anyOf": [instance, bare]}
+        columns = {"anyOf": [columns, {"type": "array", "minItems": 1, "items": value}]}
     contract = f" (contract {served.contract.name} v{served.contract.version})" if served.contract is not None else ""
     return {
         "type": "object",
@@ -136,12 +146,30 @@ def instance_fields(served: Any) -> dict[str, Any]:
     return dict(schema.get("properties", {}))
 
 
-def predict_paths(name: str) -> dict[str, Any]:
+def warmup_example(served: Any, instances: int = 2) -> dict[str, Any] | None:
+    """A real request for the docs: the first instances of the version's own warm-up request (golden
+    instances from its training run, which the server sends before serving it)."""
+    import json
+
+    from solutions_core.serving.models import WARMUP_FILE
+
+    try:
+        body = json.loads((served.path / "assets.extra" / WARMUP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    rows = body.get("instances") if isinstance(body, dict) else None
+    return {"instances": rows[:instances]} if isinstance(rows, list) and rows else None
+
+
+def predict_paths(name: str, example: dict[str, Any] | None = None) -> dict[str, Any]:
     """``POST /v1/models/<name>:predict`` and its versioned twin. The server routes them through TF
     Serving's generic routes; listing them per model gives each its own body schema."""
+    content: dict[str, Any] = {"schema": {"$ref": f"{SCHEMAS}{name}PredictRequest"}}
+    if example is not None:
+        content["examples"] = {"warmup": {"summary": "The version's own warm-up request", "value": example}}
     operation = {
         "tags": [name],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": f"{SCHEMAS}{name}PredictRequest"}}}},
+        "requestBody": {"required": True, "content": {"application/json": content}},
         "responses": {
             "200": {
                 "description": "'predictions' (one per instance) for 'instances', 'outputs' (one list per output) for 'inputs'",
@@ -224,3 +252,27 @@ def rewrite_references(nodes: list[Any], renamed: dict[str, str]) -> None:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+
+
+def query_parameters(model: Any, names: list[str]) -> list[dict[str, Any]]:
+    """OpenAPI query parameters for some fields of a pydantic request model, with the model's own
+    field schemas. For GET routes that validate their query string with that same model (so a bad
+    value is the API's 400 ``{"error": ...}``, not FastAPI's 422 ``{"detail": ...}``), and whose
+    documentation cannot drift from it. A query string cannot say null: nullable fields are simply
+    optional."""
+    schema = model.model_json_schema(ref_template=SCHEMAS + "{model}")
+    required = set(schema.get("required", []))
+    parameters = []
+    for name in names:
+        field = dict(schema["properties"][name])
+        field.pop("title", None)
+        branches = [branch for branch in field.get("anyOf", []) if branch != {"type": "null"}]
+        if "anyOf" in field and len(branches) == 1:
+            field = {**{k: v for k, v in field.items() if k != "anyOf"}, **branches[0]}
+        if field.get("default", "") is None:
+            del field["default"]
+        description = field.pop("description", None)
+        parameters.append(
+            {"name": name, "in": "query", "required": name in required, "schema": field, **({"description": description} if description else {})}
+        )
+    return parameters

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 APP = "demand_forecasting"
@@ -123,6 +123,7 @@ def router(manager: Any) -> Any:
     from starlette.concurrency import run_in_threadpool
 
     from solutions_core.serving.app import json_post_route, json_response
+    from solutions_core.serving.openapi import query_parameters
 
     routes = APIRouter(tags=["demand_forecasting"])
 
@@ -138,11 +139,19 @@ def router(manager: Any) -> Any:
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": ForecastRequest.model_json_schema()}}}},
     )
 
-    @routes.get("/forecast/{series_id}", summary="Forecast a stored series from its stored history", response_model=ForecastResponse)
-    async def forecast_get(series_id: str, version: int | None = None) -> Any:
+    # The query string goes through ForecastRequest like a POST body, so a bad version is the API's
+    # 400 {"error": ...} (FastAPI's own parsing would answer 422 {"detail": ...}).
+    @routes.get(
+        "/forecast/{series_id}",
+        summary="Forecast a stored series from its stored history",
+        response_model=ForecastResponse,
+        responses={400: {"description": "Invalid request ({\"error\": ...})"}, 404: {"description": "No such model, version or series"}},
+        openapi_extra={"parameters": query_parameters(ForecastRequest, ["version"])},
+    )
+    async def forecast_get(series_id: str, request: Request) -> Any:
         payload: dict[str, Any] = {"series_id": series_id}
-        if version is not None:
-            payload["version"] = version
+        if "version" in request.query_params:
+            payload["version"] = request.query_params["version"]
         status, body = await run_in_threadpool(forecast, manager, payload)
         return json_response(body, status)
 

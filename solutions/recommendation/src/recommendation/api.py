@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 APP = "recommendation"
@@ -106,6 +106,7 @@ def router(manager: Any) -> Any:
     from starlette.concurrency import run_in_threadpool
 
     from solutions_core.serving.app import json_post_route, json_response
+    from solutions_core.serving.openapi import query_parameters
 
     routes = APIRouter(tags=["recommendation"])
 
@@ -121,9 +122,20 @@ def router(manager: Any) -> Any:
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": RecommendRequest.model_json_schema()}}}},
     )
 
-    @routes.get("/recommend", summary="Top-k items for a user id (query-string form)", response_model=RecommendResponse)
-    async def recommend_get(user_id: str = "", k: int = 10, exclude_seen: bool = True) -> Any:
-        status, body = await run_in_threadpool(recommend, manager, {"user_id": user_id, "k": k, "exclude_seen": exclude_seen})
+    # The query string goes through RecommendRequest like a POST body, so a bad value is the API's
+    # 400 {"error": ...} naming the field (FastAPI's own parsing would answer 422 {"detail": ...}).
+    query = ["user_id", "k", "exclude_seen"]
+
+    @routes.get(
+        "/recommend",
+        summary="Top-k items for a user id (query-string form)",
+        response_model=RecommendResponse,
+        responses={400: {"description": "Invalid request ({\"error\": ...})"}, 404: {"description": "No such model or version"}},
+        openapi_extra={"parameters": query_parameters(RecommendRequest, query)},
+    )
+    async def recommend_get(request: Request) -> Any:
+        payload = {name: request.query_params[name] for name in query if name in request.query_params}
+        status, body = await run_in_threadpool(recommend, manager, payload)
         return json_response(body, status)
 
     return routes
