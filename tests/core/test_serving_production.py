@@ -435,3 +435,37 @@ def test_kubernetes_manifests_match_the_server(tiny_registered):
     assert annotations["prometheus.io/path"] in routes
     for name, service in services.items():
         assert service["spec"]["selector"] == deployments[name]["spec"]["selector"]["matchLabels"]
+
+
+def test_only_answered_requests_are_recorded_and_an_enricher_failure_is_a_logged_500(tiny_server, instance):
+    url = f"{tiny_server.url}/v1/models/{NAME}:predict"
+    status, body = http_json("POST", url, {"instances": [{**instance, "point_id": "crash-7"}]})
+    assert status == 500 and "logged" in body["error"]  # the server's fault, not the client's
+    assert "the store's backend is down" in (tiny_server.home / "server.log").read_text()
+    status, body = http_json("POST", url, {"instances": [{**instance, "point_id": "forbidden-3"}]})
+    assert status == 400
+    status, body = http_json("POST", url, {"instances": [{**instance, "point_id": "answered-5"}]})
+    assert status == 200
+    _, recorded = http_json("GET", f"{tiny_server.url}/tiny/recorded")
+    assert "answered-5" in recorded["recorded"]
+    assert not {"crash-7", "forbidden-3"} & set(recorded["recorded"])
+
+
+def test_several_worker_processes_serve_one_port(tiny_run, tiny_home, tmp_path, instance):
+    import os
+
+    shutil.copytree(tiny_home / "models", tmp_path / "models")
+    with ServerProcess(tmp_path, extra_env={**server_environment(), "SOLUTIONS_WORKERS": "2"}) as server:
+        server.wait_ready([NAME], timeout=180)
+        for _ in range(20):
+            status, body = http_json("POST", f"{server.url}/v1/models/{NAME}:predict", {"instances": [instance]})
+            assert status == 200, body
+        workers = [pid for pid in os.listdir("/proc") if pid.isdigit() and _parent(pid) == server.process.pid]
+        assert len(workers) >= 2, f"expected 2 worker processes under {server.process.pid}, found {workers}"
+
+
+def _parent(pid: str) -> int:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1

@@ -171,6 +171,8 @@ class TinyStore(FeatureStore):
         self.known, self.folder, self.recorded = known, folder, []
 
     def lookup(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if any(str(i.get("point_id", "")).startswith("crash") for i in instances):
+            raise RuntimeError("the store's backend is down")  # stands for a bug or outage in an enricher
         return [{**i, "y": self.known[i["point_id"]]} if i.get("y") is None and i.get("point_id") in self.known else i for i in instances]
 
     def record(self, instances: list[dict[str, Any]]) -> None:
