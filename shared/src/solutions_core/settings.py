@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     target: str = Field(default="cpu", description="cpu | gpu | tpu | edge: picks strategy and precision.")
     grpc_port: int = Field(default=8500, description="gRPC port (TF Serving's default); 0 = no gRPC server.")
     workers: int = Field(default=1, description="Server processes sharing the port (each loads every model).")
+    access_log: bool = Field(
+        default=False, description="Log every request (uvicorn's access log: ~13 % of a one-row prediction's CPU)."
+    )
     api_key: str | None = Field(
         default=None, description="When set, every route but /healthz needs 'Authorization: Bearer <key>' (or x-api-key)."
     )

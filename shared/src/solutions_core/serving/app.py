@@ -602,10 +602,13 @@ def serve(settings: Settings | None = None, poll_seconds: float = 2.0, log_level
             os.environ["SOLUTIONS_GRPC_PORT"] = "0"
         uvicorn.run(
             "solutions_core.serving.app:app_from_environment", factory=True, host=settings.host, port=settings.port,
-            workers=settings.workers, log_level=log_level,
+            workers=settings.workers, log_level=log_level, access_log=settings.access_log,
         )
         return
-    uvicorn.run(create_app(settings, poll_seconds=poll_seconds), host=settings.host, port=settings.port, log_level=log_level)
+    uvicorn.run(
+        create_app(settings, poll_seconds=poll_seconds), host=settings.host, port=settings.port, log_level=log_level,
+        access_log=settings.access_log,
+    )
 
 
 def app_from_environment() -> FastAPI:

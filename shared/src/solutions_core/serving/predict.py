@@ -108,9 +108,8 @@ def prepare(served: Any, body: Any, limits: Limits = Limits()) -> Prepared:
         raise RequestError(str(problem)) from problem
     if served.features is not None:
         instances = served.features.lookup(instances)
-    missing = sorted(
-        name for name in served.input_specs if name not in served.nullable and any(i.get(name) is None for i in instances)
-    )
+    required = [name for name in served.input_specs if name not in served.nullable]
+    missing = sorted({name for instance in instances for name in required if instance.get(name) is None})
     if missing:
         raise RequestError(f"Missing model inputs: {', '.join(missing)}.")
     return Prepared(instances, received, rows)

@@ -19,6 +19,8 @@ Missing merchant coordinates give a distance of 0.0 (no evidence of a move) on b
 from __future__ import annotations
 
 import bisect
+import math
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -513,8 +515,12 @@ class OnlineHistoryStore:
 
 
 def _known_distance(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    distance = float(haversine_km(lat1, lon1, lat2, lon2))
-    return distance if np.isfinite(distance) else 0.0
+    """``haversine_km`` for one pair, in ``math`` (numpy's per-call overhead on scalars was a tenth of
+    a served request's CPU); 0 when either point is unknown, as offline."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    h = math.sin((phi2 - phi1) / 2.0) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lon2 - lon1) / 2.0) ** 2
+    distance = 2.0 * _EARTH_RADIUS_KM * math.asin(math.sqrt(min(h, 1.0))) if h == h else math.nan
+    return distance if math.isfinite(distance) else 0.0
 
 
 def _parse_transaction(txn: Mapping[str, Any]) -> _Transaction:
@@ -544,8 +550,14 @@ def _parse_transaction(txn: Mapping[str, Any]) -> _Transaction:
     )
 
 
+_NAIVE_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$")
+
+
 def _timestamp_to_ns(value: Any) -> int:
     """Timestamps, datetimes, ISO strings and epoch seconds, as naive nanoseconds (UTC if tz-aware)."""
+    if type(value) is str and _NAIVE_ISO_TIME.match(value):
+        # The serving hot path: numpy reads a naive ISO string as pandas does, ~5x faster.
+        return int(np.datetime64(value.replace(" ", "T"), "ns").astype(np.int64))
     try:
         if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
             timestamp = pd.Timestamp(value, unit="s")

@@ -64,11 +64,17 @@ class CardHistoryStore(FeatureStore):
         transactions = {index: self._canonical_record(instance) for index, instance in enumerate(instances) if self.needs_history(instance)}
         if not transactions:
             return instances
-        scratch = self.store.scratch({str(t["card_id"]) for t in transactions.values() if t["card_id"] is not None})
+        cards = [str(t["card_id"]) for t in transactions.values() if t["card_id"] is not None]
+        if len(set(cards)) == len(transactions):
+            # No card twice in the request (the common case, one transaction): the table answers as
+            # it stands, without copying any card's state.
+            history = self.store.features
+        else:
+            history = self.store.scratch(set(cards)).enrich  # records into the copy as it goes
         enriched = []
         for index, instance in enumerate(instances):
             if index in transactions:
-                features = scratch.enrich(transactions[index])
+                features = history(transactions[index])
                 instance = {**instance, **{name: features[name] for name in HISTORY_FEATURES}}
             enriched.append(instance)
         return enriched
