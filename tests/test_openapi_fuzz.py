@@ -107,6 +107,7 @@ class Tally:
     url: str
     answers: dict[tuple[str, str], Counter] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    unbreakable: list[str] = field(default_factory=list)  # operations whose schema admits any input
 
     @property
     def total(self) -> int:
@@ -119,9 +120,10 @@ class Tally:
             self.failures.append(f"{problem}\n    {case.as_curl_command()}")
 
     def summary(self) -> str:
-        return "\n".join(
-            f"  {label} [{phase}]: {dict(sorted(statuses.items()))}" for (label, phase), statuses in sorted(self.answers.items())
-        )
+        lines = [f"  {label} [{phase}]: {dict(sorted(statuses.items()))}" for (label, phase), statuses in sorted(self.answers.items())]
+        if self.unbreakable:
+            lines.append(f"  no negative cases (any input is valid): {', '.join(self.unbreakable)}")
+        return "\n".join(lines)
 
 
 def answer_problem(response: Any) -> str | None:
@@ -139,15 +141,22 @@ def answer_problem(response: Any) -> str | None:
     return None
 
 
+def takes_input(operation: Any) -> bool:
+    return any(True for _ in operation.iter_parameters()) or len(operation.body) > 0
+
+
 def fuzz(operations: list[Any], cases: int, tally: Tally) -> None:
-    """Each operation's examples, then ``cases`` in all split over the operations, half following the
-    schema and half breaking it."""
+    """Each operation's examples, then about ``cases`` generated ones over the operations that take
+    input: first requests that break the schema (negative), then requests that follow it (positive).
+    Each run's share is what is left to send over the runs left, so a run that ends early (hypothesis
+    ran out of distinct cases, or a schema that nothing can break, like a free-text path segment)
+    leaves its share to the next. An operation without input (GET /healthz) is one case."""
     import requests
     from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
 
     session = requests.Session()
-    per_run = math.ceil(HEADROOM * cases / (2 * len(operations)))
 
     def run(strategy: Any, examples: int, phase: str) -> None:
         # No shrinking: every case that fails is kept (with its curl command) rather than minimized
@@ -163,8 +172,20 @@ def fuzz(operations: list[Any], cases: int, tally: Tally) -> None:
     for operation in operations:
         for strategy in operation.get_strategies_from_examples():
             run(strategy, 1, "example")
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            run(operation.as_strategy(generation_mode=mode), per_run, mode.value)
+        if not takes_input(operation):
+            run(operation.as_strategy(), 1, GenerationMode.POSITIVE.value)
+    varied = [operation for operation in operations if takes_input(operation)]
+    runs = [(operation, mode) for mode in (GenerationMode.NEGATIVE, GenerationMode.POSITIVE) for operation in varied]
+    target, generated = math.ceil(HEADROOM * cases), 0
+    for index, (operation, mode) in enumerate(runs):
+        before = tally.total
+        try:
+            run(operation.as_strategy(generation_mode=mode), max(1, math.ceil((target - generated) / (len(runs) - index))), mode.value)
+        except Unsatisfiable:
+            if mode is not GenerationMode.NEGATIVE:
+                raise
+            tally.unbreakable.append(operation.label)
+        generated += tally.total - before
 
 
 @pytest.fixture(scope="module")

@@ -79,12 +79,22 @@ def test_forecast_with_sent_history_and_a_promotion_plan(trained, server, stored
         ({"series_id": "x", "history": [{"date": "2024-01-01", "quantity": 1}], "attributes": {"colour": "red"}}, 400, "Unknown attributes"),
         ({"series_id": "x", "version": 99}, 404, "99"),
         ({"series_id": "x", "surprise": 1}, 400, "surprise"),
+        # Beyond the dates pandas holds: refused on the field, not by a conversion further down.
+        ({"series_id": "x", "history": [{"date": "0838-05-07", "quantity": 1}]}, 400, "history.0.date"),
+        ({"series_id": "x", "start": "3000-01-01"}, 400, "start"),
     ],
 )
 def test_bad_forecast_requests_are_clear_4xx(trained, server, body, status, words):
     got, answer = http_json("POST", f"{server.url}/forecast", body)
     assert got == status, answer
     assert words in answer["error"]
+
+
+def test_a_bad_version_in_the_query_string_is_a_400_in_the_api_error_format(trained, server):
+    # Parsed by the route's request model, as a POST body is (FastAPI alone would answer 422 {"detail": ...}).
+    status, answer = http_json("GET", f"{server.url}/forecast/any-series?version=latest")
+    assert status == 400, answer
+    assert "version" in answer["error"]
 
 
 def test_predict_rejects_a_negative_history_naming_the_field(trained, server):

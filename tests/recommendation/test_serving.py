@@ -110,12 +110,22 @@ def test_bad_recommend_requests_are_4xx_with_a_json_error(server, payload, messa
     assert message in body["error"]
 
 
+@pytest.mark.parametrize("query, field", [("k=ten", "k"), ("k=0", "k"), ("exclude_seen=maybe", "exclude_seen")])
+def test_bad_recommend_query_strings_are_400_in_the_api_error_format(server, query, field):
+    # Parsed by RecommendRequest, as a POST body is (FastAPI alone would answer 422 {"detail": ...}).
+    status, body = http_json("GET", f"{server.url}/recommend?user_id=u1&{query}")
+    assert status == 400, body
+    assert field in body["error"]
+
+
 def test_openapi_documents_recommend(server):
     status, spec = http_json("GET", f"{server.url}/openapi.json")
     assert status == 200
     operation = spec["paths"]["/recommend"]["post"]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert {"user_id", "k", "exclude_seen", "features"} <= set(schema["properties"])
+    query = {parameter["name"]: parameter["schema"] for parameter in spec["paths"]["/recommend"]["get"]["parameters"]}
+    assert query["k"] == {"type": "integer", "minimum": 1, "default": 10}
     assert "strategy" in str(spec["components"]["schemas"]["RecommendResponse"])
 
 

@@ -12,18 +12,21 @@ from this module's globals, hence the top-level fastapi import).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 APP = "demand_forecasting"
+# The dates pandas can hold (nanosecond timestamps): a date beyond them is refused by name, as a 400
+# on the field, rather than by the conversion that would fail on it further down.
+SeriesDate = Annotated[dt.date, Field(ge=dt.date(1677, 9, 22), le=dt.date(2262, 4, 11), description="Years 1677-2262.")]
 
 
 class HistoryRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    date: dt.date
+    date: SeriesDate
     quantity: float | None = Field(default=None, ge=0, description="Units sold; null when unknown.")
     price: float | None = Field(default=None, ge=0)
     promotion: int = Field(default=0, ge=0, le=1)
@@ -34,7 +37,7 @@ class HistoryRow(BaseModel):
 class PlanRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    date: dt.date
+    date: SeriesDate
     price: float | None = Field(default=None, ge=0, description="Planned price; default: the last known one.")
     promotion: int = Field(default=0, ge=0, le=1)
     holiday: int = Field(default=0, ge=0, le=1)
@@ -45,7 +48,7 @@ class ForecastRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     series_id: str = Field(min_length=1, max_length=256)
-    start: dt.date | None = Field(default=None, description="First forecast date; default: the period after the last history row.")
+    start: SeriesDate | None = Field(default=None, description="First forecast date; default: the period after the last history row.")
     history: list[HistoryRow] | None = Field(default=None, description="Recent rows, any order; default: the stored history.")
     future: list[PlanRow] | None = Field(default=None, description="Planned covariates for the horizon; missing dates get neutral values.")
     attributes: dict[str, str] = Field(default_factory=dict, description="Static attributes (e.g. category); default: the stored ones.")
