@@ -103,6 +103,12 @@ def test_the_feature_store_fills_inputs_and_records_only_answered_requests(tiny_
 def test_bad_version_is_400_or_404(tiny_server):
     status, body = http_json("GET", f"{tiny_server.url}/v1/models/{NAME}/versions/abc")
     assert status == 400 and "integer" in body["error"]
+    # Digits to str.isdigit() but not to int() (found by tests/test_openapi_fuzz.py as a 500).
+    for version in ("%C2%B2", "%F0%9D%9F%A4"):  # '²', '𝟤'
+        status, body = http_json("GET", f"{tiny_server.url}/v1/models/{NAME}/versions/{version}")
+        assert status == 400 and "integer" in body["error"], body
+        status, body = http_json("POST", f"{tiny_server.url}/v1/models/{NAME}/versions/{version}:predict", {"instances": [{}]})
+        assert status == 400 and "integer" in body["error"], body
     status, body = http_json("POST", f"{tiny_server.url}/v1/models/{NAME}/versions/99:predict", {"instances": [{}]})
     assert status == 404
 

@@ -89,7 +89,8 @@ def parse_target(target: str) -> tuple[str, str | None]:
 
 
 def parse_version(text: str) -> int:
-    if not text.isdigit():
+    # ASCII only: str.isdigit() also takes digits that int() refuses ('²', '𝟤'), which were a 500.
+    if not (text.isascii() and text.isdigit()):
         raise RequestError(f"Version must be a positive integer, got {text!r}.")
     return int(text)
 
