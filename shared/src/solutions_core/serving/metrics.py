@@ -17,6 +17,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class ServingMetrics:
     def __init__(self) -> None:
+        self._children: dict[tuple, tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "solutions_requests", "Requests answered, by model, version, API and HTTP status.",
@@ -48,8 +49,14 @@ class ServingMetrics:
         )
 
     def observe(self, model: str, version: Any, api: str, status: int, started: float) -> None:
-        self.requests.labels(model, str(version), api, str(status)).inc()
-        self.latency.labels(model, api).observe(time.perf_counter() - started)
+        key = (model, version, api, status)
+        children = self._children.get(key)
+        if children is None:  # labels() per request was a twentieth of a one-row prediction
+            children = self._children[key] = (
+                self.requests.labels(model, str(version), api, str(status)), self.latency.labels(model, api)
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
     def watch_batcher(self, served: Any) -> None:
         model, version = served.name, str(served.version)
