@@ -43,6 +43,13 @@ def test_b64_png_returns_score_decision_and_map(server, sample, trained):
     assert np.asarray(prediction["anomaly_map"]).shape == (side, side)
 
 
+def test_a_bare_b64_row_is_the_single_input_as_tf_serving_reads_it(server, sample):
+    _, named = predict(server, [{"image": encode(sample)}])
+    status, bare = predict(server, [encode(sample)])
+    assert status == 200, bare
+    assert bare["predictions"][0]["defect_score"] == pytest.approx(named["predictions"][0]["defect_score"])
+
+
 def test_array_and_b64_of_the_same_pixels_agree(server, sample):
     status, from_b64 = predict(server, [{"image": encode(sample)}])
     assert status == 200, from_b64

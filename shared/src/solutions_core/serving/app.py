@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     server = ServerState(manager, settings, metrics)
 
     def loaded(served: ServedModel) -> None:
+        server.batcher(served)  # before any request: the apps' routes submit from worker threads
         metrics.version_loaded(served, served.load_seconds)
         metrics.set_in_service(manager.loaded())
 
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        server.loop = asyncio.get_running_loop()
         await run_in_threadpool(manager.refresh)
         metrics.set_in_service(manager.loaded())
         if poll_seconds > 0:
@@ -246,6 +248,7 @@ class ServerState:
             settings.max_batch_size, settings.batch_timeout_micros, settings.num_batch_threads, settings.max_enqueued_batches
         )
         self.batchers: list[Batcher] = []
+        self.loop: asyncio.AbstractEventLoop | None = None  # set when the server starts
 
     def batcher(self, served: ServedModel) -> Batcher:
         if served.batcher is None:
@@ -254,6 +257,7 @@ class ServerState:
             )
             self.batchers.append(served.batcher)
             self.metrics.watch_batcher(served)
+        served.batcher.loop = self.loop
         return served.batcher
 
     def resolve(self, name: str, version_text: str | None, label: str | None) -> ServedModel:

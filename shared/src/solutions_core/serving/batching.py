@@ -71,8 +71,8 @@ class Batcher:
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(options.num_batch_threads, thread_name_prefix=f"batch-{name}")
-        self.batch_sizes: list[int] = []  # observers (metrics) read and clear it
         self.on_batch: Callable[[int], None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's loop, for callers in threads
 
     @property
     def capacity_rows(self) -> int:

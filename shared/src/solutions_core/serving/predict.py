@@ -60,7 +60,8 @@ def instances_from_body(body: Any, input_names: list[str], limits: Limits = Limi
             raise RequestError("'instances' must be a non-empty list.")
         if len(instances) > limits.max_instances:
             raise RequestError(f"Too many instances ({len(instances)}); the limit is {limits.max_instances} per request.")
-        if len(input_names) == 1 and not isinstance(instances[0], dict):
+        if len(input_names) == 1 and all(not isinstance(i, dict) or set(i) == {"b64"} for i in instances):
+            # One input: each row is its value, a bare {"b64": ...} (an image) included, as TF Serving reads it.
             only = input_names[0]
             instances = [{only: value} for value in instances]
         if not all(isinstance(i, dict) for i in instances):
@@ -228,9 +229,27 @@ def answer(prepared: Prepared, outputs: dict[str, np.ndarray]) -> dict[str, Any]
 
 
 def predict_now(served: Any, body: Any, limits: Limits = Limits()) -> dict[str, Any]:
-    """The three steps without a batcher, for callers outside the event loop (tests, scripts)."""
+    """The three steps for a caller in a thread: an app's route (/recommend, /forecast) in the server's
+    worker threads joins the version's batches on the server's event loop; outside a server (tests,
+    scripts) the request runs on its own."""
+    import asyncio
+
     prepared = prepare(served, body, limits)
+    batcher = served.batcher
+    loop = batcher.loop if batcher is not None else None
+    if loop is not None and loop.is_running() and not _on_loop(loop):
+        outcome = asyncio.run_coroutine_threadsafe(batcher.submit(prepared, len(prepared.instances)), loop).result()
+        return answer(prepared, outcome)
     outcome = run_batch(served, [prepared])[0]
     if isinstance(outcome, BaseException):
         raise outcome
     return answer(prepared, outcome)
+
+
+def _on_loop(loop: Any) -> bool:
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
