@@ -131,41 +131,39 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
         return await self._guard(context, "predict", request.model_spec.name, work)
 
-    async def Classify(self, request: Any, context: Any) -> Any:
-        from solutions_core.serving.app import classify_output
+    async def _score_examples(self, request: Any, context: Any, verb: str, response_type: Any, add: Any) -> Any:
+        """Classify and Regress: the request's tf.Examples as instances of :predict, one score each."""
+        from solutions_core.serving.app import classify_output, regress_output
+
+        find_output = classify_output if verb == "classify" else regress_output
 
         async def work() -> Any:
             served = spec_to_served(self.server, request.model_spec)
-            output = classify_output(served)
+            output = find_output(served)
             if output is None:
-                raise RequestError(f"{served.name} has no classify signature (no <name>_probability output).")
+                raise RequestError(f"{served.name} has no {verb} signature; use Predict.")
             _, outputs = await self.server.outputs(served, {"instances": examples_of(request.input)})
-            response = classification_pb2.ClassificationResponse()
-            fill_spec(response.model_spec, served)
-            for probability in outputs[output].astype(float).tolist():
-                classes = response.result.classifications.add()
-                classes.classes.add(label="0", score=1.0 - probability)
-                classes.classes.add(label="1", score=probability)
-            return response, served.version
-
-        return await self._guard(context, "classify", request.model_spec.name, work)
-
-    async def Regress(self, request: Any, context: Any) -> Any:
-        from solutions_core.serving.app import regress_output
-
-        async def work() -> Any:
-            served = spec_to_served(self.server, request.model_spec)
-            output = regress_output(served)
-            if output is None:
-                raise RequestError(f"{served.name} has no regress signature (it needs a single numeric output).")
-            _, outputs = await self.server.outputs(served, {"instances": examples_of(request.input)})
-            response = regression_pb2.RegressionResponse()
+            response = response_type()
             fill_spec(response.model_spec, served)
             for value in outputs[output].astype(float).tolist():
-                response.result.regressions.add(value=value)
+                add(response.result, value)
             return response, served.version
 
-        return await self._guard(context, "regress", request.model_spec.name, work)
+        return await self._guard(context, verb, request.model_spec.name, work)
+
+    async def Classify(self, request: Any, context: Any) -> Any:
+        def add(result: Any, probability: float) -> None:
+            classes = result.classifications.add()
+            classes.classes.add(label="0", score=1.0 - probability)
+            classes.classes.add(label="1", score=probability)
+
+        return await self._score_examples(request, context, "classify", classification_pb2.ClassificationResponse, add)
+
+    async def Regress(self, request: Any, context: Any) -> Any:
+        def add(result: Any, value: float) -> None:
+            result.regressions.add(value=value)
+
+        return await self._score_examples(request, context, "regress", regression_pb2.RegressionResponse, add)
 
     async def GetModelMetadata(self, request: Any, context: Any) -> Any:
         from google.protobuf import json_format
