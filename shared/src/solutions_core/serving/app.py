@@ -276,8 +276,9 @@ class ServerState:
         return prepared, outputs
 
     async def predict(self, served: ServedModel, body: Any, verb: str = "predict") -> dict[str, Any]:
-        prepared, outputs = await self.outputs(served, request_for_verb(verb, body, served))
-        return answer_for_verb(verb, prepared, outputs, served)
+        instances_body, output = request_for_verb(verb, body, served)
+        prepared, outputs = await self.outputs(served, instances_body)
+        return answer_for_verb(verb, prepared, outputs, output)
 
     def close(self) -> None:
         for batcher in self.batchers:
@@ -287,11 +288,12 @@ class ServerState:
 INLINE_INSTANCES = 32  # requests up to this many instances are prepared on the event loop itself
 
 
-def request_for_verb(verb: str, body: Any, served: ServedModel) -> Any:
-    """``:classify`` and ``:regress`` take TF Serving's ``{"context": {...}, "examples": [...]}``: each
-    example (with the shared context) is an instance of ``:predict``."""
+def request_for_verb(verb: str, body: Any, served: ServedModel) -> tuple[Any, str | None]:
+    """(the ``:predict`` body, the output the verb answers with). ``:classify`` and ``:regress`` take TF
+    Serving's ``{"context": {...}, "examples": [...]}``: each example (with the shared context) is an
+    instance of ``:predict``."""
     if verb == "predict":
-        return body
+        return body, None
     if verb not in ("classify", "regress"):
         raise ModelNotFound(f"Unknown verb {verb!r}; use :predict, :classify or :regress.")
     output = classify_output(served) if verb == "classify" else regress_output(served)
@@ -303,7 +305,7 @@ def request_for_verb(verb: str, body: Any, served: ServedModel) -> Any:
     context = body.get("context") or {}
     if not isinstance(context, dict) or not all(isinstance(e, dict) for e in body["examples"]):
         raise RequestError("'context' and every example must be JSON objects of feature values.")
-    return {"instances": [{**context, **example} for example in body["examples"]]}
+    return {"instances": [{**context, **example} for example in body["examples"]]}, output
 
 
 def classify_output(served: ServedModel) -> str | None:
@@ -325,12 +327,12 @@ def regress_output(served: ServedModel) -> str | None:
     return None
 
 
-def answer_for_verb(verb: str, prepared: Any, outputs: dict[str, np.ndarray], served: ServedModel) -> dict[str, Any]:
+def answer_for_verb(verb: str, prepared: Any, outputs: dict[str, np.ndarray], output: str | None) -> dict[str, Any]:
     if verb == "classify":
-        probability = outputs[classify_output(served)].astype(float).tolist()
+        probability = outputs[output].astype(float).tolist()
         return {"result": [[["0", 1.0 - p], ["1", p]] for p in probability]}
     if verb == "regress":
-        return {"result": outputs[regress_output(served)].astype(float).tolist()}
+        return {"result": outputs[output].astype(float).tolist()}
     return answer(prepared, outputs)
 
 

@@ -202,7 +202,6 @@ class ModelManager:
 
     def __init__(self, models_dir: Path, data_dir: Path | None = None, names: list[str] | None = None):
         self.models_dir = Path(models_dir)
-        self.registry = ModelRegistry(models_dir)
         self.data_dir = data_dir
         self.names = names
         self._states: dict[str, dict[int, VersionState]] = {}

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from solutions_core.settings import Settings
 
 logger = logging.getLogger("solutions_core.serving")
 
@@ -29,10 +32,10 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may carry (``Settings`` holds the configured values)."""
+    """What one request may carry; the defaults are ``Settings``' (which holds the configured values)."""
 
-    max_instances: int = 10_000
-    max_string_length: int = 4 * 1024 * 1024
+    max_instances: int = Settings.model_fields["max_instances"].default
+    max_string_length: int = Settings.model_fields["max_string_length"].default
 
 
 @dataclass
@@ -120,7 +123,7 @@ _PLAIN_NUMBERS = (int, float, bool)
 _NAIVE_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$")
 
 
-def column(values: list[Any], spec: Any) -> np.ndarray:
+def column(values: list[Any], spec: Any, name: str = "") -> np.ndarray:
     """One model input's values -> the array its spec wants. Plain numbers and text take a direct
     numpy path (the serving hot path); anything else (timestamps, b64 bytes, missing values, nested
     rows) goes through ``export.to_tensor_value``, the one conversion training and batch use."""
@@ -141,16 +144,11 @@ def column(values: list[Any], spec: Any) -> np.ndarray:
     try:
         return to_tensor_value(values, spec.dtype, spec.shape)
     except (TypeError, ValueError) as problem:
-        raise RequestError(f"Input {spec.name or ''!r}: {problem}") from problem
+        raise RequestError(f"Input {name or spec.name!r}: {problem}") from problem
 
 
 def run_one(served: Any, instances: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    columns = {}
-    for name, spec in served.input_specs.items():
-        try:
-            columns[name] = column([instance.get(name) for instance in instances], spec)
-        except RequestError as problem:
-            raise RequestError(f"Input {name!r}: {str(problem).split(': ', 1)[-1]}") from problem
+    columns = {name: column([instance.get(name) for instance in instances], spec, name) for name, spec in served.input_specs.items()}
     return served.predict(columns)
 
 
@@ -232,8 +230,6 @@ def predict_now(served: Any, body: Any, limits: Limits = Limits()) -> dict[str, 
     """The three steps for a caller in a thread: an app's route (/recommend, /forecast) in the server's
     worker threads joins the version's batches on the server's event loop; outside a server (tests,
     scripts) the request runs on its own."""
-    import asyncio
-
     prepared = prepare(served, body, limits)
     batcher = served.batcher
     loop = batcher.loop if batcher is not None else None
@@ -247,8 +243,6 @@ def predict_now(served: Any, body: Any, limits: Limits = Limits()) -> dict[str, 
 
 
 def _on_loop(loop: Any) -> bool:
-    import asyncio
-
     try:
         return asyncio.get_running_loop() is loop
     except RuntimeError:

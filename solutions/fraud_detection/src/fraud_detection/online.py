@@ -59,8 +59,9 @@ class CardHistoryStore(FeatureStore):
         return any(instance.get(name) is None for name in HISTORY_FEATURES)
 
     def lookup(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """History features for the instances that lack them, computed on a scratch copy of their
-        cards' state (so a request's earlier transactions count and the table is left unchanged)."""
+        """History features for the instances that lack them, as of each transaction; the table is
+        left unchanged. When a card appears twice in a request, a scratch copy of its state records
+        the earlier transaction, so the later one counts it, as offline."""
         transactions = {index: self._canonical_record(instance) for index, instance in enumerate(instances) if self.needs_history(instance)}
         if not transactions:
             return instances
