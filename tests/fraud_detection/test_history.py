@@ -211,3 +211,37 @@ def test_missing_merchant_coordinates_give_zero_distance_on_both_paths():
     store = OnlineHistoryStore()
     for txn in _records(frame.sort_values(["timestamp", "transaction_id"])):
         assert store.enrich(txn | {"merchant_lat": None})["distance_from_last_km"] == 0.0
+
+
+def test_many_at_once_equals_one_by_one(generated):
+    """The server's path for large requests: a batch read as columns (``transactions_from_columns``),
+    looked up at once (``features_many``; cards repeated inside the batch see their earlier rows) and
+    recorded at once, gives what ``enrich`` gives one transaction at a time."""
+    from fraud_detection.history import transactions_from_columns
+
+    records = _records(generated)
+    warm, batches = records[:1_500], [records[start : start + 256] for start in range(1_500, len(records), 256)]
+    one_by_one, at_once = OnlineHistoryStore(), OnlineHistoryStore()
+    for txn in warm:
+        one_by_one.update(txn)
+        at_once.update(txn)
+    for batch in batches:
+        enriched = [one_by_one.enrich(txn) for txn in batch]  # each records itself before the next
+        expected = [[row[name] for name in HISTORY_FEATURES] for row in enriched]
+        columns = {key: [txn[key] if key != "timestamp" else txn[key].isoformat() for txn in batch] for key in batch[0]}
+        transactions = transactions_from_columns(columns)
+        np.testing.assert_allclose(at_once.features_many(transactions), expected, rtol=0, atol=1e-9)
+        at_once.update_many(transactions)
+    assert len({txn["card_id"] for txn in batches[0]}) < len(batches[0])  # batches did repeat cards
+    assert at_once.stored_transaction_count() == one_by_one.stored_transaction_count()
+
+
+def test_columns_with_odd_values_read_as_one_transaction_would():
+    from fraud_detection.history import _parse_transaction, transactions_from_columns
+
+    columns = {"timestamp": ["2025-01-01T00:00:00", 1735689600.0, "2025-01-01 00:00:00+01:00"], "card_id": [7, "7", "c"],
+               "amount": [1, "2.5", 3.0], "device_id": [None, 5, "d"], "merchant_lat": [None, 1.0, 2], "merchant_lon": [0.0, None, 3]}
+    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    assert transactions_from_columns(columns) == [_parse_transaction(row) for row in rows]
+    with pytest.raises(ValueError, match="amount"):
+        transactions_from_columns({**columns, "amount": [1.0, "lots", 2.0]})

@@ -71,3 +71,16 @@ def test_a_retried_transaction_counts_once_and_history_survives_reload_and_resta
     restarted = solution.serving.features(context, tmp_path)
     restarted.record([paid])
     assert restarted.lookup([transaction(5)])[0]["card_txn_count_1h"] == 2.0
+
+
+def test_a_request_mixing_own_and_looked_up_history(settings, tmp_path):
+    solution = FraudDetection()
+    store = solution.serving.features(context_for(solution, solution.tiny_config(), settings), tmp_path)
+    store.record([transaction(0)])
+    own = {**transaction(1), **{name: 7.0 for name in HISTORY_FEATURES}}
+    columns = store.lookup_columns([own, transaction(2), transaction(3, card="c2")])
+    assert list(columns) == list(HISTORY_FEATURES)
+    assert columns["card_txn_count_1h"].tolist() == [7.0, 1.0, 0.0]  # own kept; c1 has one prior; c2 none
+    assert columns["card_txn_count_1h"].dtype == "float64"
+    store.record([own, transaction(2)])  # only the looked-up one joins the history
+    assert store.lookup([transaction(4)])[0]["card_txn_count_1h"] == 2.0

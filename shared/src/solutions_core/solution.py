@@ -24,7 +24,7 @@ This module must stay importable without TensorFlow (the registry imports it to 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -290,6 +290,16 @@ class FeatureStore:
     def lookup(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The instances with the model inputs they left out filled in; changes no state."""
         return instances
+
+    def lookup_columns(self, instances: list[dict[str, Any]]) -> dict[str, Sequence[Any]]:
+        """What the server calls: the fields ``lookup`` fills in or changes, as columns (one value per
+        instance). Override it when a store can work on columns (the fraud card history does: a
+        request of 256 transactions costs a fifth of 256 lookups); by default it is ``lookup``'s answer."""
+        looked = self.lookup(instances)
+        if looked is instances:
+            return {}
+        keys = dict.fromkeys(key for instance in looked for key in instance)
+        return {key: [instance.get(key) for instance in looked] for key in keys}
 
     def record(self, instances: list[dict[str, Any]]) -> None:
         """Remember answered requests (the instances as the client sent them)."""

@@ -272,7 +272,7 @@ class ServerState:
             prepared = prepare(served, body, self.limits)
         else:
             prepared = await run_in_threadpool(prepare, served, body, self.limits)
-        outputs = await self.batcher(served).submit(prepared, len(prepared.instances), self.settings.request_timeout_seconds)
+        outputs = await self.batcher(served).submit(prepared, prepared.count, self.settings.request_timeout_seconds)
         return prepared, outputs
 
     async def predict(self, served: ServedModel, body: Any, verb: str = "predict") -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """One ``:predict`` request from JSON body to JSON answer, in three steps the server interleaves:
 
 1. ``prepare`` (on the event loop, per request): TF Serving's row or columnar body -> instances,
-   checked against the limits, the data contract and the app's own checks, with online features
-   looked up. Every problem here is the client's: ``RequestError`` (400) naming the field.
-2. ``run_batch`` (in a batch thread, once per batch of requests): the instances of every request in the
-   batch become one column per model input and go through the signature in one call; the outputs are
-   split back per request and the answered requests are recorded in the online feature store. A batch
-   that fails is re-run request by request, so one bad request cannot fail its neighbours.
+   checked against the limits, the data contract and the app's own checks; online features looked up
+   as columns (``FeatureStore.lookup_columns``); then one array per model input. Every problem here is
+   the client's: ``RequestError`` (400) naming the field.
+2. ``run_batch`` (in a batch thread, once per batch of requests): the requests' arrays are joined per
+   input and go through the signature in one call; the outputs are split back per request and the
+   answered requests are recorded in the online feature store. A batch that fails is re-run request
+   by request, so one bad request cannot fail its neighbours.
 3. ``answer`` (on the event loop, per request): the outputs in the format the request came in.
 """
 
@@ -40,12 +41,16 @@ class Limits:
 
 @dataclass
 class Prepared:
-    """A request ready for the model: its instances as the model gets them and as the client sent
-    them (for the feature store), and how to answer (rows or columns)."""
+    """A request ready for the model: one column per model input (the arrays the signature takes),
+    the instances as the client sent them (for the feature store), and how to answer (rows or columns)."""
 
-    instances: list[dict[str, Any]]
+    columns: dict[str, np.ndarray]
     received: list[dict[str, Any]]
     rows: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.received)
 
 
 def instances_from_body(body: Any, input_names: list[str], limits: Limits = Limits()) -> tuple[list[dict[str, Any]], bool]:
@@ -110,27 +115,37 @@ def prepare(served: Any, body: Any, limits: Limits = Limits()) -> Prepared:
         instances = served.check(instances)
     except ValueError as problem:
         raise RequestError(str(problem)) from problem
-    if served.features is not None:
-        instances = served.features.lookup(instances)
+    filled = served.features.lookup_columns(instances) if served.features is not None else {}
+    values = {name: filled[name] if name in filled else [instance.get(name) for instance in instances] for name in served.input_specs}
     required = [name for name in served.input_specs if name not in served.nullable]
-    missing = sorted({name for instance in instances for name in required if instance.get(name) is None})
+    missing = [name for name in required if _has_none(values[name])]
     if missing:
-        raise RequestError(f"Missing model inputs: {', '.join(missing)}.")
-    return Prepared(instances, received, rows)
+        raise RequestError(f"Missing model inputs: {', '.join(sorted(missing))}.")
+    columns = {name: column(values[name], spec, name) for name, spec in served.input_specs.items()}
+    return Prepared(columns, received, rows)
+
+
+def _has_none(values: Any) -> bool:
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return False
+    return any(value is None for value in values)
 
 
 _PLAIN_NUMBERS = (int, float, bool)
 _NAIVE_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$")
 
 
-def column(values: list[Any], spec: Any, name: str = "") -> np.ndarray:
-    """One model input's values -> the array its spec wants. Plain numbers and text take a direct
-    numpy path (the serving hot path); anything else (timestamps, b64 bytes, missing values, nested
-    rows) goes through ``export.to_tensor_value``, the one conversion training and batch use."""
+def column(values: Any, spec: Any, name: str = "") -> np.ndarray:
+    """One model input's values -> the array its spec wants. Arrays of numbers (from a feature store),
+    plain numbers and text take a direct numpy path (the serving hot path); anything else (timestamps,
+    b64 bytes, missing values, nested rows) goes through ``export.to_tensor_value``, the one conversion
+    training and batch use. A value that cannot be converted is the client's mistake (RequestError)."""
     from solutions_core.export import to_tensor_value
 
     rank = spec.shape.rank if spec.shape is not None else None
     if rank is None or rank <= 1:
+        if isinstance(values, np.ndarray) and values.dtype.kind in "fiub" and spec.dtype.name != "string":
+            return values.astype(spec.dtype.as_numpy_dtype, copy=False)
         if spec.dtype.name == "string":
             if all(type(v) is str for v in values):
                 return np.array(values, dtype=object)
@@ -147,28 +162,23 @@ def column(values: list[Any], spec: Any, name: str = "") -> np.ndarray:
         raise RequestError(f"Input {name or spec.name!r}: {problem}") from problem
 
 
-def run_one(served: Any, instances: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    columns = {name: column([instance.get(name) for instance in instances], spec, name) for name, spec in served.input_specs.items()}
-    return served.predict(columns)
-
-
 def run_batch(served: Any, batch: list[Prepared]) -> list[Any]:
     """Step 2: every request of a batch through the signature in one call; one outcome per request
     (its outputs, or the exception that is its answer alone)."""
     if len(batch) > 1:
         try:
-            outputs = run_one(served, [instance for prepared in batch for instance in prepared.instances])
-        except Exception:  # someone's values broke the batch: find whose, answer the others
+            outputs = served.predict({name: np.concatenate([prepared.columns[name] for prepared in batch]) for name in served.input_specs})
+        except Exception:  # someone's values broke the batch (or could not join it): find whose, answer the others
             return [run_batch(served, [prepared])[0] for prepared in batch]
         outcomes: list[Any] = []
         start = 0
         for prepared in batch:
-            end = start + len(prepared.instances)
+            end = start + prepared.count
             outcomes.append({name: values[start:end] for name, values in outputs.items()})
             start = end
     else:
         try:
-            outcomes = [run_one(served, batch[0].instances)]
+            outcomes = [served.predict(batch[0].columns)]
         except Exception as problem:
             outcomes = [as_request_error(problem)]
     if served.features is not None:
@@ -223,7 +233,7 @@ def answer(prepared: Prepared, outputs: dict[str, np.ndarray]) -> dict[str, Any]
     if len(names) == 1:
         return {"predictions": jsonable(outputs[names[0]])}
     listed = {name: values.tolist() if values.dtype.kind not in "OS" else jsonable(values) for name, values in outputs.items()}
-    return {"predictions": [{name: listed[name][i] for name in names} for i in range(len(prepared.instances))]}
+    return {"predictions": [{name: listed[name][i] for name in names} for i in range(prepared.count)]}
 
 
 def predict_now(served: Any, body: Any, limits: Limits = Limits()) -> dict[str, Any]:
@@ -234,7 +244,7 @@ def predict_now(served: Any, body: Any, limits: Limits = Limits()) -> dict[str, 
     batcher = served.batcher
     loop = batcher.loop if batcher is not None else None
     if loop is not None and loop.is_running() and not _on_loop(loop):
-        outcome = asyncio.run_coroutine_threadsafe(batcher.submit(prepared, len(prepared.instances)), loop).result()
+        outcome = asyncio.run_coroutine_threadsafe(batcher.submit(prepared, prepared.count), loop).result()
         return answer(prepared, outcome)
     outcome = run_batch(served, [prepared])[0]
     if isinstance(outcome, BaseException):

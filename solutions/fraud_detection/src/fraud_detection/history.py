@@ -22,11 +22,12 @@ import bisect
 import math
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -267,8 +268,7 @@ class _CardState:
     devices: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class _Transaction:
+class _Transaction(NamedTuple):  # a tuple: a request's 256 are built in a tenth of a dataclass's time
     time_ns: int
     card: str
     amount: float
@@ -325,43 +325,62 @@ class OnlineHistoryStore:
                 self._update(parsed)
         return {**txn, **features}
 
+    def features_many(self, transactions: list[_Transaction]) -> np.ndarray:
+        """History features of many transactions (rows, in ``HISTORY_FEATURES`` order), each as of
+        everything recorded so far plus the earlier transactions of the same list, exactly as
+        ``enrich`` one by one would give them; the state is not changed. A card that appears more than
+        once is worked on in a copy of its state, the others are read where they are."""
+        cards = [txn.card for txn in transactions]
+        repeated = set()
+        if len(set(cards)) < len(cards):
+            repeated = {card for card, count in Counter(cards).items() if count > 1}
+        scratch = self.scratch(repeated) if repeated else None
+        rows = []
+        with self._lock:
+            for txn in transactions:
+                if txn.card in repeated:
+                    rows.append(scratch._feature_values(txn))
+                    scratch._update(txn)
+                else:
+                    rows.append(self._feature_values(txn))
+        return np.array(rows, dtype=np.float64).reshape(len(transactions), len(HISTORY_FEATURES))
+
+    def update_many(self, transactions: list[_Transaction]) -> None:
+        """Record transactions, in order, under one lock."""
+        with self._lock:
+            for txn in transactions:
+                self._update(txn)
+
     def _features(self, txn: _Transaction) -> dict[str, float]:
+        return dict(zip(HISTORY_FEATURES, self._feature_values(txn), strict=True))
+
+    def _feature_values(self, txn: _Transaction) -> tuple[float, ...]:
+        """``HISTORY_FEATURES`` of one transaction, in that order."""
         state = self._cards.get(txn.card)
         if state is None:
-            return {
-                "card_txn_count_1h": 0.0,
-                "card_txn_count_24h": 0.0,
-                "card_txn_count_7d": 0.0,
-                "card_amount_sum_24h": 0.0,
-                "card_amount_mean_30d": 0.0,
-                "amount_to_card_mean_30d": 1.0,
-                "seconds_since_last_txn": NO_HISTORY_SECONDS,
-                "distance_from_last_km": 0.0,
-                "new_device_for_card": 0.0 if txn.device is None else 1.0,
-                "card_history_days": 0.0,
-            }
-        times, amounts = state.window_times_ns, state.window_amounts
-        end = bisect.bisect_right(times, txn.time_ns)  # later (late-arriving) entries are not prior
-
-        def window_start(window_ns: int) -> int:
-            return bisect.bisect_right(times, txn.time_ns - window_ns, 0, end)
-
-        counts = {name: float(end - window_start(window)) for name, window in _COUNT_WINDOWS_NS.items()}
-        month_start = window_start(_MONTH_WINDOW_NS)
+            return (0.0, 0.0, 0.0, 0.0, 0.0, 1.0, NO_HISTORY_SECONDS, 0.0, 0.0 if txn.device is None else 1.0, 0.0)
+        times, amounts, time_ns = state.window_times_ns, state.window_amounts, txn.time_ns
+        end = bisect.bisect_right(times, time_ns)  # later (late-arriving) entries are not prior
+        hour_start = bisect.bisect_right(times, time_ns - _HOUR_NS, 0, end)
+        day_start = bisect.bisect_right(times, time_ns - _NS_PER_DAY, 0, end)
+        week_start = bisect.bisect_right(times, time_ns - 7 * _NS_PER_DAY, 0, end)
+        month_start = bisect.bisect_right(times, time_ns - _MONTH_WINDOW_NS, 0, end)
         month_count = end - month_start
         month_mean = sum(amounts[month_start:end]) / month_count if month_count else 0.0
-        gap_seconds = (txn.time_ns - state.last_time_ns) / _NS_PER_SECOND
-        history_days = (txn.time_ns - state.first_seen_ns) / _NS_PER_DAY
-        return {
-            **counts,
-            "card_amount_sum_24h": float(sum(amounts[window_start(_DAY_WINDOW_NS) : end])),
-            "card_amount_mean_30d": float(month_mean),
-            "amount_to_card_mean_30d": float(txn.amount / month_mean) if month_mean > 0 else 1.0,
-            "seconds_since_last_txn": float(min(max(gap_seconds, 0.0), NO_HISTORY_SECONDS)),
-            "distance_from_last_km": _known_distance(state.last_lat, state.last_lon, txn.lat, txn.lon),
-            "new_device_for_card": 1.0 if txn.device is not None and txn.device not in state.devices else 0.0,
-            "card_history_days": float(min(max(history_days, 0.0), MAX_HISTORY_DAYS)),
-        }
+        gap_seconds = (time_ns - state.last_time_ns) / _NS_PER_SECOND
+        history_days = (time_ns - state.first_seen_ns) / _NS_PER_DAY
+        return (
+            float(end - hour_start),
+            float(end - day_start),
+            float(end - week_start),
+            float(sum(amounts[day_start:end])),
+            float(month_mean),
+            float(txn.amount / month_mean) if month_mean > 0 else 1.0,
+            float(min(max(gap_seconds, 0.0), NO_HISTORY_SECONDS)),
+            _known_distance(state.last_lat, state.last_lon, txn.lat, txn.lon),
+            1.0 if txn.device is not None and txn.device not in state.devices else 0.0,
+            float(min(max(history_days, 0.0), MAX_HISTORY_DAYS)),
+        )
 
     def _update(self, txn: _Transaction) -> None:
         state = self._cards.get(txn.card)
@@ -548,6 +567,31 @@ def _parse_transaction(txn: Mapping[str, Any]) -> _Transaction:
         lat=lat,
         lon=lon,
     )
+
+
+def transactions_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[_Transaction]:
+    """Many transactions given as columns (``_TRANSACTION_KEYS``; ``device_id`` may be absent) at
+    once: the serving path for large requests, with numpy doing the numbers and the timestamps. Any
+    value the fast path cannot take is parsed on its own, so errors read as ``_parse_transaction``'s."""
+    count = len(columns["card_id"])
+    times, cards, amounts = columns["timestamp"], columns["card_id"], columns["amount"]
+    lats, lons = columns["merchant_lat"], columns["merchant_lon"]
+    devices = columns.get("device_id") or [None] * count
+    try:
+        if not all(type(t) is str and _NAIVE_ISO_TIME.match(t) for t in times):
+            raise ValueError("not all naive ISO strings")
+        time_ns = np.array(times, dtype="datetime64[ns]").view(np.int64).tolist()
+        if None in cards:
+            raise ValueError("a missing card")
+        amount = np.array(amounts, dtype=np.float64).tolist()  # None -> a TypeError, "x" -> a ValueError
+        lat = np.array([np.nan if v is None else v for v in lats], dtype=np.float64).tolist()
+        lon = np.array([np.nan if v is None else v for v in lons], dtype=np.float64).tolist()
+    except (TypeError, ValueError):
+        keys = [key for key in _TRANSACTION_KEYS if key in columns]
+        return [_parse_transaction(dict(zip(keys, row, strict=True))) for row in zip(*(columns[key] for key in keys), strict=True)]
+    card_keys = [c if type(c) is str else str(c) for c in cards]
+    device_keys = [d if type(d) is str or d is None else _device_key(d) for d in devices]
+    return list(map(_Transaction, time_ns, card_keys, amount, device_keys, lat, lon))
 
 
 _NAIVE_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?$")

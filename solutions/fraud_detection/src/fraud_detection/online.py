@@ -16,31 +16,33 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from fraud_detection.history import HISTORY_FEATURES, OnlineHistoryStore
+from fraud_detection.history import HISTORY_FEATURES, OnlineHistoryStore, transactions_from_columns
 from solutions_core.solution import FeatureStore
 
 STATE_FILE = "online_history.parquet"
 IDS_FILE = "online_history_ids.parquet"
 TABLE_FILE = "fraud_transactions.parquet"
 REMEMBERED_IDS = 1_000_000  # recent transaction ids kept to make retries idempotent (~100 MB at most)
+_HISTORY = frozenset(HISTORY_FEATURES)
 
 
 class CardHistoryStore(FeatureStore):
-    def __init__(self, store: OnlineHistoryStore, folder: Path, canonical_record: Callable[[dict[str, Any]], dict[str, Any]]):
+    def __init__(self, store: OnlineHistoryStore, folder: Path, fields: Mapping[str, str | None]):
         self.store = store  # it locks itself: it is thread-safe
         self.folder = folder
-        self._canonical_record = canonical_record
+        self.fields = dict(fields)  # history.py's names -> the client's request fields (None: not in the data)
         self._recorded_ids: OrderedDict[str, None] = OrderedDict()  # oldest first
         self._ids_lock = threading.Lock()
 
     @classmethod
-    def open(cls, folder: Path, canonical: Callable[[pd.DataFrame], pd.DataFrame], canonical_record: Callable[[dict], dict]) -> "CardHistoryStore":
+    def open(cls, folder: Path, canonical: Callable[[pd.DataFrame], pd.DataFrame], fields: Mapping[str, str | None]) -> "CardHistoryStore":
         """Resume the persisted state, else replay the stored transactions, else start empty."""
         folder = Path(folder)
         if (folder / STATE_FILE).exists():
@@ -49,51 +51,65 @@ class CardHistoryStore(FeatureStore):
             store = OnlineHistoryStore.from_frame(canonical(pd.read_parquet(folder / TABLE_FILE)))
         else:
             store = OnlineHistoryStore()
-        opened = cls(store, folder, canonical_record)
+        opened = cls(store, folder, fields)
         if (folder / IDS_FILE).exists():
             opened._recorded_ids = OrderedDict.fromkeys(pd.read_parquet(folder / IDS_FILE)["transaction_id"].astype(str))
         return opened
 
-    @staticmethod
-    def needs_history(instance: dict[str, Any]) -> bool:
-        return any(instance.get(name) is None for name in HISTORY_FEATURES)
+    def _needing_history(self, instances: list[dict[str, Any]]) -> list[int]:
+        """Positions of the instances that do not bring every history feature themselves."""
+        if all(_HISTORY.isdisjoint(instance) for instance in instances):
+            return list(range(len(instances)))  # the usual request: raw transactions only
+        return [i for i, instance in enumerate(instances) if any(instance.get(name) is None for name in HISTORY_FEATURES)]
+
+    def _transactions(self, instances: list[dict[str, Any]]) -> list[Any]:
+        columns = {name: [instance.get(field) for instance in instances] if field else [None] * len(instances) for name, field in self.fields.items() if name != "transaction_id"}
+        return transactions_from_columns(columns)
+
+    def lookup_columns(self, instances: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """The history features of every instance as columns: the card's, as of each transaction,
+        for those that lack them (earlier transactions of the same request count, exactly as
+        offline), their own for the others. The table is left unchanged."""
+        needing = self._needing_history(instances)
+        if not needing:
+            return {}
+        selected = instances if len(needing) == len(instances) else [instances[i] for i in needing]
+        values = self.store.features_many(self._transactions(selected))
+        if len(needing) == len(instances):
+            return {name: values[:, j] for j, name in enumerate(HISTORY_FEATURES)}
+        columns = {name: np.array([instance.get(name) for instance in instances], dtype=object) for name in HISTORY_FEATURES}
+        for j, name in enumerate(HISTORY_FEATURES):
+            columns[name][needing] = values[:, j]
+        return {name: column.astype(np.float64) for name, column in columns.items()}
 
     def lookup(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """History features for the instances that lack them, as of each transaction; the table is
-        left unchanged. When a card appears twice in a request, a scratch copy of its state records
-        the earlier transaction, so the later one counts it, as offline."""
-        transactions = {index: self._canonical_record(instance) for index, instance in enumerate(instances) if self.needs_history(instance)}
-        if not transactions:
+        """``lookup_columns`` as instances: each with its history features filled in."""
+        columns = self.lookup_columns(instances)
+        if not columns:
             return instances
-        cards = [str(t["card_id"]) for t in transactions.values() if t["card_id"] is not None]
-        if len(set(cards)) == len(transactions):
-            # No card twice in the request (the common case, one transaction): the table answers as
-            # it stands, without copying any card's state.
-            history = self.store.features
-        else:
-            history = self.store.scratch(set(cards)).enrich  # records into the copy as it goes
-        enriched = []
-        for index, instance in enumerate(instances):
-            if index in transactions:
-                features = history(transactions[index])
-                instance = {**instance, **{name: features[name] for name in HISTORY_FEATURES}}
-            enriched.append(instance)
-        return enriched
+        rows = np.column_stack([columns[name] for name in HISTORY_FEATURES]).tolist()
+        return [{**instance, **dict(zip(HISTORY_FEATURES, row, strict=True))} for instance, row in zip(instances, rows, strict=True)]
 
     def record(self, instances: list[dict[str, Any]]) -> None:
-        for instance in instances:
-            if not self.needs_history(instance):
-                continue
-            transaction = self._canonical_record(instance)
-            identifier = transaction.get("transaction_id")
-            if identifier is not None:
-                with self._ids_lock:
-                    if str(identifier) in self._recorded_ids:
-                        continue  # a retry of an answered transaction
-                    self._recorded_ids[str(identifier)] = None
-                    if len(self._recorded_ids) > REMEMBERED_IDS:
-                        self._recorded_ids.popitem(last=False)
-            self.store.update(transaction)
+        """Add answered transactions to their cards' history, each transaction id once."""
+        instances = [instances[i] for i in self._needing_history(instances)]
+        identifier = self.fields.get("transaction_id")
+        if identifier and instances:
+            fresh = []
+            with self._ids_lock:
+                for instance in instances:
+                    key = instance.get(identifier)
+                    if key is not None:
+                        key = str(key)
+                        if key in self._recorded_ids:
+                            continue  # a retry of an answered transaction
+                        self._recorded_ids[key] = None
+                    fresh.append(instance)
+                while len(self._recorded_ids) > REMEMBERED_IDS:
+                    self._recorded_ids.popitem(last=False)
+            instances = fresh
+        if instances:
+            self.store.update_many(self._transactions(instances))
 
     def carry_over(self, previous: FeatureStore) -> None:
         if isinstance(previous, CardHistoryStore):

@@ -60,16 +60,9 @@ def canonical(frame: pd.DataFrame, config: FraudConfig) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def canonical_record(instance: Mapping[str, Any], config: FraudConfig) -> dict[str, Any]:
-    """``canonical`` for one request instance, without building a DataFrame (the serving hot path)."""
-    record: dict[str, Any] = {}
-    for name, role in CANONICAL.items():
-        source = getattr(config.columns, role)
-        value = instance.get(source) if source is not None else None
-        if name in ("merchant_lat", "merchant_lon") and value is None:
-            value = np.nan
-        record[name] = value
-    return record
+def canonical_fields(config: FraudConfig) -> dict[str, str | None]:
+    """history.py's names -> the client's request fields (None where the data has no such column)."""
+    return {name: getattr(config.columns, role) for name, role in CANONICAL.items()}
 
 
 def miss_costs(examples: pd.DataFrame, config: FraudConfig) -> np.ndarray:
@@ -258,7 +251,7 @@ class FraudServing(Serving):
         if not feature_spec(context).history:
             return None  # no card (or no time): nothing to remember between requests
         return CardHistoryStore.open(
-            Path(data_dir) / FraudDetection.name, lambda frame: canonical(frame, config), lambda instance: canonical_record(instance, config)
+            Path(data_dir) / FraudDetection.name, lambda frame: canonical(frame, config), canonical_fields(config)
         )
 
 
