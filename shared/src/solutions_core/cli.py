@@ -1,4 +1,4 @@
-"""One CLI for every app: ``solutions list | validate | train | evaluate | export | batch | serve | demo``.
+"""One CLI for every app: ``solutions list | validate | train | evaluate | export | batch | serve | demo | new | remove``.
 
 Orchestrators (Airflow, cron, CI) call these same commands or the functions behind them.
 """
@@ -439,6 +439,57 @@ def rollback(
         return replace(entry, labels={**labels, STABLE: target}), None
 
     _edit_serving_config(home, app_name, change)
+
+
+RootOption = Annotated[
+    Optional[Path], typer.Option("--root", help="The suite's checkout (default: the workspace around the working folder).")
+]
+LockOption = Annotated[bool, typer.Option("--lock/--no-lock", help="Re-lock the workspace (uv lock) afterwards.")]
+
+
+def _checkout(root: Path | None) -> Path:
+    """The workspace root: the given folder, else the nearest folder up from here whose pyproject
+    declares the uv workspace."""
+    if root is not None:
+        return root
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        pyproject = folder / "pyproject.toml"
+        if pyproject.exists() and "[tool.uv.workspace]" in pyproject.read_text():
+            return folder
+    raise ValueError("Not inside the suite's checkout (no pyproject.toml with [tool.uv.workspace] here or above); pass --root.")
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="The new app's name, lower_snake_case (e.g. churn_prediction).")],
+    source: Annotated[str, typer.Option("--from", help="The app to copy (e.g. fraud_detection).")],
+    root: RootOption = None,
+    lock: LockOption = True,
+) -> None:
+    """A complete new app from an existing one: package, contracts, config, model, tests, README,
+    notebook and DAG settings, with the names replaced; added to the workspace and the lock. Then
+    `make install` and `solutions train NAME`."""
+    from solutions_core.scaffold import new_app
+
+    with clear_errors("Cannot create the app"):  # a ScaffoldError is a ValueError: its message, no traceback
+        written = new_app(_checkout(root), source, name, lock=lock)
+    console.print(f"[green]{name}[/green]: {len(written)} files from {source}. Next: `make install`, then `solutions train {name}`.")
+
+
+@app.command()
+def remove(
+    name: Annotated[str, typer.Argument(help="The app to remove.")],
+    root: RootOption = None,
+    lock: LockOption = True,
+) -> None:
+    """Remove an app: its package, tests, notebook, its contracts (and data-set contracts no other app
+    names), its workspace entry and DAG settings. Published models and runs are left alone."""
+    from solutions_core.scaffold import remove_app
+
+    with clear_errors("Cannot remove the app"):
+        checkout = _checkout(root)
+        removed = remove_app(checkout, name, lock=lock)
+    console.print(f"Removed {name}: " + ", ".join(str(path.relative_to(checkout.resolve())) for path in removed))
 
 
 @app.command()

@@ -209,12 +209,24 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     install_contract_schemas(app, manager)
     from solutions_core.registry import get_solution, list_solutions
 
+    claimed: dict[tuple[str, str], str] = {}  # (method, path) -> the app that mounts it
     for entry in list_solutions():
         try:
-            for router in get_solution(entry.name).serving.routers(manager):
-                app.include_router(router)
+            routers = get_solution(entry.name).serving.routers(manager)
         except Exception:
             logger.exception("Could not mount the routes of %s", entry.name)
+            continue
+        for router in routers:
+            for route in router.routes:
+                for method in getattr(route, "methods", None) or ():
+                    other = claimed.setdefault((method, route.path), entry.name)
+                    if other != entry.name:
+                        # Starlette would quietly send the path to whichever app came first.
+                        raise ValueError(
+                            f"Apps {other} and {entry.name} both mount {method} {route.path}; give one of them another path "
+                            f"(`solutions new` puts a copied app's routes under /<its name>/)."
+                        )
+            app.include_router(router)
     # The hot path (:predict and friends, the API key, the body limit) is plain ASGI in front of
     # FastAPI: its routing and validation cost ~3x the work of a one-row prediction.
     app.add_middleware(FastPath, server=server)
