@@ -43,13 +43,15 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def dags_test(airflow_env):
-    """``dags_test(dag_id, date, conf)`` runs ``airflow dags test DAG DATE --conf JSON`` and returns
-    (the finished process, seconds)."""
+    """``dags_test(dag_id, date, conf, env=...)`` runs ``airflow dags test DAG DATE --conf JSON`` (with
+    ``env`` over the Airflow environment) and returns (the finished process, seconds)."""
 
-    def run(dag_id: str, logical_date: str, conf: dict | None = None, timeout: float = 900) -> tuple[subprocess.CompletedProcess, float]:
+    def run(
+        dag_id: str, logical_date: str, conf: dict | None = None, timeout: float = 900, env: dict[str, str] | None = None
+    ) -> tuple[subprocess.CompletedProcess, float]:
         command = [str(AIRFLOW), "dags", "test", dag_id, logical_date, "--conf", json.dumps(conf or {})]
         started = time.perf_counter()
-        finished = subprocess.run(command, env=airflow_env, capture_output=True, text=True, timeout=timeout)
+        finished = subprocess.run(command, env={**airflow_env, **(env or {})}, capture_output=True, text=True, timeout=timeout)
         seconds = time.perf_counter() - started
         print(f"airflow dags test {dag_id} {logical_date}: rc={finished.returncode} in {seconds:.1f} s")
         return finished, seconds

@@ -32,7 +32,9 @@ for dag_id, dag in bag.dags.items():
 from solutions_core.orchestration.airflow_dags import training_dag  # noqa: E402
 from solutions_core.orchestration.config import OrchestrationConfig  # noqa: E402
 
-on_cluster = training_dag("fraud_detection", OrchestrationConfig.model_validate({"kubernetes": {"enabled": True}, "defaults": {"target": "gpu"}}))
+from solutions_core.registry import list_solutions  # noqa: E402
+
+on_cluster = training_dag(list_solutions()[0].name, OrchestrationConfig.model_validate({"kubernetes": {"enabled": True}, "defaults": {"target": "gpu"}}))
 print(json.dumps({
     "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
     "parse_seconds": {stat.file: stat.duration.total_seconds() for stat in bag.dagbag_stats},

@@ -20,11 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 DATE = "2026-11-20"
 RUN_ID = "scheduled-20261120T000000"  # runs are keyed by logical date
 MARKER = "left-by-the-first-run"
-BATCH = {  # app: (stored table[/date column], the file its batch writes)
-    "fraud_detection": ("fraud_transactions", "scores.parquet"),
-    "recommendation": ("rec_interactions", "candidates.parquet"),
-    "demand_forecasting": ("demand_sales/date", "forecasts.parquet"),
-}
 
 
 def registered() -> list[str]:
@@ -33,12 +28,24 @@ def registered() -> list[str]:
     return [entry.name for entry in list_solutions()]
 
 
+BATCH = {  # app: (stored table[/date column], the file its batch writes); apps a fork removed are left out
+    app: outputs
+    for app, outputs in {
+        "fraud_detection": ("fraud_transactions", "scores.parquet"),
+        "recommendation": ("rec_interactions", "candidates.parquet"),
+        "demand_forecasting": ("demand_sales/date", "forecasts.parquet"),
+    }.items()
+    if app in registered()
+}
+RERUN = "fraud_detection" if "fraud_detection" in registered() else registered()[0]  # the app whose date is re-run
+
+
 @pytest.fixture(scope="module")
 def runs(airflow_env) -> dict:
     settings = Settings(home=Path(airflow_env["SOLUTIONS_HOME"]))
     plan = [{"dag_id": f"train_{app}", "date": DATE, "conf": {"preset": "tiny"}} for app in registered()]
-    plan.append({"dag_id": "train_fraud_detection", "date": DATE, "conf": {"preset": "tiny"},
-                 "touch": str(settings.resolved_runs_dir() / "fraud_detection" / RUN_ID / MARKER)})
+    plan.append({"dag_id": f"train_{RERUN}", "date": DATE, "conf": {"preset": "tiny"},
+                 "touch": str(settings.resolved_runs_dir() / RERUN / RUN_ID / MARKER)})
     plan += [{"dag_id": f"batch_{app}", "date": f"last-day-of:{app}/{table}", "conf": {"preset": "tiny"}} for app, (table, _) in BATCH.items()]
     finished = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("run_dags.py")), str(REPO / "dags"), json.dumps(plan)],
@@ -49,7 +56,7 @@ def runs(airflow_env) -> dict:
         print(f"dag.test {result['dag_id']} {result['date']}: {result['state']} in {result['seconds']} s")
     assert finished.returncode == 0 and len(results) == len(plan), (finished.stdout + finished.stderr)[-6000:]
     train_runs = {r["dag_id"]: r for r in results[: len(registered())]}
-    return {"settings": settings, "train": train_runs, "rerun": results[len(registered())], "batch": results[-len(BATCH):]}
+    return {"settings": settings, "train": train_runs, "rerun": results[len(registered())], "batch": results[len(registered()) + 1 :]}
 
 
 @pytest.mark.parametrize("app", registered())
@@ -63,7 +70,7 @@ def test_training_dag_publishes_a_version(app, runs):
     if app == "demand_forecasting":  # export ran in its own process: the config is still the trained one's
         assert versions[0].metadata()["config"]["frequency"] == "D"
     report = json.loads((settings.resolved_runs_dir() / app / RUN_ID / "report.json").read_text())
-    if app == "fraud_detection":  # its date was re-run since (see below): the report is the re-run's
+    if app == RERUN:  # its date was re-run since (see below): the report is the re-run's
         assert report["champion_before"]["version"] == versions[0].version
     else:
         assert report["status"] == "promoted" and report["version"] == versions[0].version
@@ -73,10 +80,10 @@ def test_training_dag_publishes_a_version(app, runs):
 def test_rerunning_a_logical_date_replaces_its_run_and_never_duplicates_a_version(runs):
     settings = runs["settings"]
     assert runs["rerun"]["state"] == "success"
-    run_dir = settings.resolved_runs_dir() / "fraud_detection" / RUN_ID
+    run_dir = settings.resolved_runs_dir() / RERUN / RUN_ID
     assert not (run_dir / MARKER).exists()  # the date's folder was emptied and refilled
     assert [p.name for p in run_dir.parent.iterdir() if p.name.startswith("scheduled-20261120")] == [RUN_ID]
-    versions = ModelRegistry(settings.resolved_models_dir()).versions("fraud_detection")
+    versions = ModelRegistry(settings.resolved_models_dir()).versions(RERUN)
     assert [v.metadata().get("run_id") for v in versions] == [RUN_ID]  # still one version for the date
     report = json.loads((run_dir / "report.json").read_text())
     assert report["champion_before"]["version"] == versions[0].version  # the re-run was gated against it

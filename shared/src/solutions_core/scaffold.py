@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import keyword
+import os
 import re
 import shutil
 import subprocess
@@ -186,6 +187,7 @@ def new_app(root: Path, source: str, name: str, *, lock: bool = True) -> list[Pa
         path.write_text(text)
     add_workspace_source(root, name.replace("_", "-"))
     copy_orchestration_entry(root, source, name)
+    sync_template_apps(root)
     if lock:
         relock(root)
     return sorted(targets)
@@ -203,9 +205,119 @@ def remove_app(root: Path, name: str, *, lock: bool = True) -> list[Path]:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     remove_workspace_source(root, name.replace("_", "-"))
     remove_orchestration_entry(root, name)
+    sync_template_apps(root)
     if lock:
         relock(root)
     return removed
+
+
+TARGETS = ("cpu", "gpu", "tpu")
+AIRFLOW_PATHS = ("dags", "tests/dags", "scripts/airflow-up.sh", "scripts/airflow-down.sh")
+
+
+def render_fork(
+    root: Path,
+    *,
+    project_name: str,
+    owner: str = "",
+    apps: list[str] | None = None,
+    package_prefix: str = "",
+    target: str = "cpu",
+    airflow: bool = True,
+    lock: bool = True,
+) -> None:
+    """Turn a fresh copy of the suite into a client project (what ``copier copy`` runs after copying):
+    keep ``apps``, prefix the distribution names, set the default target, drop the Airflow deployment
+    if not wanted, name the owner in the kept contracts, and put the client's first screen on top of
+    the README. Deterministic in its answers, so ``copier update`` can replay it on any version."""
+    root = Path(root).resolve()
+    present = installed_apps(root)
+    apps = present if apps is None else list(apps)
+    unknown = sorted(set(apps) - set(present))
+    if unknown or not apps:
+        raise ScaffoldError(f"Apps to keep must be some of {', '.join(present)}; got {', '.join(apps) or 'none'}.")
+    if target not in TARGETS:
+        raise ScaffoldError(f"target must be one of {', '.join(TARGETS)}, not {target!r}.")
+    if package_prefix and not re.match(r"^[a-z][a-z0-9-]*[a-z0-9]$", package_prefix):
+        raise ScaffoldError(f"package_prefix {package_prefix!r}: lower-case letters, digits and dashes (e.g. acme).")
+    for name in present:
+        if name not in apps:
+            remove_app(root, name, lock=False)
+    for path in orchestration_files(root):
+        path.write_text(re.sub(r"^(  target: )\w+", rf"\g<1>{target}", path.read_text(), count=1, flags=re.M))
+    if not airflow:
+        remove_airflow(root)
+    if owner:
+        for contract in sorted({c for app in apps for c in find_app(root, app).contracts}):
+            path = contract_path(root, contract)
+            path.write_text(re.sub(r"^owner: .*$", f"owner: {owner}", path.read_text(), count=1, flags=re.M))
+    if package_prefix:
+        prefix_distributions(root, package_prefix, apps)
+    readme = root / "README.md"
+    suite = readme.read_text() if readme.exists() else ""
+    suite = "\n".join(line for line in suite.splitlines() if not _row_of_removed_app(line, present, apps)) + "\n"
+    readme.write_text(client_readme(project_name, owner, apps, target, airflow) + "\n---\n\n" + suite)
+    if lock:
+        relock(root)
+
+
+def _row_of_removed_app(line: str, present: list[str], kept: list[str]) -> bool:
+    return any(line.startswith(f"| [{name}](solutions/{name}/") for name in present if name not in kept)
+
+
+def client_readme(project_name: str, owner: str, apps: list[str], target: str, airflow: bool) -> str:
+    listed = "\n".join(f"- [{name}](solutions/{name}/README.md)" for name in apps)
+    return f"""# {project_name}
+
+{f"Owned by {owner}. " if owner else ""}Machine-learning applications on TensorFlow/Keras: contract-checked data, models gated
+against baselines trained in the same run, versioned SavedModels served over TensorFlow Serving's API.
+
+**Apps:**
+{listed}
+
+**On a fresh machine with Python 3.11:**
+
+```bash
+make demo    # every app end to end on its embedded data: train, gate, publish, serve, request
+make test    # the test suite
+```
+
+Scheduled runs default to the **{target}** target{" and run as the Airflow DAGs in `dags/`" if airflow else " (no Airflow deployment in this project)"}.
+Your data: write a contract in `data_contracts/` and a config (see each app's README). A new app:
+`solutions new NAME --from APP`.
+
+This project was rendered from the reference ML solutions template; `copier update --trust` brings in
+its later versions and keeps your edits (conflicts are marked inline). The template's own
+documentation follows.
+"""
+
+
+def remove_airflow(root: Path) -> None:
+    for relative in AIRFLOW_PATHS:
+        path = root / relative
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    makefile = root / "Makefile"
+    if makefile.exists():
+        text = makefile.read_text()
+        text = re.sub(r"^airflow-(up|down):.*\n(\t.*\n)*\n?", "", text, flags=re.M)
+        text = re.sub(r"^\t@echo \"make airflow-up.*\n", "", text, flags=re.M)
+        text = re.sub(r" airflow-up airflow-down", "", text)
+        makefile.write_text(text)
+    pyproject = root / "pyproject.toml"
+    text = pyproject.read_text()
+    text = re.sub(r"^    # [^\n]*Airflow[^\n]*\n(?=    \"apache-airflow)", "", text, flags=re.M)
+    pyproject.write_text(re.sub(r'^    "apache-airflow[^"]*",\n', "", text, flags=re.M))
+
+
+def prefix_distributions(root: Path, prefix: str, apps: list[str]) -> None:
+    """``fraud-detection`` -> ``<prefix>-fraud-detection`` (and the core) in every pyproject: a fork's
+    packages can go to the client's index beside the suite's. Import names stay as they are."""
+    names = ["solutions-core", *(app.replace("_", "-") for app in apps)]
+    pattern = re.compile(rf"(?<![\w.-])({'|'.join(map(re.escape, names))})(?![\w.-])")
+    for path in [root / "pyproject.toml", root / "shared" / "pyproject.toml", *(root / "solutions" / app / "pyproject.toml" for app in apps)]:
+        lines = path.read_text().splitlines(keepends=True)
+        # Only names, dependencies and sources: a comment or description may say "solutions-core" in prose.
+        path.write_text("".join(pattern.sub(rf"{prefix}-\1", line) if re.match(r'^(name = |\s*"|[\w-]+ = \{)', line) else line for line in lines))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,6 +342,28 @@ def add_workspace_source(root: Path, dist: str) -> None:
 def remove_workspace_source(root: Path, dist: str) -> None:
     path = root / "pyproject.toml"
     path.write_text(re.sub(rf"^{re.escape(dist)} = \{{ workspace = true \}}\n", "", path.read_text(), flags=re.M))
+
+
+def sync_template_apps(root: Path) -> None:
+    """The template's ``apps`` question (copier.yml) offers the apps there are."""
+    path = root / "copier.yml"
+    if not path.exists():  # a rendered project has no copier.yml
+        return
+    present = installed_apps(root)
+
+    def listed(match: re.Match[str]) -> str:
+        names = [n.strip() for n in match["names"].split(",") if n.strip()]
+        names = [n for n in names if n in present] + [n for n in present if n not in names]
+        return f"{match['key']}[{', '.join(names)}]"
+
+    text = path.read_text()
+    start = text.index("\napps:") if "\napps:" in text else -1
+    if start < 0:
+        return
+    end = re.search(r"\n\S", text[start + 1 :])
+    stop = start + 1 + end.start() if end else len(text)
+    block = re.sub(r"(?P<key>  (?:choices|default): )\[(?P<names>[^\]]*)\]", listed, text[start:stop])
+    path.write_text(text[:start] + block + text[stop:])
 
 
 def orchestration_files(root: Path) -> list[Path]:
@@ -259,9 +393,10 @@ def remove_orchestration_entry(root: Path, name: str) -> None:
 
 
 def relock(root: Path) -> None:
-    """``uv lock`` for the changed workspace (``make lock`` bootstraps uv where there is none)."""
-    uv = root / ".uv" / "bin" / "uv"
-    command = [str(uv), "lock"] if uv.exists() else (["uv", "lock"] if shutil.which("uv") else ["make", "--no-print-directory", "lock"])
+    """``uv lock`` for the changed workspace: ``$UV``, the checkout's own, the one on the PATH, else
+    ``make lock`` (which bootstraps it)."""
+    uv = os.environ.get("UV") or (str(root / ".uv" / "bin" / "uv") if (root / ".uv" / "bin" / "uv").exists() else shutil.which("uv"))
+    command = [uv, "lock"] if uv else ["make", "--no-print-directory", "lock"]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         raise ScaffoldError(f"{' '.join(command)} failed in {root}:\n{result.stderr.strip()[-2000:]}")
@@ -275,17 +410,32 @@ def main(argv: list[str] | None = None) -> None:
     new.add_argument("--from", dest="source", required=True)
     remove = commands.add_parser("remove", help="remove an app")
     remove.add_argument("name")
-    for sub in (new, remove):
+    fork = commands.add_parser("fork", help="make this copy a client project (run by copier)")
+    fork.add_argument("--project-name", required=True)
+    fork.add_argument("--owner", default="")
+    fork.add_argument("--apps", default="", help="comma-separated apps to keep (default: all)")
+    fork.add_argument("--package-prefix", default="")
+    fork.add_argument("--target", default="cpu", choices=TARGETS)
+    fork.add_argument("--airflow", default="true", choices=["true", "false"])
+    for sub in (new, remove, fork):
         sub.add_argument("--root", type=Path, default=Path.cwd())
         sub.add_argument("--no-lock", action="store_true")
     args = parser.parse_args(argv)
+    root = Path(args.root).resolve()
     try:
         if args.command == "new":
-            written = new_app(args.root, args.source, args.name, lock=not args.no_lock)
+            written = new_app(root, args.source, args.name, lock=not args.no_lock)
             print(f"{args.name}: {len(written)} files from {args.source}")
+        elif args.command == "remove":
+            removed = remove_app(root, args.name, lock=not args.no_lock)
+            print(f"removed {args.name}: {', '.join(str(p.relative_to(root)) for p in removed)}")
         else:
-            removed = remove_app(args.root, args.name, lock=not args.no_lock)
-            print(f"removed {args.name}: {', '.join(str(p.relative_to(Path(args.root).resolve())) for p in removed)}")
+            apps = [a.strip() for a in args.apps.split(",") if a.strip()] or None
+            render_fork(
+                root, project_name=args.project_name, owner=args.owner, apps=apps, package_prefix=args.package_prefix,
+                target=args.target, airflow=args.airflow == "true", lock=not args.no_lock,
+            )
+            print(f"{args.project_name}: apps {', '.join(installed_apps(root))}")
     except ScaffoldError as problem:
         sys.exit(f"error: {problem}")
 

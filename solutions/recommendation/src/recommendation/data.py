@@ -243,6 +243,15 @@ def _histories(item_ids: pd.Series, users: pd.Series, length: int) -> list[str]:
     return out
 
 
+class Shared(tuple):
+    """Arrays kept in a frame's ``attrs``, which pandas deep-copies on every row or column selection: for
+    a catalog of 10^6 items that was seconds per selection (the gate's bootstrap makes thousands). Nothing
+    changes them, so copies share them."""
+
+    def __deepcopy__(self, memo: dict) -> "Shared":
+        return self
+
+
 def evaluation_rows(before: pd.DataFrame, held: pd.DataFrame, user_features: list[str], length: int) -> pd.DataFrame:
     """One row per held-out user: their features, history and seen items (from ``before``), and the
     held-out items to find (``targets``, a list)."""
@@ -286,7 +295,7 @@ def split(prepared: Prepared, config: Any) -> tuple[TrainingData, pd.DataFrame, 
     popularity = counts_by_item.reindex(prepared.items["item_id"]).fillna(0).to_numpy(dtype=np.float64)
     train_users = prepared.users[prepared.users["user_id"].isin(train["user_id"])].reset_index(drop=True)
     data = TrainingData(train.reset_index(drop=True), prepared.items, train_users, popularity)
-    for rows in (valid, test):  # what metrics and plots need beside the rows (numpy: cheap to copy)
+    for rows in (valid, test):  # what metrics and plots need beside the rows
         rows.attrs["catalog_size"] = len(prepared.items)
-        rows.attrs["popularity"] = (prepared.items["item_id"].to_numpy(dtype=object), popularity)
+        rows.attrs["popularity"] = Shared((prepared.items["item_id"].to_numpy(dtype=object), popularity))
     return data, valid, test
