@@ -389,7 +389,9 @@ def remove_orchestration_entry(root: Path, name: str) -> None:
         text = path.read_text()
         entry = _app_entry(text, name)
         if entry is not None:
-            path.write_text(text[: entry.start()] + text[entry.end() :])
+            text = text[: entry.start()] + text[entry.end() :]
+            # The last entry gone: an empty mapping, not a null the config would refuse.
+            path.write_text(re.sub(r"^apps:[ \t]*(#[^\n]*)?\n(?!  )", lambda m: f"apps: {{}}{' ' + m[1] if m[1] else ''}\n", text, flags=re.M))
 
 
 def relock(root: Path) -> None:
