@@ -172,9 +172,16 @@ def test_a_new_app_passes_its_copied_tests_and_the_conformance_suite(checkout):
         cwd=checkout, env=env, capture_output=True, text=True, timeout=1500,
     )
     assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-2000:]
-    assert re.search(r"\d+ passed", finished.stdout) and "card_churn" in subprocess.run(
-        [sys.executable, "-m", "solutions_core.cli", "list"], cwd=checkout, env=env, capture_output=True, text=True
-    ).stdout
+    assert re.search(r"\d+ passed", finished.stdout)
+    # The CLI and the DAG factory find it too, with nothing in the core edited.
+    listed = subprocess.run([sys.executable, "-m", "solutions_core.cli", "list"], cwd=checkout, env=env, capture_output=True, text=True)
+    assert "card_churn" in listed.stdout, listed.stdout + listed.stderr
+    dags = subprocess.run(
+        [sys.executable, "-c", "from solutions_core.orchestration.airflow_dags import training_dags, batch_dags; "
+         "print(sorted(training_dags('dags/orchestration.yaml')) + sorted(batch_dags('dags/orchestration.yaml')))"],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert "'train_card_churn'" in dags.stdout and "'batch_card_churn'" in dags.stdout, dags.stdout[-2000:] + dags.stderr[-2000:]
 
 
 def copier(*args: str, cwd: Path) -> subprocess.CompletedProcess:
