@@ -10,7 +10,8 @@ Every server runs pinned to core 0 and the load generator (wrk, Debian's package
   (a Keras model over the SavedModel's signature), as many first servers do;
 - this server (``solutions serve``) for each app's main request: fraud one raw transaction (a random
   card of the demo's and a fresh transaction id per request, so the card history stays realistic),
-  fraud 256 transactions per request, vision one image as b64, ``/recommend`` k=100, ``/forecast``.
+  fraud 256 transactions per request, vision one image as b64, ``/recommend`` k=100 (the demo's catalog,
+  and a 10^6-item one: ``--catalog-items``, trained once into ``--catalog-home``), ``/forecast``.
 
 Models come from ``--home`` (``make demo`` writes them to ``artifacts``); apps without a published
 version are skipped with a note. Prints one Markdown table (req/s, predictions/s, p50/p99 ms, errors)
@@ -203,6 +204,23 @@ def vision_body(home: Path, folder: Path) -> Path:
     return path
 
 
+def catalog_version(catalog_home: Path, items: int) -> Path:
+    """A recommendation version over a catalog of ``items`` items (the generator's, few interactions: the
+    catalog size is what the cell measures), trained once into ``catalog_home`` and reused."""
+    marker = catalog_home / f"items-{items}"
+    if not marker.exists() or not (catalog_home / "models" / "recommendation").exists():
+        shutil.rmtree(catalog_home, ignore_errors=True)
+        catalog_home.mkdir(parents=True)
+        print(f"training a recommendation version over a {items:,}-item catalog into {catalog_home} (once; ~15 min on 2 cores)", flush=True)
+        command = [PYTHON, "-m", "solutions_core.cli", "train", "recommendation", "--home", str(catalog_home), "-q",
+                   "--set", f"items={items}", "--set", "size=3000", "--set", "users=300", "--set", "training.epochs=2",
+                   # a 3,000-interaction log decides nothing about quality: publish it for its size alone
+                   "--set", "gate.beat_baselines=false"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        marker.touch()
+    return catalog_home
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, default=ROOT / "artifacts")
@@ -210,6 +228,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--catalog-items", type=int, default=1_000_000, help="items of the /recommend catalog cell (0: skip it)")
+    parser.add_argument("--catalog-home", type=Path, default=ROOT / "artifacts" / "bench" / "recommendation-catalog",
+                        help="where that catalog's version is trained once and kept")
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("Needs wrk and taskset: apt-get install wrk util-linux")
@@ -270,11 +291,24 @@ def main() -> None:
             body.write_text(json.dumps({"user_id": "u000398", "k": 100}))
             for c in args.concurrency:
                 cell("this server: /recommend k=100", f"{base}/recommend", body, c)
+        if (home / "models" / "recommendation").exists() and args.catalog_items:
+            catalog_home = catalog_version(args.catalog_home, args.catalog_items)
+            shutil.copytree(catalog_home / "models", folder / "catalog" / "models")
+            if (catalog_home / "data").exists():  # the users' stored histories
+                shutil.copytree(catalog_home / "data", folder / "catalog" / "data")
         if (home / "models" / "demand_forecasting").exists():
             body = folder / "forecast.json"
             body.write_text(json.dumps({"series_id": "s000_p0000"}))
             for c in args.concurrency:
                 cell("this server: /forecast", f"{base}/forecast", body, c)
+    if args.catalog_items and (folder / "catalog" / "models").exists():
+        catalog = [PYTHON, "-m", "solutions_core.cli", "serve", "--home", str(folder / "catalog"), "--port", str(port),
+                   "--grpc-port", "0", "--poll-seconds", "0"]
+        body = folder / "recommend_catalog.json"
+        body.write_text(json.dumps({"user_id": "u000042", "k": 100}))
+        with Server(catalog, port):
+            for c in args.concurrency:
+                cell(f"this server: /recommend k=100, {args.catalog_items:,}-item catalog", f"{base}/recommend", body, c)
     print()
     print("| server | concurrency | rows/request | req/s | predictions/s | × ceiling req/s | p50 ms | p99 ms | errors |")
     print("|---|---|---|---|---|---|---|---|---|")

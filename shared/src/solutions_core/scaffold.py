@@ -201,6 +201,7 @@ def remove_app(root: Path, name: str, *, lock: bool = True) -> list[Path]:
     others = [find_app(root, other) for other in installed_apps(root) if other != name]
     still_named = {contract for other in others for contract in other.contracts}
     removed = app.paths() + [contract_path(root, c) for c in app.contracts if c not in app.own_contracts and c not in still_named]
+    removed += [path for path in app_benchmarks(root, name) if not any(app_mentioned(path, other.name) for other in others)]
     for path in removed:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     remove_workspace_source(root, name.replace("_", "-"))
@@ -318,6 +319,16 @@ def prefix_distributions(root: Path, prefix: str, apps: list[str]) -> None:
         lines = path.read_text().splitlines(keepends=True)
         # Only names, dependencies and sources: a comment or description may say "solutions-core" in prose.
         path.write_text("".join(pattern.sub(rf"{prefix}-\1", line) if re.match(r'^(name = |\s*"|[\w-]+ = \{)', line) else line for line in lines))
+
+
+def app_mentioned(path: Path, name: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", path.read_text()) is not None
+
+
+def app_benchmarks(root: Path, name: str) -> list[Path]:
+    """Scripts of ``benchmarks/`` that name the app (those naming no other app go with it)."""
+    folder = root / "benchmarks"
+    return sorted(p for p in folder.glob("*.py") if app_mentioned(p, name)) if folder.exists() else []
 
 
 # ------------------------------------------------------------------------------------------------
