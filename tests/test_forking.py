@@ -269,3 +269,19 @@ def test_a_client_project_renders_installs_and_takes_a_template_update_keeping_i
     assert smoke.returncode == 0, smoke.stdout[-4000:] + smoke.stderr[-2000:]
     listed = subprocess.run([str(fork / ".venv" / "bin" / "solutions"), "list"], cwd=fork, capture_output=True, text=True)
     assert listed.returncode == 0 and "fraud_detection" in listed.stdout and "vision_qc" not in listed.stdout
+
+
+def test_the_cli_creates_and_removes_apps_and_explains_refusals(checkout):
+    from typer.testing import CliRunner
+
+    from solutions_core.cli import app
+
+    runner = CliRunner()
+    created = runner.invoke(app, ["new", "card_churn", "--from", "fraud_detection", "--root", str(checkout), "--no-lock"])
+    assert created.exit_code == 0, created.output
+    assert "card_churn" in created.output and "solutions train card_churn" in created.output
+    refused = runner.invoke(app, ["new", "card_churn", "--from", "fraud_detection", "--root", str(checkout), "--no-lock"])
+    assert refused.exit_code == 1 and "already exists" in refused.output and "Traceback" not in refused.output
+    removed = runner.invoke(app, ["remove", "card_churn", "--root", str(checkout), "--no-lock"])
+    assert removed.exit_code == 0 and "solutions/card_churn" in removed.output
+    assert not (checkout / "solutions" / "card_churn").exists() and not (checkout / "data_contracts" / "card_churn_transactions.yaml").exists()

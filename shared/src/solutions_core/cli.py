@@ -473,7 +473,7 @@ def new(
 
     with clear_errors("Cannot create the app"):  # a ScaffoldError is a ValueError: its message, no traceback
         written = new_app(_checkout(root), source, name, lock=lock)
-    console.print(f"[green]{name}[/green]: {len(written)} files from {source}. Next: `make install`, then `solutions train {name}`.")
+    console.print(f"[green]{name}[/green]: {len(written)} files from {source}. Next: `make install`, then `solutions train {name}`.", soft_wrap=True)
 
 
 @app.command()
@@ -489,7 +489,7 @@ def remove(
     with clear_errors("Cannot remove the app"):
         checkout = _checkout(root)
         removed = remove_app(checkout, name, lock=lock)
-    console.print(f"Removed {name}: " + ", ".join(str(path.relative_to(checkout.resolve())) for path in removed))
+    console.print(f"Removed {name}: " + ", ".join(str(path.relative_to(checkout.resolve())) for path in removed), soft_wrap=True)
 
 
 @app.command()
