@@ -63,7 +63,8 @@ def test_a_client_project_renders_installs_and_takes_a_template_update_keeping_i
     config_py, model_py, app_readme = source / "config.py", source / "model.py", fork / "solutions" / SOURCE / "README.md"
     default = re.search(r"Field\(default=(\d+)", config_py.read_text())
     edit(config_py, default[0], f"Field(default={int(default[1]) + 1}")
-    edit(contract, "columns:\n", "columns:\n  acme_branch:\n    type: string\n    nullable: true\n    role: metadata\n    description: The client's branch code.\n")
+    column_description = re.search(r"^    description: (.*)$", contract.read_text(), re.M)  # a column's, as the contract says it
+    edit(contract, column_description[0], f"    description: Acme's reading, {column_description[1]}")
     first_line = model_py.read_text().splitlines()[0]
     edit(model_py, first_line, first_line + "  # Acme: reviewed by the risk team")
     title = app_readme.read_text().splitlines()[0]
@@ -85,7 +86,7 @@ def test_a_client_project_renders_installs_and_takes_a_template_update_keeping_i
     model_text = model_py.read_text()
     assert "# Suite 1.1: a template change in the model file." in model_text and "# Acme: reviewed by the risk team" in model_text
     assert f"Field(default={int(default[1]) + 1}" in config_py.read_text()
-    assert "acme_branch" in yaml.safe_load(contract.read_text())["columns"]
+    assert any(str(c.get("description", "")).startswith("Acme's reading,") for c in yaml.safe_load(contract.read_text())["columns"].values())
     assert (fork / "README.md").read_text().startswith("# Acme risk")
     conflicted = app_readme.read_text()
     assert "<<<<<<<" in conflicted and "# Acme's own app" in conflicted and f"{title} (suite 1.1)" in conflicted
