@@ -211,7 +211,7 @@ def catalog_version(catalog_home: Path, items: int) -> Path:
     if not marker.exists() or not (catalog_home / "models" / "recommendation").exists():
         shutil.rmtree(catalog_home, ignore_errors=True)
         catalog_home.mkdir(parents=True)
-        print(f"training a recommendation version over a {items:,}-item catalog into {catalog_home} (once; ~15 min on 2 cores)", flush=True)
+        print(f"training a recommendation version over a {items:,}-item catalog into {catalog_home} (once; ~5 min on 2 cores)", flush=True)
         command = [PYTHON, "-m", "solutions_core.cli", "train", "recommendation", "--home", str(catalog_home), "-q",
                    "--set", f"items={items}", "--set", "size=3000", "--set", "users=300", "--set", "training.epochs=2",
                    # a 3,000-interaction log decides nothing about quality: publish it for its size alone

@@ -194,8 +194,10 @@ def entry_point_folder(root: Path, app: str) -> Path:
 
 
 @pytest.mark.slow
-def test_a_new_app_passes_its_copied_tests_and_the_conformance_suite(checkout):
-    new_app(checkout, SOURCE, "card_churn", lock=False)
+def test_a_new_app_passes_its_copied_tests_and_the_conformance_suite(checkout, monkeypatch):
+    monkeypatch.setenv("UV", str(UV))
+    new_app(checkout, SOURCE, "card_churn")  # with the lock: the workspace as `make install` would take it
+    assert 'name = "card-churn"' in (checkout / "uv.lock").read_text()
     paths = [entry_point_folder(checkout, "card_churn"), checkout / "shared" / "src", checkout / "solutions" / "card_churn" / "src"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), "SOLUTIONS_TEST_APPS": "card_churn"}
     finished = subprocess.run(
