@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--only", default="", help="run only the cells whose label has this text (the ceiling always runs)")
     parser.add_argument("--catalog-items", type=int, default=1_000_000, help="items of the /recommend catalog cell (0: skip it)")
     parser.add_argument("--catalog-home", type=Path, default=ROOT / "artifacts" / "bench" / "recommendation-catalog",
                         help="where that catalog's version is trained once and kept")
@@ -249,6 +250,8 @@ def main() -> None:
     ceiling: dict[int, float] = {}
 
     def cell(label: str, url: str, body: Path, concurrency: int, per_request: int = 1, template: bool = False) -> None:
+        if args.only and args.only not in label and "ceiling" not in label:
+            return
         lua = LUA_TEMPLATE if template else LUA_FIXED
         wrk(url, body, concurrency, args.warmup, lua, cards)
         result = wrk(url, body, concurrency, args.seconds, lua, cards)
@@ -291,7 +294,7 @@ def main() -> None:
             body.write_text(json.dumps({"user_id": "u000398", "k": 100}))
             for c in args.concurrency:
                 cell("this server: /recommend k=100", f"{base}/recommend", body, c)
-        if (home / "models" / "recommendation").exists() and args.catalog_items:
+        if (home / "models" / "recommendation").exists() and args.catalog_items and args.only in f"/recommend k=100, {args.catalog_items:,}-item catalog":
             catalog_home = catalog_version(args.catalog_home, args.catalog_items)
             shutil.copytree(catalog_home / "models", folder / "catalog" / "models")
             if (catalog_home / "data").exists():  # the users' stored histories

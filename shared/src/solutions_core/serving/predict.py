@@ -2,10 +2,10 @@
 
 1. ``prepare`` (on the event loop, per request): TF Serving's row or columnar body -> instances,
    checked against the limits, the data contract and the app's own checks; online features looked up
-   as columns (``FeatureStore.lookup_columns``); then one array per model input. Every problem here is
-   the client's: ``RequestError`` (400) naming the field.
-2. ``run_batch`` (in a batch thread, once per batch of requests): the requests' arrays are joined per
-   input and go through the signature in one call; the outputs are split back per request and the
+   as columns (``FeatureStore.lookup_columns``); one column of values per model input. Every problem
+   here is the client's: ``RequestError`` (400) naming the field.
+2. ``run_batch`` (in a batch thread, once per batch of requests): the requests' columns are joined per
+   input, become the signature's arrays and go through it in one call; the outputs are split back per request and the
    answered requests are recorded in the online feature store. A batch that fails is re-run request
    by request, so one bad request cannot fail its neighbours.
 3. ``answer`` (on the event loop, per request): the outputs in the format the request came in.
@@ -41,10 +41,12 @@ class Limits:
 
 @dataclass
 class Prepared:
-    """A request ready for the model: one column per model input (the arrays the signature takes),
-    the instances as the client sent them (for the feature store), and how to answer (rows or columns)."""
+    """A request ready for the model: one column of values per model input (a list, or an array the
+    feature store computed), the instances as the client sent them (for the feature store), and how to
+    answer (rows or columns). The columns become the signature's arrays once per batch (``run_batch``):
+    for one-row requests, 18 conversions per request instead of per batch cost a third of the throughput."""
 
-    columns: dict[str, np.ndarray]
+    columns: dict[str, Any]
     received: list[dict[str, Any]]
     rows: bool
 
@@ -121,8 +123,7 @@ def prepare(served: Any, body: Any, limits: Limits = Limits()) -> Prepared:
     missing = [name for name in required if _has_none(values[name])]
     if missing:
         raise RequestError(f"Missing model inputs: {', '.join(sorted(missing))}.")
-    columns = {name: column(values[name], spec, name) for name, spec in served.input_specs.items()}
-    return Prepared(columns, received, rows)
+    return Prepared(values, received, rows)
 
 
 def _has_none(values: Any) -> bool:
@@ -162,13 +163,26 @@ def column(values: Any, spec: Any, name: str = "") -> np.ndarray:
         raise RequestError(f"Input {name or spec.name!r}: {problem}") from problem
 
 
+def arrays(served: Any, batch: list[Prepared]) -> dict[str, np.ndarray]:
+    """The batch's columns joined per input, as the arrays the signature takes."""
+    return {name: column(joined([prepared.columns[name] for prepared in batch]), spec, name) for name, spec in served.input_specs.items()}
+
+
+def joined(parts: list[Any]) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(part, np.ndarray) for part in parts):
+        return np.concatenate(parts)
+    return [value for part in parts for value in (part.tolist() if isinstance(part, np.ndarray) else part)]
+
+
 def run_batch(served: Any, batch: list[Prepared]) -> list[Any]:
     """Step 2: every request of a batch through the signature in one call; one outcome per request
     (its outputs, or the exception that is its answer alone)."""
     if len(batch) > 1:
         try:
-            outputs = served.predict({name: np.concatenate([prepared.columns[name] for prepared in batch]) for name in served.input_specs})
-        except Exception:  # someone's values broke the batch (or could not join it): find whose, answer the others
+            outputs = served.predict(arrays(served, batch))
+        except Exception:  # someone's values broke the batch: find whose, answer the others
             return [run_batch(served, [prepared])[0] for prepared in batch]
         outcomes: list[Any] = []
         start = 0
@@ -178,7 +192,7 @@ def run_batch(served: Any, batch: list[Prepared]) -> list[Any]:
             start = end
     else:
         try:
-            outcomes = [served.predict(batch[0].columns)]
+            outcomes = [served.predict(arrays(served, batch))]
         except Exception as problem:
             outcomes = [as_request_error(problem)]
     if served.features is not None:
