@@ -78,9 +78,14 @@ def test_a_request_mixing_own_and_looked_up_history(settings, tmp_path):
     store = solution.serving.features(context_for(solution, solution.tiny_config(), settings), tmp_path)
     store.record([transaction(0)])
     own = {**transaction(1), **{name: 7.0 for name in HISTORY_FEATURES}}
-    columns = store.lookup_columns([own, transaction(2), transaction(3, card="c2")])
+    request = [own, transaction(2), transaction(3, card="c2")]
+    columns = store.lookup_columns(request)
     assert list(columns) == list(HISTORY_FEATURES)
-    assert columns["card_txn_count_1h"].tolist() == [7.0, 1.0, 0.0]  # own kept; c1 has one prior; c2 none
-    assert columns["card_txn_count_1h"].dtype == "float64"
+    assert list(columns["card_txn_count_1h"]) == [7.0, 1.0, 0.0]  # own kept; c1 has one prior; c2 none
+    # A large request takes the array path: the same values, as float arrays.
+    large = store.lookup_columns(request * 10)
+    assert large["card_txn_count_1h"].dtype == "float64"
+    assert large["card_txn_count_1h"][:3].tolist() == [7.0, 1.0, 0.0]
+    assert large["card_txn_count_1h"][3:6].tolist() == [7.0, 2.0, 1.0]  # the request's earlier rows count
     store.record([own, transaction(2)])  # only the looked-up one joins the history
     assert store.lookup([transaction(4)])[0]["card_txn_count_1h"] == 2.0

@@ -330,6 +330,10 @@ class OnlineHistoryStore:
         everything recorded so far plus the earlier transactions of the same list, exactly as
         ``enrich`` one by one would give them; the state is not changed. A card that appears more than
         once is worked on in a copy of its state, the others are read where they are."""
+        return np.array(self.feature_rows(transactions), dtype=np.float64).reshape(len(transactions), len(HISTORY_FEATURES))
+
+    def feature_rows(self, transactions: list[_Transaction]) -> list[tuple[float, ...]]:
+        """``features_many`` as tuples (for a handful of transactions, cheaper than an array)."""
         cards = [txn.card for txn in transactions]
         repeated = set()
         if len(set(cards)) < len(cards):
@@ -343,7 +347,7 @@ class OnlineHistoryStore:
                     scratch._update(txn)
                 else:
                     rows.append(self._feature_values(txn))
-        return np.array(rows, dtype=np.float64).reshape(len(transactions), len(HISTORY_FEATURES))
+        return rows
 
     def update_many(self, transactions: list[_Transaction]) -> None:
         """Record transactions, in order, under one lock."""
@@ -574,6 +578,9 @@ def transactions_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[_Tra
     once: the serving path for large requests, with numpy doing the numbers and the timestamps. Any
     value the fast path cannot take is parsed on its own, so errors read as ``_parse_transaction``'s."""
     count = len(columns["card_id"])
+    if count <= _FEW:  # numpy's per-call cost outweighs its speed on a handful of rows
+        keys = [key for key in _TRANSACTION_KEYS if key in columns]
+        return [_parse_transaction(dict(zip(keys, row, strict=True))) for row in zip(*(columns[key] for key in keys), strict=True)]
     times, cards, amounts = columns["timestamp"], columns["card_id"], columns["amount"]
     lats, lons = columns["merchant_lat"], columns["merchant_lon"]
     devices = columns.get("device_id") or [None] * count
@@ -594,6 +601,7 @@ def transactions_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[_Tra
     return list(map(_Transaction, time_ns, card_keys, amount, device_keys, lat, lon))
 
 
+_FEW = 8
 _NAIVE_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?$")
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
