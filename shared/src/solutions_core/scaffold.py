@@ -166,10 +166,11 @@ def new_app(root: Path, source: str, name: str, *, lock: bool = True) -> list[Pa
     check_new_name(root, name)
     app = find_app(root, source)
     patterns = replacements(app, name)
+    names_only = patterns[: len(patterns) - len(app.routes())]  # file paths hold names, never routes
     targets = {}
     for path in app.text_files():
         relative = path.relative_to(root).as_posix()
-        targets[root / rewrite(relative, patterns)] = rewrite(path.read_text(), patterns)
+        targets[root / rewrite(relative, names_only)] = rewrite(path.read_text(), patterns)
     for contract in app.own_contracts:
         new_contract = renamed_contract(contract, source, name)
         targets[contract_path(root, new_contract)] = rewrite(contract_path(root, contract).read_text(), patterns)
@@ -179,7 +180,7 @@ def new_app(root: Path, source: str, name: str, *, lock: bool = True) -> list[Pa
     binaries = [p for folder in (app.package, app.tests) if folder.exists() for p in folder.rglob("*")]
     for path in binaries:  # images, data files: copied as they are
         if path.is_file() and not is_text(path) and not SKIPPED_PARTS & set(path.parts) and path.suffix != ".pyc":
-            target = root / rewrite(path.relative_to(root).as_posix(), patterns)
+            target = root / rewrite(path.relative_to(root).as_posix(), names_only)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
     for path, text in targets.items():
