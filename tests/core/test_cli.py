@@ -120,3 +120,25 @@ def test_missing_data_is_a_clear_message_not_a_traceback(tiny_registered, tmp_pa
     assert result.exit_code == 1
     assert "nowhere.parquet" in result.output and "Cannot validate" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_the_cli_leaves_gpus_visible(monkeypatch):
+    """Hiding GPUs is the user's call: the CLI's logging set-up must not set CUDA_VISIBLE_DEVICES."""
+    from solutions_core.cli import _quiet_tensorflow
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    _quiet_tensorflow()
+    assert "CUDA_VISIBLE_DEVICES" not in __import__("os").environ
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    _quiet_tensorflow()
+    assert __import__("os").environ["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_target_gpu_without_one_fails_first_and_clearly(tiny_registered, tmp_path):
+    import tensorflow as tf
+
+    assert not tf.config.list_physical_devices("GPU"), "this test is for a machine without a GPU"
+    result = runner.invoke(app, ["train", APP.name, "--target", "gpu", "--home", str(tmp_path)])
+    assert result.exit_code == 1 and "sees no GPU" in result.output and "Traceback" not in result.output
+    # The runtime is made before any data work: no run got as far as validating data.
+    assert not list(tmp_path.rglob("validate_data.pkl"))

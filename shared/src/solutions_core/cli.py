@@ -94,8 +94,9 @@ def _solution_and_config(name: str, config_file: Path | None, assignments: list[
 
 
 def _quiet_tensorflow() -> None:
+    """Less TensorFlow logging. GPUs stay visible: hiding them (``CUDA_VISIBLE_DEVICES=""``) is the
+    user's choice, never ours, or ``--target gpu`` and ``serve`` could not see one."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))  # no CUDA probing noise
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 

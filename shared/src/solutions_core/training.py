@@ -523,6 +523,20 @@ class PipelineRun:
         self.say: Reporter = report or (lambda message: logger.info(message))
         self._artifacts: dict[str, Any] = {}
         self._contexts: dict[str, Context] = {}
+        self._runtime: Any = None
+
+    def runtime(self, seed: int) -> Any:
+        """The target's runtime (distribution strategy, precision, XLA), made once per process — before
+        any other TensorFlow work when ``run_training`` runs, as TensorFlow wants its strategy — with the
+        seeds reset on every call. A target the machine lacks (``gpu`` without one) fails here."""
+        import keras
+
+        from solutions_core.strategy import make_runtime
+
+        if self._runtime is None:
+            self._runtime = make_runtime(self.settings.target, seed=seed)
+        keras.utils.set_random_seed(seed)
+        return self._runtime
 
     @property
     def artifacts_dir(self) -> Path:
@@ -625,12 +639,11 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
     best: its module is saved as a SavedModel, with its outputs on probe and golden requests and the
     app's edge models (built here because they need the live module)."""
     from solutions_core.export import predict_frame, save_module
-    from solutions_core.strategy import make_runtime
 
     solution, say = run.solution, run.say
     context = run.context(split.config)
     config, splits = context.config, split.splits
-    runtime = make_runtime(run.settings.target, seed=config.seed)
+    runtime = run.runtime(config.seed)
     runtime.verbose = run.verbose
     say(f"runtime: {runtime.describe()}")
 
@@ -879,7 +892,6 @@ def refit_on_all_data(run: PipelineRun, split: SplitData, trained: TrainedModel)
     stopping) is part of what it trains on, so it stops no later than it should; its scores are not
     re-measured (no example is left out)."""
     from solutions_core.export import predict_frame, save_module
-    from solutions_core.strategy import make_runtime
 
     solution, context, splits = run.solution, run.context(split.config), split.splits
     parts = (splits.train, splits.valid, splits.test)
@@ -890,7 +902,7 @@ def refit_on_all_data(run: PipelineRun, split: SplitData, trained: TrainedModel)
     ensembles = {ensemble.name: ensemble for ensemble in solution.models.ensembles(context)}
     candidates = {candidate.name: candidate for candidate in solution.models.candidates(context)}
     members = ensembles[trained.candidate].members if trained.candidate in ensembles else (trained.candidate,)
-    runtime = make_runtime(run.settings.target, seed=context.config.seed)
+    runtime = run.runtime(context.config.seed)
     fitted = []
     for name in members:
         run.say(f"refit: {name} on all {len(everything.train):,} examples")
@@ -963,6 +975,7 @@ def run_training(
     """Train, evaluate, gate and (maybe) publish one app: every stage of ``STAGES`` in turn, in this
     process. Raises before publishing on any failure."""
     run = PipelineRun(solution, config, settings, run_id, verbose=verbose, report=report, min_delta=min_delta)
+    run.runtime(config.seed)  # the strategy first, and a missing GPU said before any data work
     for stage in STAGES:
         if stage.after_gate and not run.gate_passed():
             continue
