@@ -185,6 +185,10 @@ def train(
     home: HomeOption = None,
     contracts_dir: ContractsDirOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    precision: Annotated[
+        Optional[str], typer.Option(help="float32 | mixed_float16 | mixed_bfloat16 (default: the target's).")
+    ] = None,
+    jit_compile: Annotated[Optional[bool], typer.Option("--jit-compile/--no-jit-compile", help="XLA (default: the target's).")] = None,
 ) -> None:
     """Run the whole pipeline: validate → train candidates → evaluate vs baselines → gate → publish."""
     from solutions_core.contracts import ContractViolation
@@ -192,7 +196,7 @@ def train(
 
     _quiet_tensorflow()
     solution, config = _solution_and_config(name, config_file, assignments)
-    settings = _settings(home, target=target, contracts_dir=contracts_dir)
+    settings = _settings(home, target=target, contracts_dir=contracts_dir, precision=precision, jit_compile=jit_compile)
     try:
         with clear_errors(f"Cannot train {solution.name} — nothing was published"):
             result = run_training(

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="API bind address; loopback unless you mean it.")
     port: int = Field(default=8501, description="API port (TF Serving's REST default).")
     target: str = Field(default="cpu", description="cpu | gpu | tpu | edge: picks strategy and precision.")
+    precision: str | None = Field(
+        default=None,
+        description="Keras dtype policy for training: float32 | mixed_float16 | mixed_bfloat16 (default: the "
+        "target's: mixed_float16 on GPU, mixed_bfloat16 on TPU, float32 otherwise; mixed_bfloat16 also runs on CPU).",
+    )
+    jit_compile: bool | None = Field(default=None, description="XLA for Keras fits (default: the target's: on for GPU and TPU).")
     grpc_port: int = Field(default=8500, description="gRPC port (TF Serving's default); 0 = no gRPC server.")
     workers: int = Field(default=1, description="Server processes sharing the port (each loads every model).")
     access_log: bool = Field(

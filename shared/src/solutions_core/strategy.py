@@ -34,13 +34,23 @@ class Runtime:
         }
 
 
-def make_runtime(target: str = "cpu", *, seed: int = 0, mixed_precision: bool | None = None) -> Runtime:
-    """Build the runtime for ``target``; raises ValueError for unknown targets or missing hardware."""
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def make_runtime(
+    target: str = "cpu", *, seed: int = 0, mixed_precision: bool | None = None, precision: str | None = None, jit_compile: bool | None = None
+) -> Runtime:
+    """Build the runtime for ``target``; raises ValueError for unknown targets or missing hardware.
+    ``precision`` and ``jit_compile`` override the target's choices (``Settings.precision`` /
+    ``Settings.jit_compile``): accelerator settings can be exercised on CPU (mixed_bfloat16 runs there)."""
     import keras
     import tensorflow as tf
 
     if target not in TARGETS:
         raise ValueError(f"Unknown target {target!r}; choose one of {', '.join(TARGETS)}.")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    precision_arg = precision
     keras.utils.set_random_seed(seed)
 
     if target == "gpu":
@@ -66,5 +76,7 @@ def make_runtime(target: str = "cpu", *, seed: int = 0, mixed_precision: bool | 
         # XLA on CPU compiles slowly and rarely pays off for small tabular models.
         jit = False
 
+    precision = precision_arg if precision_arg is not None else precision
+    jit = jit_compile if jit_compile is not None else jit
     keras.mixed_precision.set_dtype_policy(precision)
     return Runtime(target=target, strategy=strategy, precision=precision, jit_compile=jit, seed=seed)

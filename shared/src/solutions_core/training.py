@@ -534,7 +534,7 @@ class PipelineRun:
         from solutions_core.strategy import make_runtime
 
         if self._runtime is None:
-            self._runtime = make_runtime(self.settings.target, seed=seed)
+            self._runtime = make_runtime(self.settings.target, seed=seed, precision=self.settings.precision, jit_compile=self.settings.jit_compile)
         keras.utils.set_random_seed(seed)
         return self._runtime
 
