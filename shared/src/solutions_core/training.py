@@ -76,6 +76,7 @@ class Trainer:
         self.log_dir = Path(log_dir)
         self.candidate = candidate
         self.verbose = verbose
+        self.fits = 0  # Keras models fitted here (recorded in the candidate's result)
 
     @property
     def replicas(self) -> int:
@@ -89,6 +90,7 @@ class Trainer:
         import keras
 
         training = spec.training or self.training
+        self.fits += 1
         with self.scope():
             model = spec.build()
             model.compile(**spec.compile(training), jit_compile=self.runtime.jit_compile)
@@ -228,9 +230,11 @@ class CandidateResult:
     calibration: dict[str, float]
     fit_seconds: float
     folds: list[float] = field(default_factory=list)  # the gate metric on each cross-validation fold
+    keras_fits: int = 0  # Keras models it fitted through the Trainer (the ones the runtime's precision and XLA reach)
 
     def describe(self) -> dict[str, Any]:
-        described = {"name": self.name, "kind": self.kind, "valid": self.valid.metrics, "calibration": self.calibration, "fit_seconds": round(self.fit_seconds, 2)}
+        described = {"name": self.name, "kind": self.kind, "valid": self.valid.metrics, "calibration": self.calibration,
+                     "fit_seconds": round(self.fit_seconds, 2), "keras_fits": self.keras_fits}
         if self.folds:
             described["folds"] = self.folds
             described["fold_spread"] = float(np.nanstd(self.folds))
@@ -660,7 +664,7 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
     fitted: dict[str, Any] = {}
     crossed = _cross_validate(run, context, splits, candidates, ensembles, runtime)
 
-    def score(name: str, kind: str, model: Any, started_at: float) -> None:
+    def score(name: str, kind: str, model: Any, started_at: float, keras_fits: int = 0) -> None:
         if crossed and name not in crossed:
             say("  not cross-validated on every fold: left out of the choice")
             return
@@ -682,7 +686,7 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
         else:
             valid = scores_of(solution, solution.evaluation.evaluate(context, splits.valid, outputs))
             say(f"  valid {valid.gate_metric}={valid.gate_value:.4f}" + (f" (calibrated {parameters})" if parameters else ""))
-        results.append(CandidateResult(name, kind, valid, parameters, time.perf_counter() - started_at, folds))
+        results.append(CandidateResult(name, kind, valid, parameters, time.perf_counter() - started_at, folds, keras_fits))
         live[name] = Chosen(name, module, parameters, outputs)
 
     for candidate in candidates:
@@ -694,7 +698,7 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
         except SkipCandidate as reason:
             say(f"  skipped: {reason}")
             continue
-        score(candidate.name, candidate.kind, fitted[candidate.name], started_at)
+        score(candidate.name, candidate.kind, fitted[candidate.name], started_at, trainer.fits)
     for ensemble in ensembles:
         missing = [member for member in ensemble.members if member not in fitted]
         if missing:

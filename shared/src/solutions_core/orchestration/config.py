@@ -52,7 +52,7 @@ class KubernetesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(default=False, description="Attach a pod spec to each task (for the KubernetesExecutor).")
-    image: str = Field(default="solutions:latest", description="The image with this repo installed (make install).")
+    image: str = Field(default="solutions:latest", description="The image the pods run: deploy/docker/Dockerfile (VARIANT=gpu for GPU pods).")
     namespace: str = "default"
     service_account: str | None = None
     accelerated_stages: list[str] = Field(
