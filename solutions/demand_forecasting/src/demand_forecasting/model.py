@@ -39,14 +39,23 @@ def custom_layers() -> dict[str, type]:
     """Defined on first use, so importing the app does not build Keras classes."""
     ops = keras.ops
 
-    class KnownValues(keras.layers.Layer):
+    class Float32Layer(keras.layers.Layer):
+        """Feature arithmetic (scales, prices, calendars, quantile assembly) stays float32 under a mixed
+        precision policy: bfloat16's 3 digits would blur prices and series scales, and these layers are
+        cheap; the Dense layers between them take the policy's compute dtype."""
+
+        def __init__(self, *args: Any, **kwargs: Any):
+            kwargs.setdefault("dtype", "float32")
+            super().__init__(*args, **kwargs)
+
+    class KnownValues(Float32Layer):
         """NaN (unknown) history values → (values with 0 there, 1/0 mask)."""
 
         def call(self, values: Any) -> Any:
             known = ops.logical_not(ops.isnan(values))
             return ops.where(known, values, ops.zeros_like(values)), ops.cast(known, values.dtype)
 
-    class SeriesScale(keras.layers.Layer):
+    class SeriesScale(Float32Layer):
         """Mean absolute observed value of each history (1 when it is all zeros or empty)."""
 
         def call(self, history: Any, mask: Any) -> Any:
@@ -55,7 +64,7 @@ def custom_layers() -> dict[str, type]:
             mean = total / ops.maximum(count, 1.0)
             return ops.where(mean > 0, mean, ops.ones_like(mean))
 
-    class RelativePrice(keras.layers.Layer):
+    class RelativePrice(Float32Layer):
         """Prices divided by the series' mean known past price; unknown prices become 1."""
 
         def call(self, past_price: Any, future_price: Any) -> Any:
@@ -71,7 +80,7 @@ def custom_layers() -> dict[str, type]:
 
             return ops.concatenate([relative(past_price), relative(future_price)], axis=1)
 
-    class Calendar(keras.layers.Layer):
+    class Calendar(Float32Layer):
         """Time of year (sin, cos) of every forecast step, plus the day of week (one-hot) for daily
         series, from the first forecast day (days since 1970-01-01)."""
 
@@ -92,7 +101,7 @@ def custom_layers() -> dict[str, type]:
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "horizon": self.horizon, "step_days": self.step_days, "weekday": self.weekday}
 
-    class SeasonalNaive(keras.layers.Layer):
+    class SeasonalNaive(Float32Layer):
         """The last season of the (scaled) history repeated over the horizon: the network learns a
         correction to it instead of a forecast from scratch."""
 
@@ -108,7 +117,7 @@ def custom_layers() -> dict[str, type]:
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "season": self.season, "horizon": self.horizon}
 
-    class MonotoneQuantiles(keras.layers.Layer):
+    class MonotoneQuantiles(Float32Layer):
         """[batch, horizon·(2k+1)] → [batch, horizon, 2k+1] quantiles in order: the median (``offset``
         plus a learned correction), and spreads below and above it that are positive (softplus), so
         quantiles never cross."""

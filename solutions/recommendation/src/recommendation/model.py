@@ -202,7 +202,8 @@ def _unit_vector(parts: list[Any], config: RecommendationConfig, prefix: str) ->
     """A tower's head: concatenated parts → hidden layer → projection → unit length (cosine scores)."""
     hidden = keras.layers.Dense(config.towers.hidden_units, activation="relu", name=f"{prefix}_hidden")(keras.layers.Concatenate()(parts))
     projection = keras.layers.Dense(config.towers.embedding_dim, name=f"{prefix}_projection")(hidden)
-    return keras.layers.UnitNormalization(name=f"{prefix}_vector")(projection)
+    # float32 vectors whatever the precision policy: the index and the logits compare them to each other.
+    return keras.layers.UnitNormalization(name=f"{prefix}_vector", dtype="float32")(projection)
 
 
 def build_retrieval_model(user_tower: Any, item_tower: Any, config: RecommendationConfig) -> Any:
@@ -341,8 +342,8 @@ def build_ranker(vocab: Vocabularies, config: RecommendationConfig, numbers: dic
     # list exactly as retrieval does, and training moves it only where the held-out lists say so.
     correction = keras.layers.Dense(1, kernel_initializer="zeros", name="rank_correction")(deep)
     retrieval_logit = keras.layers.Rescaling(1.0 / towers.temperature, name="retrieval_logit")(keras.layers.Reshape((1,))(inputs["retrieval_score"]))
-    logit = keras.layers.Add(name="rank_logit")([correction, retrieval_logit])
-    return keras.Model(inputs, keras.layers.Reshape(())(logit), name="dcn_ranker")
+    logit = keras.layers.Add(name="rank_logit", dtype="float32")([correction, retrieval_logit])  # float32 out under any policy
+    return keras.Model(inputs, keras.layers.Reshape((), dtype="float32")(logit), name="dcn_ranker")
 
 
 def split_ranking_holdout(data: TrainingData, per_user: int) -> tuple[TrainingData, pd.DataFrame]:

@@ -52,12 +52,35 @@ def edge_metadata(config: VisionQCConfig, threshold: float, quantization: str) -
     }
 
 
+def float32_copy(network: Any) -> Any:
+    """The network computing in float32: trained under a mixed precision policy (bfloat16 on TPU), its
+    layers compute in bfloat16, which TFLite's builtin ops do not take. Same weights (kept in float32)."""
+    import keras
+
+    if all(layer.compute_dtype == "float32" for layer in network._flatten_layers(include_self=False)):
+        return network
+
+    def in_float32(layer: Any) -> Any:
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    # The copy is for inference only: cloning a compiled model would re-compile it from its config, and
+    # the training loss (a plain function) is not something Keras can look up by name.
+    compiled, network.compiled = network.compiled, False
+    try:
+        copy = keras.models.clone_model(network, clone_function=in_float32)
+    finally:
+        network.compiled = compiled
+    copy.set_weights(network.get_weights())
+    return copy
+
+
 def export_network(network: Any, config: VisionQCConfig, out_dir: Path) -> Path:
     """The network as a SavedModel with a batch-1 pixel signature, the converter's input."""
     import keras
     import tensorflow as tf
 
     spec = tf.TensorSpec([1, config.image_size, config.image_size, config.channels], tf.float32, name="pixels")
+    network = float32_copy(network)
     archive = keras.export.ExportArchive()
     archive.track(network)
     archive.add_endpoint("serving_default", lambda pixels: network(pixels, training=False), input_signature=[spec])

@@ -343,6 +343,9 @@ def _define_layers() -> dict[str, Any]:
                        "standardized", "scaled", "clipped", "third", "features", "image_mean")
 
         def __init__(self, patch_size: int, channels: int, quantized: bool = False, **kwargs: Any) -> None:
+            # Fixed pixel arithmetic and standardization stay float32 under a mixed precision policy
+            # (bfloat16 would round pixel means and contrasts before the head sees them).
+            kwargs.setdefault("dtype", "float32")
             super().__init__(**kwargs)
             self.patch_size, self.channels = int(patch_size), int(channels)
             self.depth = 3 * self.channels + 2
