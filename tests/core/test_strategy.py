@@ -78,3 +78,12 @@ def test_mixed_bfloat16_and_xla_train_on_cpu_and_export_float32(tmp_path, tiny_s
         a, b = np.asarray(ours[name], dtype=np.float64), np.asarray(theirs[name], dtype=np.float64)
         assert a.shape == b.shape and np.all(np.isfinite(a))
         assert np.max(np.abs(a - b)) < 0.05, (name, np.max(np.abs(a - b)))
+
+
+def test_tpu_target_without_one_is_a_clear_error(monkeypatch):
+    """What can be checked of the TPU path on a machine without a TPU: it says so, and how to get one."""
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    keras.mixed_precision.set_dtype_policy("float32")
+    with pytest.raises(ValueError, match="target 'tpu' was requested but no TPU was found.*TPU_NAME"):
+        make_runtime("tpu")
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # nothing was switched on the way

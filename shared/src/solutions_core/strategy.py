@@ -64,9 +64,15 @@ def make_runtime(
         precision = "mixed_float16" if mixed_precision is not False else "float32"
         jit: bool | str = True
     elif target == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
+        try:
+            # On a TPU VM the resolver finds the local TPU; elsewhere it reads TPU_NAME (a TPU node).
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as problem:
+            raise ValueError(
+                f"target 'tpu' was requested but no TPU was found ({problem}); run on a TPU VM or set TPU_NAME, or use --target cpu."
+            ) from problem
         strategy = tf.distribute.TPUStrategy(resolver)
         precision = "mixed_bfloat16" if mixed_precision is not False else "float32"
         jit = True  # TPUs always compile with XLA
