@@ -104,9 +104,14 @@ def find_app(root: Path, name: str) -> AppFiles:
     app = AppFiles(root, name)
     text = "\n".join(path.read_text(errors="replace") for path in app.text_files())
     contracts = sorted(p.stem for p in (root / "data_contracts").glob("*.yaml"))
-    app.contracts = [c for c in contracts if re.search(rf"(?<![A-Za-z0-9]){re.escape(c)}(?![A-Za-z0-9])", text)]
+    app.contracts = [c for c in contracts if identifier(c).search(text)]
     app.own_contracts = [c for c in app.contracts if is_named_after(c, name)]
     return app
+
+
+def identifier(name: str, followed: str = "A-Za-z0-9") -> re.Pattern[str]:
+    """``name`` not inside a longer word (``_`` joins: train_fraud_detection holds fraud_detection)."""
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![{followed}])")
 
 
 def is_named_after(contract: str, app: str) -> bool:
@@ -136,9 +141,8 @@ def replacements(app: AppFiles, name: str) -> list[tuple[re.Pattern[str], str]]:
     pairs = [(contract, renamed_contract(contract, source, name)) for contract in app.own_contracts]
     pairs += [(source, name), (source.replace("_", "-"), name.replace("_", "-")), (camel(source), camel(name))]
     pairs.sort(key=lambda pair: len(pair[0]), reverse=True)
-    # Identifiers: not inside a longer word (``_`` joins: train_fraud_detection is a DAG id of the app).
     # A class name may go on (FraudDetectionConfig): a capital letter may follow it.
-    patterns = [(re.compile(rf"(?<![A-Za-z0-9]){re.escape(old)}(?![{'a-z0-9' if old[0].isupper() else 'A-Za-z0-9'}])"), new) for old, new in pairs]
+    patterns = [(identifier(old, "a-z0-9" if old[0].isupper() else "A-Za-z0-9"), new) for old, new in pairs]
     patterns.append((re.compile(rf"\b{re.escape(title(source))}\b"), title(name)))  # prose: "Fraud detection"
     # Routes move under the app's name, so two apps made from one never claim the same path.
     patterns += [(re.compile(rf"(?<![A-Za-z_]){re.escape(route)}(?![\w-])"), f"/{name}{route}") for route in app.routes()]
@@ -323,7 +327,7 @@ def prefix_distributions(root: Path, prefix: str, apps: list[str]) -> None:
 
 
 def app_mentioned(path: Path, name: str) -> bool:
-    return re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", path.read_text()) is not None
+    return identifier(name).search(path.read_text()) is not None
 
 
 def app_benchmarks(root: Path, name: str) -> list[Path]:

@@ -578,9 +578,8 @@ def transactions_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[_Tra
     once: the serving path for large requests, with numpy doing the numbers and the timestamps. Any
     value the fast path cannot take is parsed on its own, so errors read as ``_parse_transaction``'s."""
     count = len(columns["card_id"])
-    if count <= _FEW:  # numpy's per-call cost outweighs its speed on a handful of rows
-        keys = [key for key in _TRANSACTION_KEYS if key in columns]
-        return [_parse_transaction(dict(zip(keys, row, strict=True))) for row in zip(*(columns[key] for key in keys), strict=True)]
+    if count <= FEW_ROWS:  # numpy's per-call cost outweighs its speed on a handful of rows
+        return _one_by_one(columns)
     times, cards, amounts = columns["timestamp"], columns["card_id"], columns["amount"]
     lats, lons = columns["merchant_lat"], columns["merchant_lon"]
     devices = columns.get("device_id") or [None] * count
@@ -594,14 +593,20 @@ def transactions_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[_Tra
         lat = np.array([np.nan if v is None else v for v in lats], dtype=np.float64).tolist()
         lon = np.array([np.nan if v is None else v for v in lons], dtype=np.float64).tolist()
     except (TypeError, ValueError):
-        keys = [key for key in _TRANSACTION_KEYS if key in columns]
-        return [_parse_transaction(dict(zip(keys, row, strict=True))) for row in zip(*(columns[key] for key in keys), strict=True)]
+        return _one_by_one(columns)
     card_keys = [c if type(c) is str else str(c) for c in cards]
     device_keys = [d if type(d) is str or d is None else _device_key(d) for d in devices]
     return list(map(_Transaction, time_ns, card_keys, amount, device_keys, lat, lon))
 
 
-_FEW = 8
+FEW_ROWS = 8  # up to this many transactions, plain Python beats numpy's per-call cost (lookups too)
+
+
+def _one_by_one(columns: Mapping[str, Sequence[Any]]) -> list[_Transaction]:
+    keys = [key for key in _TRANSACTION_KEYS if key in columns]
+    return [_parse_transaction(dict(zip(keys, row, strict=True))) for row in zip(*(columns[key] for key in keys), strict=True)]
+
+
 _NAIVE_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?$")
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)

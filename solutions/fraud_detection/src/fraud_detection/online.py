@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraud_detection.history import HISTORY_FEATURES, OnlineHistoryStore, transactions_from_columns
+from fraud_detection.history import FEW_ROWS, HISTORY_FEATURES, OnlineHistoryStore, transactions_from_columns
 from solutions_core.solution import FeatureStore
 
 STATE_FILE = "online_history.parquet"
@@ -31,7 +31,6 @@ IDS_FILE = "online_history_ids.parquet"
 TABLE_FILE = "fraud_transactions.parquet"
 REMEMBERED_IDS = 1_000_000  # recent transaction ids kept to make retries idempotent (~100 MB at most)
 _HISTORY = frozenset(HISTORY_FEATURES)
-FEW = 8  # requests up to this many transactions are looked up without numpy
 
 
 class CardHistoryStore(FeatureStore):
@@ -75,7 +74,7 @@ class CardHistoryStore(FeatureStore):
         if not needing:
             return {}
         selected = instances if len(needing) == len(instances) else [instances[i] for i in needing]
-        if len(instances) <= FEW:  # one transaction per request, the usual call: plain lists are cheaper
+        if len(instances) <= FEW_ROWS:  # one transaction per request, the usual call: plain lists are cheaper
             rows = iter(self.store.feature_rows(self._transactions(selected)))
             filled = [next(rows) if i in needing else tuple(instances[i].get(name) for name in HISTORY_FEATURES) for i in range(len(instances))]
             return {name: [float(row[j]) for row in filled] for j, name in enumerate(HISTORY_FEATURES)}
