@@ -24,6 +24,7 @@ import pickle
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -54,6 +55,7 @@ from solutions_core.solution import (
     TrainingConfig,
 )
 from solutions_core.stages import STAGES, stage as stage_named
+from solutions_core.strategy import from_chief, prepare_for_multi_worker
 
 logger = logging.getLogger("solutions_core.training")
 Reporter = Callable[[str], None]
@@ -77,6 +79,7 @@ class Trainer:
         self.candidate = candidate
         self.verbose = verbose
         self.fits = 0  # Keras models fitted here (recorded in the candidate's result)
+        self.steps = 0  # their optimizer steps (with many workers: each worker's, the same on all)
 
     @property
     def replicas(self) -> int:
@@ -94,6 +97,7 @@ class Trainer:
         with self.scope():
             model = spec.build()
             model.compile(**spec.compile(training), jit_compile=self.runtime.jit_compile)
+        prepare_for_multi_worker(model, self.runtime)
         global_batch = training.batch_size * self.replicas
         train_data = spec.data(True, global_batch)
         if training.steps_per_epoch:  # fixed-length epochs may cross the end of the data
@@ -120,6 +124,7 @@ class Trainer:
             verbose=self.verbose,
             shuffle=False,  # datasets shuffle themselves
         )
+        self.steps += int(model.optimizer.iterations.numpy())
         return model
 
 
@@ -231,10 +236,12 @@ class CandidateResult:
     fit_seconds: float
     folds: list[float] = field(default_factory=list)  # the gate metric on each cross-validation fold
     keras_fits: int = 0  # Keras models it fitted through the Trainer (the ones the runtime's precision and XLA reach)
+    keras_steps: int = 0  # their optimizer steps
 
     def describe(self) -> dict[str, Any]:
         described = {"name": self.name, "kind": self.kind, "valid": self.valid.metrics, "calibration": self.calibration,
-                     "fit_seconds": round(self.fit_seconds, 2), "keras_fits": self.keras_fits}
+                     "fit_seconds": round(self.fit_seconds, 2), "keras_fits": self.keras_fits,
+                     "keras_steps": self.keras_steps}
         if self.folds:
             described["folds"] = self.folds
             described["fold_spread"] = float(np.nanstd(self.folds))
@@ -664,7 +671,7 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
     fitted: dict[str, Any] = {}
     crossed = _cross_validate(run, context, splits, candidates, ensembles, runtime)
 
-    def score(name: str, kind: str, model: Any, started_at: float, keras_fits: int = 0) -> None:
+    def score(name: str, kind: str, model: Any, started_at: float, trainer: Trainer | None = None) -> None:
         if crossed and name not in crossed:
             say("  not cross-validated on every fold: left out of the choice")
             return
@@ -686,7 +693,8 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
         else:
             valid = scores_of(solution, solution.evaluation.evaluate(context, splits.valid, outputs))
             say(f"  valid {valid.gate_metric}={valid.gate_value:.4f}" + (f" (calibrated {parameters})" if parameters else ""))
-        results.append(CandidateResult(name, kind, valid, parameters, time.perf_counter() - started_at, folds, keras_fits))
+        fits, steps = (trainer.fits, trainer.steps) if trainer else (0, 0)
+        results.append(CandidateResult(name, kind, valid, parameters, time.perf_counter() - started_at, folds, fits, steps))
         live[name] = Chosen(name, module, parameters, outputs)
 
     for candidate in candidates:
@@ -698,7 +706,7 @@ def train_candidates(run: PipelineRun, split: SplitData) -> TrainedModel:
         except SkipCandidate as reason:
             say(f"  skipped: {reason}")
             continue
-        score(candidate.name, candidate.kind, fitted[candidate.name], started_at, trainer.fits)
+        score(candidate.name, candidate.kind, fitted[candidate.name], started_at, trainer)
     for ensemble in ensembles:
         missing = [member for member in ensemble.members if member not in fitted]
         if missing:
@@ -965,6 +973,26 @@ def write_report(run: PipelineRun, trained: TrainedModel, scored: TestScores, de
     return result
 
 
+@dataclass
+class WorkerResult:
+    """What a worker that is not the chief did in a multi-worker run: trained in step with the chief
+    (every Keras step on its shard), then left evaluation, the gate and publishing to the chief."""
+
+    app: str
+    task: str
+    workers: int
+    keras_steps: int  # optimizer steps of the candidates' Keras fits, as on the chief
+    refitted: bool
+    seconds: float
+
+    @property
+    def promoted(self) -> bool:
+        return False
+
+    def summary(self) -> dict[str, Any]:
+        return {"app": self.app, "status": "worker", "task": self.task, "workers": self.workers, "keras_steps": self.keras_steps, "refitted": self.refitted, "seconds": self.seconds}
+
+
 def run_training(
     solution: Solution,
     config: SolutionConfig,
@@ -975,13 +1003,56 @@ def run_training(
     report: Reporter | None = None,
     min_delta: float = 0.0,
     run_id: str | None = None,
-) -> RunResult:
+) -> RunResult | WorkerResult:
     """Train, evaluate, gate and (maybe) publish one app: every stage of ``STAGES`` in turn, in this
-    process. Raises before publishing on any failure."""
+    process. Raises before publishing on any failure.
+
+    With two or more workers (``TF_CONFIG``; ``solutions_core.strategy``) every worker runs this same
+    call: all train the candidates together, only the chief scores on test, gates and publishes, and the
+    others follow the chief's verdict into the refit on all data (more training steps in step) or stop.
+    They work in a temporary folder and return a ``WorkerResult``."""
     run = PipelineRun(solution, config, settings, run_id, verbose=verbose, report=report, min_delta=min_delta)
-    run.runtime(config.seed)  # the strategy first, and a missing GPU said before any data work
+    runtime = run.runtime(config.seed)  # the strategy first, and a missing GPU said before any data work
+    if not runtime.is_chief:
+        return _follow_the_chief(run, runtime, tables)
     for stage in STAGES:
         if stage.after_gate and not run.gate_passed():
+            if stage.name == "publish":
+                from_chief(runtime, 0.0)
             continue
+        if stage.name == "publish":
+            # The workers wait here for the verdict: they refit with the chief, or stop.
+            from_chief(runtime, 1.0 if _refits(run) else 0.0)
         run.run_stage(stage.name, **({"tables": tables} if stage.name == "validate_data" else {}))
     return run.artifact(STAGES[-1].name)
+
+
+def _refits(run: PipelineRun) -> bool:
+    """Whether ``publish`` will fit again on all data (Keras steps every worker must take part in)."""
+    split = run.artifact("split_data")
+    if not run.context(split.config).config.refit_on_all_data:
+        return False
+    published = ModelRegistry(run.settings.resolved_models_dir()).versions(run.solution.name)
+    return not any(version.metadata().get("run_id") == run.run_id for version in published)
+
+
+def _follow_the_chief(run: PipelineRun, runtime: Any, tables: Mapping[str, pd.DataFrame] | None) -> WorkerResult:
+    started_at = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix=f"solutions-{run.solution.name}-{runtime.task.replace(' ', '')}-"))
+    # Nothing of a worker's is kept, and it writes nothing where the chief does (a shared volume): the
+    # chief's run folder is the run's record.
+    run.settings = run.settings.model_copy(update={"home": scratch, "data_dir": None, "models_dir": None, "runs_dir": None, "batch_dir": None})
+    run.run_dir = run.settings.resolved_runs_dir() / run.solution.name / run.run_id
+    run.say(f"{runtime.task} of {runtime.workers}: training in step with the chief, which evaluates, gates and publishes")
+    try:
+        validated = validate_data(run, tables=tables)
+        split = split_data(run, validated)
+        trained = train_candidates(run, split)
+        refitted = from_chief(runtime, 0.0) > 0.5
+        if refitted:
+            refit_on_all_data(run, split, trained)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    run.say(f"{runtime.task}: done" + (" (refitted with the chief)" if refitted else ""))
+    steps = sum(result.keras_steps for result in trained.candidates)
+    return WorkerResult(run.solution.name, runtime.task, runtime.workers, steps, refitted, time.perf_counter() - started_at)
