@@ -15,7 +15,7 @@ runner = CliRunner()
 def test_help_lists_every_command():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("list", "validate", "train", "evaluate", "export", "batch", "serve", "demo"):
+    for command in ("list", "validate", "train", "stage", "evaluate", "export", "batch", "serve", "demo"):
         assert command in result.output
 
 
@@ -142,3 +142,25 @@ def test_target_gpu_without_one_fails_first_and_clearly(tiny_registered, tmp_pat
     assert result.exit_code == 1 and "sees no GPU" in result.output and "Traceback" not in result.output
     # The runtime is made before any data work: no run got as far as validating data.
     assert not list(tmp_path.rglob("validate_data.pkl"))
+
+
+def test_stage_by_stage_is_a_whole_run(tiny_registered, tmp_path):
+    """``solutions stage`` (what a stage's pod runs): the stages of one run id, one command each, share the
+    run folder and end in a published version, as ``train`` does in one process."""
+    import json
+
+    from solutions_core.stages import STAGES
+
+    summaries = {}
+    for stage in STAGES:
+        result = runner.invoke(app, ["stage", stage.name, APP.name, "--run-id", "r1", "--preset", "tiny", "--home", str(tmp_path),
+                                     "--overrides", json.dumps({"training": {"epochs": 2}})])
+        assert result.exit_code == 0, result.output
+        summaries[stage.name] = json.loads(result.output.strip().splitlines()[-1])
+    assert summaries["gate"]["passed"] is True
+    assert summaries["write_report"]["status"] == "promoted" and (tmp_path / "models" / APP.name / "1").is_dir()
+    assert summaries["write_report"]["run_dir"] == str(tmp_path / "runs" / APP.name / "r1")
+    bad = runner.invoke(app, ["stage", "train_everything", APP.name, "--run-id", "r2", "--home", str(tmp_path)])
+    assert bad.exit_code == 1 and "validate_data" in bad.output  # the stages are named
+    early = runner.invoke(app, ["stage", "score_on_test", APP.name, "--run-id", "r3", "--home", str(tmp_path)])
+    assert early.exit_code == 1 and "has not completed" in early.output

@@ -85,14 +85,33 @@ def test_batch_dags_run_one_task_on_a_daily_schedule(loaded):
         assert "0 0 * * *" in dag["schedule"], dag["schedule"]  # @daily
 
 
-def test_on_a_cluster_the_train_task_requests_the_targets_accelerator(loaded):
-    pods = loaded["cluster_executor_config"]
-    train = pods["train_candidates"]["pod_spec"]  # no kubernetes client here: the rendered manifest is attached as is
-    resources = train["spec"]["containers"][0]["resources"]
-    assert resources["limits"]["nvidia.com/gpu"] == "1" and resources["requests"]["nvidia.com/gpu"] == "1"
-    assert train["spec"]["nodeSelector"] and train["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
-    publish = pods["publish"]["pod_spec"]
-    assert "nvidia.com/gpu" not in publish["spec"]["containers"][0]["resources"]["limits"]  # copying files needs no GPU
+def test_on_a_cluster_the_train_stage_gets_a_pod_of_the_target_the_run_was_triggered_with(loaded):
+    """The same DAG (its YAML default target: cpu) triggered with target gpu or tpu: the provider's
+    KubernetesPodOperator builds a pod with that accelerator, running the stage's CLI command on the
+    run's folder in the shared volume."""
+    cluster = loaded["cluster"]
+    operator, base = cluster["operators"]["train_candidates"]
+    assert base == "airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator", operator
+    assert cluster["operators"]["gate"][0].endswith("ShortCircuitOperator")  # decides in the scheduler's worker
+    pods = cluster["train_candidates"]
+    limits = {target: pod["spec"]["containers"][0]["resources"].get("limits", {}) for target, pod in pods.items()}
+    assert limits["gpu"]["nvidia.com/gpu"] == "1" and limits["tpu"]["google.com/tpu"] == "4"
+    assert "nvidia.com/gpu" not in limits["cpu"] and "google.com/tpu" not in limits["cpu"]
+    assert pods["gpu"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pods["tpu"]["spec"]["nodeSelector"]["cloud.google.com/gke-tpu-topology"] == "2x2"
+    for target, pod in pods.items():
+        container = pod["spec"]["containers"][0]
+        assert container["command"][:3] == ["solutions", "stage", "train_candidates"]
+        arguments = container["args"]
+        assert arguments[arguments.index("--target") + 1] == target
+        assert arguments[arguments.index("--run-id") + 1] == "scheduled-20261201T000000"  # keyed by the logical date, as in-process tasks
+        assert json.loads(arguments[arguments.index("--overrides") + 1]) == {"training": {"epochs": 1}}
+        assert {"name": "SOLUTIONS_HOME", "value": "/solutions"} in container["env"]
+        assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "solutions-home"
+        assert pod["spec"]["restartPolicy"] == "Never"
+    # The other stages: the KubernetesExecutor's pod_override, a CPU pod (copying files needs no GPU).
+    publish = cluster["executor_config"]["publish"]["pod_override"]
+    assert publish["model"] == "V1Pod" and "nvidia.com/gpu" not in publish["spec"]["containers"][0]["resources"]["limits"]
 
 
 # ---- the Airflow-free parts ------------------------------------------------------------------
@@ -114,6 +133,7 @@ def test_pod_specs_per_target():
     cpu = render_pod(config, app="fraud_detection", stage="validate_data", target="gpu")
     assert cpu["metadata"]["labels"]["solutions/target"] == "cpu" and "nodeSelector" not in cpu["spec"]
     assert executor_config(KubernetesConfig(), app="fraud_detection", stage="train_candidates", target="gpu") == {}
+    assert type(executor_config(config, app="fraud_detection", stage="publish", target="gpu")["pod_override"]).__name__ == "V1Pod"
     with pytest.raises(ValueError, match="No pod resources"):
         render_pod(KubernetesConfig(targets={"cpu": {}}), app="x", stage="train_candidates", target="gpu")
 

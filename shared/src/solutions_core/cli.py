@@ -1,4 +1,4 @@
-"""One CLI for every app: ``solutions list | validate | train | evaluate | export | batch | serve | demo | new | remove``.
+"""One CLI for every app: ``solutions list | validate | train | stage | evaluate | export | batch | serve | demo | new | remove``.
 
 Orchestrators (Airflow, cron, CI) call these same commands or the functions behind them.
 """
@@ -163,6 +163,12 @@ def validate(
 
 
 def print_run(result: Any) -> None:
+    from solutions_core.training import WorkerResult
+
+    if isinstance(result, WorkerResult):  # a worker of a multi-worker run: the chief prints the run
+        console.print(f"{result.app}: {result.task} of {result.workers} trained in step with the chief ({result.keras_steps} Keras steps"
+                      + (", then the refit" if result.refitted else "") + "); the chief's output has the run's report.")
+        return
     rows = {result.candidate: result.test.metrics}
     if result.champion_before and result.champion_before.get("value") is not None:
         rows[f"champion v{result.champion_before['version']}"] = {result.test.gate_metric: result.champion_before["value"]}
@@ -206,6 +212,42 @@ def train(
         console.print(f"[red]Data contract violated — nothing was trained or published.[/red]\n{violation}")
         raise typer.Exit(1) from None
     print_run(result)
+
+
+@app.command()
+def stage(
+    stage_name: Annotated[str, typer.Argument(metavar="STAGE", help="A pipeline stage, e.g. train_candidates.")],
+    name: Annotated[str, typer.Argument(help="App name.")],
+    run_id: Annotated[str, typer.Option(help="The run's folder name (the stages of one run share it).")],
+    target: Annotated[str, typer.Option(help="cpu | gpu | tpu | edge.")] = "cpu",
+    preset: Annotated[str, typer.Option(help="default | demo | tiny.")] = "default",
+    overrides: Annotated[str, typer.Option("--overrides", help="Config overrides as a JSON object.")] = "{}",
+    source: Annotated[Optional[str], typer.Option(help="Data to load instead of generating.")] = None,
+    min_delta: Annotated[float, typer.Option(help="How much the candidate must beat the champion by.")] = 0.0,
+    home: HomeOption = None,
+) -> None:
+    """Run one stage of a run, with what the earlier stages left in its folder; prints the stage's
+    summary as JSON. What an orchestrator's pod runs (the Airflow DAG's stage in its own pod)."""
+    import json
+
+    from solutions_core.contracts import ContractViolation
+    from solutions_core.orchestration import run_stage
+
+    _quiet_tensorflow()
+    try:
+        parsed = json.loads(overrides)
+    except json.JSONDecodeError as problem:
+        raise typer.BadParameter(f"--overrides must be a JSON object: {problem}") from None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter("--overrides must be a JSON object.")
+    try:
+        with clear_errors(f"Stage {stage_name} of {name} failed"):
+            summary = run_stage(stage_name, name, run_id, target=target, source=source, preset=preset, overrides=parsed,
+                                min_delta=min_delta, home=str(home) if home else None, report=lambda m: console.print(f"[cyan]▸[/cyan] {m}"))
+    except ContractViolation as violation:
+        console.print(f"[red]Data contract violated — nothing was trained or published.[/red]\n{violation}")
+        raise typer.Exit(1) from None
+    print(json.dumps(summary))
 
 
 @contextmanager

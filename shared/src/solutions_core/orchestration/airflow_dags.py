@@ -106,6 +106,7 @@ def training_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
         params=_params(app, config),
         tags=["solutions", app, "training"],
         doc_md=__doc__,
+        user_defined_macros={"solutions_run_id": run_id_for},  # a stage pod's --run-id, as the in-process tasks'
     ) as dag:
         tasks = []
         for stage in STAGES:
@@ -116,6 +117,13 @@ def training_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
                 extra["trigger_rule"] = TriggerRule.NONE_FAILED
             if stage.accelerated:
                 extra["execution_timeout"] = dt.timedelta(minutes=config.training_timeout_minutes)
+            if config.kubernetes.enabled and stage.name in config.kubernetes.accelerated_stages and not stage.decides:
+                # Its own pod, on the accelerator of the target the run is triggered with.
+                from solutions_core.orchestration.pod_operator import StagePodOperator
+
+                tasks.append(StagePodOperator(task_id=stage.name, doc_md=stage.summary, kubernetes=config.kubernetes, app=app,
+                                              stage=stage.name, default_target=schedule.target, **extra))
+                continue
             operator = ShortCircuitOperator if stage.decides else PythonOperator
             tasks.append(
                 operator(

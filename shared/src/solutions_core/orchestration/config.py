@@ -51,10 +51,19 @@ def _default_targets() -> dict[str, TargetResources]:
 class KubernetesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(default=False, description="Attach a pod spec to each task (for the KubernetesExecutor).")
+    enabled: bool = Field(
+        default=False,
+        description="Run on Kubernetes: the accelerated stages each in a pod of the target the run was triggered with "
+        "(KubernetesPodOperator), the other tasks with a CPU pod override (for the KubernetesExecutor).",
+    )
     image: str = Field(default="solutions:latest", description="The image the pods run: deploy/docker/Dockerfile (VARIANT=gpu for GPU pods).")
     namespace: str = "default"
     service_account: str | None = None
+    volume_claim: str | None = Field(
+        default=None,
+        description="A PersistentVolumeClaim (ReadWriteMany) mounted at /solutions as SOLUTIONS_HOME in every pod, so "
+        "the stages of a run, each in its own pod, share its folder and the model registry.",
+    )
     accelerated_stages: list[str] = Field(
         default_factory=lambda: [stage.name for stage in STAGES if stage.accelerated] + ["batch"],
         description="Stages that get the target's accelerator; the others get the cpu pod.",
