@@ -1,6 +1,6 @@
 """The batch seam (the app's ``Batch`` part + ``solutions_core.batch.run_batch``): inputs are validated
-first, outputs land per logical date, a re-run replaces them, a failure keeps them, and the work runs
-with the champion's config as it was published."""
+first, outputs land per logical date, a re-run replaces them, a failure keeps them, the work runs
+with the champion's config as it was published, and shards of a date publish the output one task would."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from solutions_core.batch import run_batch
+from solutions_core.batch import plan_batch, publish_shards, run_batch, run_batch_shard
 from solutions_core.contracts import ContractViolation
 from solutions_core.data import DataStore
 from solutions_core.settings import Settings
@@ -124,3 +124,65 @@ def test_cli_batch_says_when_an_app_has_no_batch_work(tiny_registered, monkeypat
     result = CliRunner().invoke(app, ["batch", APP.name, "--date", "2025-01-05"])
     assert result.exit_code == 2 and "no batch work" in result.output
     assert "batch" in CliRunner().invoke(app, ["--help"]).output
+
+
+# ---- shards -----------------------------------------------------------------------------------------
+
+
+def test_three_shards_publish_exactly_the_output_of_one(tiny_run, tiny_home, tmp_path):
+    """The tiny app's real batch scoring of a day with the champion, in one shard and in three (as the
+    batch DAG's mapped tasks run them): the same rows, the same scores, the same file."""
+    stored = DataStore(Settings(home=tiny_home).resolved_data_dir()).read(APP.name, "tiny_points")
+    day = pd.to_datetime(stored["timestamp"]).dt.date.value_counts().idxmax()
+    outputs = {}
+    for shards in (1, 3):
+        settings = Settings(home=tiny_home, batch_dir=tmp_path / f"shards-{shards}", contracts_dir=CONTRACTS)
+        plan = plan_batch(APP, settings, logical_date=day, shards=shards)
+        assert plan.shards == shards and plan.champion_version == tiny_run.version.version
+        written = [run_batch_shard(APP, APP.make_config(), settings, plan, index) for index in range(shards)]
+        if shards == 3:
+            sizes = [len(pd.read_parquet(files[0])) for files in written]
+            assert min(sizes) > 0 and sum(sizes) == (pd.to_datetime(stored["timestamp"]).dt.date == day).sum()
+        result = publish_shards(settings, plan)
+        outputs[shards] = result.files[0]
+        assert sorted(p.name for p in (settings.resolved_batch_dir() / APP.name).iterdir()) == ["batch.duckdb", f"date={day.isoformat()}"]
+    one, three = (pd.read_parquet(outputs[shards]) for shards in (1, 3))
+    pd.testing.assert_frame_equal(one, three, check_exact=True)
+    assert outputs[1].read_bytes() == outputs[3].read_bytes()
+
+
+def test_in_shard_deals_each_key_to_one_shard_evenly():
+    keys = pd.Series([f"card-{i % 10}" for i in range(100)])
+    masks = [BatchContext(APP.name, APP.make_config(), {}, shard=(index, 3)).in_shard(keys) for index in range(3)]
+    assert (sum(mask.astype(int) for mask in masks) == 1).all()  # every row in exactly one shard
+    for mask in masks:
+        assert keys[mask].nunique() in (3, 4)  # 10 cards over 3 shards
+        assert set(keys[mask]).isdisjoint(set(keys[~mask]))  # a card's rows stay together
+    assert BatchContext(APP.name, APP.make_config(), {}).in_shard(keys).all()
+
+
+def test_a_missing_shard_publishes_nothing_and_keeps_the_previous_outputs(batch_home):
+    class ShardedCounting(Counting):
+        shardable = True
+
+    class ShardedApp(TinyApp):
+        batch = ShardedCounting()
+
+    solution = ShardedApp()
+    run_batch(counting(), APP.make_config(), batch_home, logical_date=DAY)
+    plan = plan_batch(solution, batch_home, logical_date=DAY, shards=2)
+    run_batch_shard(solution, APP.make_config(), batch_home, plan, 0)
+    with pytest.raises(FileNotFoundError, match=r"Shards \[1\]"):
+        publish_shards(batch_home, plan)
+    assert pd.read_parquet(batch_home.resolved_batch_dir() / APP.name / "date=2025-01-05" / "counts.parquet")["label"].tolist() == ["first"]
+    with pytest.raises(ValueError, match="not one of the plan's 2 shards"):
+        run_batch_shard(solution, APP.make_config(), batch_home, plan, 2)
+    # A new attempt at the date clears what the failed one left.
+    plan_batch(solution, batch_home, logical_date=DAY, shards=2)
+    assert not list((batch_home.resolved_batch_dir() / APP.name / ".shards").iterdir())
+
+
+def test_work_that_cannot_shard_runs_as_one_shard(batch_home):
+    assert plan_batch(counting(), batch_home, logical_date=DAY, shards=4).shards == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_batch(counting(), batch_home, logical_date=DAY, shards=0)

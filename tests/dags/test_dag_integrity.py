@@ -78,10 +78,14 @@ def test_training_dags_chain_the_core_stages(loaded):
         assert all(task["executor_config"] == {} for task in tasks.values())  # Kubernetes is off by default
 
 
-def test_batch_dags_run_one_task_on_a_daily_schedule(loaded):
+def test_batch_dags_fan_out_over_mapped_shards_then_publish_once_daily(loaded):
     for dag_id in (d for d in loaded["dags"] if d.startswith("batch_")):
         dag = loaded["dags"][dag_id]
-        assert list(dag["tasks"]) == ["batch"]
+        tasks = dag["tasks"]
+        assert sorted(tasks) == ["plan", "publish", "shard"]
+        assert tasks["plan"]["downstream"] == ["shard"] and tasks["shard"]["downstream"] == ["publish"]
+        assert tasks["shard"]["operator"] == "MappedOperator"  # dynamic task mapping: one task instance per shard
+        assert "shards" in dag["params"]
         assert "0 0 * * *" in dag["schedule"], dag["schedule"]  # @daily
 
 

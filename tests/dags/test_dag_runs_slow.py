@@ -37,6 +37,7 @@ BATCH = {  # app: (stored table[/date column], the file its batch writes); apps 
     }.items()
     if app in registered()
 }
+SHARDS = 3  # the batch DAGs fan out over three mapped tasks
 RERUN = "fraud_detection" if "fraud_detection" in registered() else registered()[0]  # the app whose date is re-run
 
 
@@ -46,7 +47,8 @@ def runs(airflow_env) -> dict:
     plan = [{"dag_id": f"train_{app}", "date": DATE, "conf": {"preset": "tiny"}} for app in registered()]
     plan.append({"dag_id": f"train_{RERUN}", "date": DATE, "conf": {"preset": "tiny"},
                  "touch": str(settings.resolved_runs_dir() / RERUN / RUN_ID / MARKER)})
-    plan += [{"dag_id": f"batch_{app}", "date": f"last-day-of:{app}/{table}", "conf": {"preset": "tiny"}} for app, (table, _) in BATCH.items()]
+    plan += [{"dag_id": f"batch_{app}", "date": f"last-day-of:{app}/{table}", "conf": {"preset": "tiny", "shards": SHARDS}}
+             for app, (table, _) in BATCH.items()]
     finished = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("run_dags.py")), str(REPO / "dags"), json.dumps(plan)],
         env=airflow_env, capture_output=True, text=True, timeout=1800,
@@ -96,8 +98,10 @@ def test_batch_dag_writes_the_dates_outputs(app, runs):
     assert result["state"] == "success"
     folders = sorted(p.name for p in (settings.resolved_batch_dir() / app).iterdir() if p.is_dir())
     assert folders == [f"date={result['date']}"]  # one folder per date, no staging left behind
-    table = pd.read_parquet(settings.resolved_batch_dir() / app / f"date={result['date']}" / BATCH[app][1])
+    published = settings.resolved_batch_dir() / app / f"date={result['date']}" / BATCH[app][1]
+    table = pd.read_parquet(published)
     assert len(table) > 0 and table["model_version"].nunique() == 1
+    assert not (settings.resolved_batch_dir() / app / ".shards").exists()  # the shards' folders went with the publish
     if app == "fraud_detection":
         assert table["fraud_probability"].between(0, 1).all()
         assert (pd.to_datetime(table["timestamp"]).dt.date.astype(str) == result["date"]).all()
@@ -108,3 +112,22 @@ def test_batch_dag_writes_the_dates_outputs(app, runs):
         assert (pd.to_datetime(table["date"]) > pd.to_datetime(table["forecast_date"])).all()
         assert (table["p10"] <= table["p50"]).all() and (table["p50"] <= table["p90"]).all()
         assert table.groupby("series_id")["step"].agg(["min", "nunique"]).eq([1, table["step"].max()]).all().all()
+
+
+@pytest.mark.parametrize("app", list(BATCH))
+def test_the_dags_three_shards_publish_exactly_what_one_process_does(app, runs, tmp_path):
+    """The same date's work in this process as one shard (``solutions batch``'s path), with the champion
+    and stored tables the DAG used: the very same file."""
+    import datetime as dt
+
+    from solutions_core.batch import run_batch
+    from solutions_core.orchestration import make_config
+    from solutions_core.registry import get_solution
+
+    settings = runs["settings"]
+    result = next(r for r in runs["batch"] if r["dag_id"] == f"batch_{app}")
+    solution = get_solution(app)
+    alone = Settings(home=settings.home, batch_dir=tmp_path, contracts_dir=REPO / "data_contracts")
+    one = run_batch(solution, make_config(solution, "tiny"), alone, logical_date=dt.date.fromisoformat(result["date"]), shards=1)
+    sharded = pd.read_parquet(settings.resolved_batch_dir() / app / f"date={result['date']}" / BATCH[app][1])
+    pd.testing.assert_frame_equal(pd.read_parquet(one.files[0]), sharded, check_exact=True)

@@ -236,9 +236,12 @@ class TinyServing(Serving):
 
 
 class TinyBatch(Batch):
+    shardable = True
+
     def run(self, context: BatchContext) -> list[Path]:
         frame = context.tables[TABLE]
         day = frame[pd.to_datetime(frame["timestamp"]).dt.date == context.logical_date].reset_index(drop=True)
+        day = day[context.in_shard(day["point_id"])].reset_index(drop=True)
         outputs = context.predict(day) if len(day) else {"probability": np.zeros(0, np.float32)}
         scores = pd.DataFrame({"point_id": day["point_id"], "probability": np.asarray(outputs["probability"]), "hidden_units": context.config.hidden_units})
         path = context.output_dir / "scores.parquet"

@@ -97,6 +97,140 @@ def refresh_views(app_folder: Path) -> Path:
     return database
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """One date's batch work cut into ``shards``: all run with the same champion version, each writes its
+    own folder under ``<batch_dir>/<app>/.shards/``, and ``publish_shards`` merges them in one swap."""
+
+    app: str
+    logical_date: dt.date
+    champion_version: int
+    shards: int
+    token: str
+
+    def shard_folder(self, settings: Settings, index: int) -> Path:
+        return settings.resolved_batch_dir() / self.app / ".shards" / f"date={self.logical_date.isoformat()}-{self.token}" / f"shard-{index}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app": self.app, "date": self.logical_date.isoformat(), "champion_version": self.champion_version, "shards": self.shards, "token": self.token}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> "BatchPlan":
+        return cls(value["app"], dt.date.fromisoformat(value["date"]), int(value["champion_version"]), int(value["shards"]), str(value["token"]))
+
+
+def plan_batch(solution: Solution, settings: Settings, *, logical_date: dt.date, shards: int = 1) -> BatchPlan:
+    """Pin the champion for one date's work and say how many shards do it. Apps whose ``Batch`` is not
+    ``shardable`` get one shard whatever is asked. Leftovers of earlier failed attempts at this date are
+    removed (their outputs were never published)."""
+    if solution.batch is None:
+        raise ValueError(f"{solution.name} has no batch work (its Solution sets no `batch` part).")
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}.")
+    champion = ModelRegistry(settings.resolved_models_dir()).champion(solution.name)
+    if champion is None:
+        raise FileNotFoundError(
+            f"No published version of {solution.name} in {settings.resolved_models_dir()}: batch work needs a champion; "
+            f"train one first (`solutions train {solution.name}`)."
+        )
+    leftovers = settings.resolved_batch_dir() / solution.name / ".shards"
+    for old in leftovers.glob(f"date={logical_date.isoformat()}-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    count = shards if solution.batch.shardable else 1
+    return BatchPlan(solution.name, logical_date, champion.version, count, uuid.uuid4().hex[:12])
+
+
+def run_batch_shard(
+    solution: Solution, config: SolutionConfig, settings: Settings, plan: BatchPlan, index: int, *, report: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Shard ``index`` of ``plan``: the app's batch work on the rows ``BatchContext.in_shard`` gives it,
+    with the plan's champion, into the shard's own folder (replaced if a retry runs it again)."""
+    say = report or (lambda message: logger.info(message))
+    if not 0 <= index < plan.shards:
+        raise ValueError(f"shard {index} is not one of the plan's {plan.shards} shards.")
+    pinned = [v for v in ModelRegistry(settings.resolved_models_dir()).versions(solution.name) if v.version == plan.champion_version]
+    if not pinned:
+        raise FileNotFoundError(f"Version {plan.champion_version} of {solution.name}, the one this batch run planned with, is gone.")
+    champion = pinned[0]
+    tables, contracts = input_tables(solution, config, settings)
+    published = champion.metadata().get("config")
+    champion_config = solution.make_config(published) if published else config
+    say(f"batch {solution.name} {plan.logical_date} shard {index + 1}/{plan.shards}: champion v{champion.version}; "
+        + ", ".join(f"{name} {len(frame):,} rows" for name, frame in tables.items()))
+    folder = plan.shard_folder(settings, index)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    try:
+        context = BatchContext(
+            solution.name, champion_config, contracts, settings=settings, champion=champion, tables=tables,
+            logical_date=plan.logical_date, output_dir=folder, predict_batch_size=solution.predict_batch_size,
+            shard=(index, plan.shards),
+        )
+        written = [Path(path) for path in solution.batch.run(context)]
+        outside = [path for path in written if folder.resolve() not in path.resolve().parents]
+        if outside:
+            raise ValueError(f"{solution.name}.batch wrote outside its output folder: {outside}; write into context.output_dir.")
+        unknown = [path for path in written if path.suffix != ".parquet"]
+        if unknown and plan.shards > 1:
+            raise ValueError(f"{solution.name}.batch wrote {unknown}: sharded work merges Parquet tables only.")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return written
+
+
+def publish_shards(settings: Settings, plan: BatchPlan, *, report: Callable[[str], None] | None = None) -> BatchResult:
+    """Merge every shard's tables (each file: the shards' rows in one canonical order, so any number of
+    shards gives the same file) and swap them in as the date's folder at once; then refresh the DuckDB
+    views. A missing shard is an error and publishes nothing."""
+    say = report or (lambda message: logger.info(message))
+    folders = [plan.shard_folder(settings, index) for index in range(plan.shards)]
+    missing = [index for index, folder in enumerate(folders) if not folder.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"Shards {missing} of {plan.app} {plan.logical_date} have no output (run {plan.token}); nothing was published.")
+    app_folder = settings.resolved_batch_dir() / plan.app
+    staging = app_folder / f".staging-{plan.logical_date.isoformat()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        names = sorted({path.relative_to(folder) for folder in folders for path in folder.rglob("*") if path.is_file()})
+        for name in names:
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            parts = [folder / name for folder in folders if (folder / name).exists()]
+            if name.suffix == ".parquet":
+                frames = [pd.read_parquet(part) for part in parts]
+                # Shards with no rows add nothing (and their column types may be bare: object, no columns).
+                frames = [frame for frame in frames if len(frame)] or [max(frames, key=lambda frame: len(frame.columns))]
+                canonical_order(pd.concat(frames, ignore_index=True)).to_parquet(target, index=False)
+            else:
+                shutil.copyfile(parts[0], target)
+        destination = date_folder(settings, plan.app, plan.logical_date)
+        publish_folder(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(folders[0].parent, ignore_errors=True)
+    shards_root = folders[0].parent.parent
+    if shards_root.is_dir() and not any(shards_root.iterdir()):
+        shards_root.rmdir()
+    files = [destination / name for name in names]
+    refresh_views(app_folder)
+    for file in files:
+        say(f"  wrote {file}")
+    return BatchResult(plan.app, plan.logical_date, plan.champion_version, destination, files)
+
+
+def canonical_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by every column, left to right (stable): the order shards cannot change."""
+    if frame.empty or not len(frame.columns):
+        return frame.reset_index(drop=True)
+    try:
+        return frame.sort_values(list(frame.columns), kind="mergesort", ignore_index=True)
+    except TypeError:  # columns of lists or mixed types have no order: keep the shards' order
+        return frame.reset_index(drop=True)
+
+
 def run_batch(
     solution: Solution,
     config: SolutionConfig,
@@ -104,46 +238,21 @@ def run_batch(
     *,
     logical_date: dt.date | None = None,
     report: Callable[[str], None] | None = None,
+    shards: int = 1,
 ) -> BatchResult:
     """Run the app's batch work for one logical date with the champion; replaces that date's outputs.
     ``config`` says where the input comes from (``source``); the work itself runs with the champion's
-    config as it was published (the shape its requests need)."""
+    config as it was published (the shape its requests need). ``shards`` > 1 runs the shards one after
+    another here: the batch DAG runs them as parallel tasks instead; the output is the same."""
     settings = settings or Settings()
-    say = report or (lambda message: logger.info(message))
     logical_date = logical_date or dt.date.today()
-    if solution.batch is None:
-        raise ValueError(f"{solution.name} has no batch work (its Solution sets no `batch` part).")
-    champion = ModelRegistry(settings.resolved_models_dir()).champion(solution.name)
-    if champion is None:
-        raise FileNotFoundError(
-            f"No published version of {solution.name} in {settings.resolved_models_dir()}: batch work needs a champion; "
-            f"train one first (`solutions train {solution.name}`)."
-        )
-    tables, contracts = input_tables(solution, config, settings)
-    published = champion.metadata().get("config")
-    champion_config = solution.make_config(published) if published else config
-    say(f"batch {solution.name} {logical_date}: champion v{champion.version}; "
-        + ", ".join(f"{name} {len(frame):,} rows" for name, frame in tables.items()))
-    app_folder = settings.resolved_batch_dir() / solution.name
-    app_folder.mkdir(parents=True, exist_ok=True)
-    staging = app_folder / f".staging-{logical_date.isoformat()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    plan = plan_batch(solution, settings, logical_date=logical_date, shards=shards)
     try:
-        context = BatchContext(
-            solution.name, champion_config, contracts, settings=settings, champion=champion, tables=tables,
-            logical_date=logical_date, output_dir=staging, predict_batch_size=solution.predict_batch_size,
-        )
-        written = [Path(path) for path in solution.batch.run(context)]
-        outside = [path for path in written if staging.resolve() not in path.resolve().parents]
-        if outside:
-            raise ValueError(f"{solution.name}.batch wrote outside its output folder: {outside}; write into context.output_dir.")
-        destination = date_folder(settings, solution.name, logical_date)
-        publish_folder(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    files = [destination / path.relative_to(staging) for path in written]
-    refresh_views(app_folder)
-    for file in files:
-        say(f"  wrote {file}")
-    return BatchResult(solution.name, logical_date, champion.version, destination, files)
+        for index in range(plan.shards):
+            run_batch_shard(solution, config, settings, plan, index, report=report)
+        return publish_shards(settings, plan, report=report)
+    finally:
+        shutil.rmtree(plan.shard_folder(settings, 0).parent, ignore_errors=True)
+        shards_root = settings.resolved_batch_dir() / solution.name / ".shards"
+        if shards_root.is_dir() and not any(shards_root.iterdir()):
+            shards_root.rmdir()

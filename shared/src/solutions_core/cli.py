@@ -351,6 +351,7 @@ def batch(
     assignments: SetOption = None,
     source: Annotated[Optional[str], typer.Option(help="Input data (default: the tables the last training stored).")] = None,
     home: HomeOption = None,
+    shards: Annotated[int, typer.Option(min=1, help="Parts the work is split into, run one after another (the batch DAG runs them in parallel).")] = 1,
 ) -> None:
     """The app's batch work with the champion for one date (what the batch DAG runs): e.g. score that
     day's transactions. Outputs replace <home>/batch/<app>/date=<date>/ (re-running a date is safe)."""
@@ -371,7 +372,7 @@ def batch(
     except ValueError:
         raise typer.BadParameter(f"--date must be YYYY-MM-DD, got {date!r}.") from None
     try:
-        result = run_batch(solution, config, _settings(home), logical_date=logical_date,
+        result = run_batch(solution, config, _settings(home), logical_date=logical_date, shards=shards,
                            report=lambda m: console.print(f"[cyan]▸[/cyan] {m}"))
     except ContractViolation as violation:
         console.print(f"[red]Data contract violated — no batch output was written.[/red]\n{violation}")

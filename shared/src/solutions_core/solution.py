@@ -326,7 +326,19 @@ class BatchContext(Context[ConfigT]):
     logical_date: dt.date = dt.date.min
     output_dir: Path = Path()
     predict_batch_size: int = 8192
+    shard: tuple[int, int] = (0, 1)  # (index, count): this task's part of the date's work
     _signature: Any = field(default=None, repr=False, compare=False)
+
+    def in_shard(self, keys: Any) -> np.ndarray:
+        """Which rows are this shard's, for rows keyed by ``keys`` (e.g. card, user or series ids): the
+        distinct keys in sorted order are dealt out to the shards in turn, so every key's rows land in one
+        shard, shards stay even, and the split depends on the keys only. All True with one shard."""
+        values = pd.Series(keys).astype(str).to_numpy()
+        index, count = self.shard
+        if count == 1:
+            return np.ones(len(values), dtype=bool)
+        distinct = np.unique(values)
+        return np.searchsorted(distinct, values) % count == index
 
     def signature(self) -> Any:
         """The champion's ``serving_default`` signature, loaded once (imports TensorFlow)."""
@@ -471,6 +483,10 @@ class Edge:
 
 class Batch:
     """Scheduled batch work with the champion (score a day, refresh candidates, publish a forecast)."""
+
+    # True when ``run`` keeps only the rows ``context.in_shard`` gives it, so a date's work can be split
+    # over many tasks (the batch DAG's shards); otherwise it always runs as one shard.
+    shardable: ClassVar[bool] = False
 
     def run(self, context: BatchContext) -> list[Path]:
         """Write Parquet files into ``context.output_dir`` and return their paths. The core validated

@@ -102,9 +102,21 @@ def report_lines(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def run_app_batch(
-    app: str,
-    logical_date: dt.date | str,
+def plan_app_batch(app: str, logical_date: dt.date | str, *, shards: int = 1, home: str | None = None) -> list[dict[str, Any]]:
+    """The date's batch work cut into shards (``solutions_core.batch.plan_batch``): one JSON-able
+    dict per shard, what each mapped shard task gets."""
+    from solutions_core.batch import plan_batch
+    from solutions_core.registry import get_solution
+
+    if isinstance(logical_date, str):
+        logical_date = dt.date.fromisoformat(logical_date[:10])
+    plan = plan_batch(get_solution(app), settings_for("cpu", home), logical_date=logical_date, shards=int(shards))
+    return [{"plan": plan.to_json(), "shard": index} for index in range(plan.shards)]
+
+
+def run_app_batch_shard(
+    plan: Mapping[str, Any],
+    shard: int,
     *,
     target: str = "cpu",
     source: str | None = None,
@@ -113,14 +125,21 @@ def run_app_batch(
     home: str | None = None,
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The app's batch work for one logical date through ``solutions_core.batch.run_batch``."""
-    from solutions_core.batch import run_batch
+    """One shard of a planned date (``solutions_core.batch.run_batch_shard``)."""
+    from solutions_core.batch import BatchPlan, run_batch_shard
     from solutions_core.registry import get_solution
 
-    if isinstance(logical_date, str):
-        logical_date = dt.date.fromisoformat(logical_date[:10])
-    solution = get_solution(app)
+    planned = BatchPlan.from_json(dict(plan))
+    solution = get_solution(planned.app)
     config = make_config(solution, preset, overrides, source)
-    result = run_batch(solution, config, settings_for(target, home), logical_date=logical_date, report=report)
-    return {"app": app, "date": result.logical_date.isoformat(), "champion_version": result.champion_version,
+    files = run_batch_shard(solution, config, settings_for(target, home), planned, int(shard), report=report)
+    return {"app": planned.app, "date": planned.logical_date.isoformat(), "shard": int(shard), "files": [str(f) for f in files]}
+
+
+def publish_app_batch(plan: Mapping[str, Any], *, home: str | None = None, report: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every shard's output merged and swapped in as the date's folder (``publish_shards``)."""
+    from solutions_core.batch import BatchPlan, publish_shards
+
+    result = publish_shards(settings_for("cpu", home), BatchPlan.from_json(dict(plan)), report=report)
+    return {"app": result.app, "date": result.logical_date.isoformat(), "champion_version": result.champion_version,
             "folder": str(result.folder), "files": [str(f) for f in result.files]}

@@ -2,8 +2,8 @@
 
 Thin wiring only: one task per row of the pipeline's stage table (``solutions_core.stages.STAGES``,
 the table ``run_training`` follows too), each calling ``solutions_core.orchestration.run_stage`` /
-``run_app_batch``. Apps are found through entry points, so a fork's new app gets its DAG without editing
-anything here. Importing this module imports Airflow but neither TensorFlow nor the apps (tasks import
+the batch functions beside it. Apps are found through entry points, so a fork's new app gets its DAG
+without editing anything here. Importing this module imports Airflow but neither TensorFlow nor the apps (tasks import
 them when they run), so DAG files parse fast.
 
     validate_data → split_data → train_candidates → score_on_test → gate ⇢ publish → write_report
@@ -22,7 +22,16 @@ from airflow.providers.standard.operators.python import PythonOperator, ShortCir
 from airflow.sdk import DAG, Param, TriggerRule, chain, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from solutions_core.orchestration import PRESETS, TARGETS, report_lines, run_app_batch, run_id_for, run_stage
+from solutions_core.orchestration import (
+    PRESETS,
+    TARGETS,
+    plan_app_batch,
+    publish_app_batch,
+    report_lines,
+    run_app_batch_shard,
+    run_id_for,
+    run_stage,
+)
 from solutions_core.orchestration.config import OrchestrationConfig, load_orchestration_config
 from solutions_core.orchestration.kubernetes import executor_config
 from solutions_core.stages import STAGES
@@ -72,18 +81,28 @@ def _run_training_stage(stage: str, app: str) -> Any:
     return summary
 
 
-def _run_batch(app: str) -> dict[str, Any]:
+def _plan_batch(app: str) -> list[dict[str, Any]]:
+    params, _, logical_date = _task_arguments()
+    return plan_app_batch(app, logical_date.date().isoformat(), shards=int(params.get("shards") or 1))
+
+
+def _run_batch_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
     from solutions_core.contracts import ContractViolation
 
-    params, _, logical_date = _task_arguments()
+    params, _, _ = _task_arguments()
     try:
-        return run_app_batch(
-            app, logical_date.date().isoformat(), target=params["target"], source=params.get("source") or None,
-            preset=params["preset"], overrides=params.get("config") or {}, report=logger.info,
+        return run_app_batch_shard(
+            plan, shard, target=params["target"], source=params.get("source") or None, preset=params["preset"],
+            overrides=params.get("config") or {}, report=logger.info,
         )
     except ContractViolation as violation:
         logger.error("Data contract violated: no batch output was written.\n%s", violation)
-        raise AirflowFailException(f"{app}: the batch input violates its contract; see the validation report in this log.") from None
+        raise AirflowFailException(f"{plan['app']}: the batch input violates its contract; see the validation report in this log.") from None
+
+
+def _publish_batch() -> dict[str, Any]:
+    shards = get_current_context()["ti"].xcom_pull(task_ids="plan")
+    return publish_app_batch(shards[0]["plan"], report=logger.info)
 
 
 def _default_args(config: OrchestrationConfig) -> dict[str, Any]:
@@ -140,12 +159,19 @@ def training_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
 
 
 def batch_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
-    """``batch_<app>``: the app's batch work with the champion for each logical date (outputs under
-    ``<batch_dir>/<app>/date=<day>/``, replaced on a re-run)."""
+    """``batch_<app>``: the app's batch work with the champion for each logical date, fanned out over
+    ``shards`` mapped tasks (dynamic task mapping: an executor places each on any worker), then merged and
+    published at once (outputs under ``<batch_dir>/<app>/date=<day>/``, replaced on a re-run; the same
+    files whatever the number of shards).
+
+        plan (pins the champion, one item per shard) → shard × N → publish (merge, one swap)
+    """
     config = config or OrchestrationConfig()
     schedule = config.app(app)
     params = _params(app, config)
     params.pop("min_delta")
+    params["shards"] = Param(schedule.batch_shards, type="integer", minimum=1, maximum=256,
+                             description="Tasks the date's work is split into (apps whose batch work cannot shard run one).")
     with DAG(
         dag_id=f"batch_{app}",
         description=f"{app}: daily batch work with the champion model",
@@ -156,13 +182,17 @@ def batch_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
         default_args=_default_args(config),
         params=params,
         tags=["solutions", app, "batch"],
+        doc_md=batch_dag.__doc__,
     ) as dag:
-        PythonOperator(
-            task_id="batch",
-            python_callable=_run_batch,
-            op_kwargs={"app": app},
+        plan = PythonOperator(task_id="plan", python_callable=_plan_batch, op_kwargs={"app": app})
+        shards = PythonOperator.partial(
+            task_id="shard",
+            python_callable=_run_batch_shard,
             executor_config=executor_config(config.kubernetes, app=app, stage="batch", target=schedule.target),
-        )
+            map_index_template="shard {{ task.op_kwargs['shard'] }}",
+        ).expand(op_kwargs=plan.output)
+        publish = PythonOperator(task_id="publish", python_callable=_publish_batch)
+        plan >> shards >> publish
     return dag
 
 

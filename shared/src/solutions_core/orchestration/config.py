@@ -76,6 +76,7 @@ class AppSchedule(BaseModel):
 
     train_schedule: str | None = "@weekly"
     batch_schedule: str | None = "@daily"
+    batch_shards: int = Field(default=1, ge=1, le=256, description="Tasks a date's batch work is split into (the DAG's `shards` param).")
     target: str = Field(default="cpu", pattern="^(cpu|gpu|tpu|edge)$")
     preset: str = Field(default="default", pattern="^(default|demo|tiny)$")
     source: str | None = None

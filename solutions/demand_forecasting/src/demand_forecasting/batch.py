@@ -27,9 +27,11 @@ def forecast_table(
     logical_date: dt.date,
     *,
     model_version: int | None = None,
+    allow_empty: bool = False,
 ) -> pd.DataFrame:
     """Forecasts of every series of the model's frequency that has a known value in the ``lookback``
-    periods up to ``logical_date``; ``predict`` runs the exported signature over request rows."""
+    periods up to ``logical_date``; ``predict`` runs the exported signature over request rows. No such
+    series is an error, unless ``allow_empty`` (one shard of many): then an empty table."""
     lookback, horizon, frequency = model_shape(config)
     sales = tables[SALES].assign(date=lambda frame: pd.to_datetime(frame["date"]), series_id=lambda frame: frame["series_id"].astype(str))
     series = tables[SERIES].astype({"series_id": str}).drop_duplicates("series_id").set_index("series_id")
@@ -46,6 +48,9 @@ def forecast_table(
         )
         if any(value is not None for value in request["history"]):
             requests.append({"series_id": series_id, **request})
+    if not requests and allow_empty:
+        return pd.DataFrame({"series_id": pd.Series(dtype=object), "forecast_date": pd.Series(dtype="datetime64[ns]"),
+                             "date": pd.Series(dtype="datetime64[ns]"), "step": pd.Series(dtype=np.int64)})
     if not requests:
         raise ValueError(f"No series has a known value in the {lookback} periods up to {logical_date}: nothing to forecast.")
     outputs = predict(pd.DataFrame(requests))

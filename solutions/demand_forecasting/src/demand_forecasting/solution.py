@@ -327,14 +327,18 @@ class ForecastServing(Serving):
 
 
 class ForecastBatch(Batch):
+    shardable = True
+
     def run(self, context: BatchContext) -> list[Path]:
         """The daily forecast: every series' P10/P50/P90 for the horizon after the logical date, in the
         champion's request shape (its published config)."""
         from demand_forecasting.batch import forecast_table
         from demand_forecasting.data import canonical_sales
 
-        tables = {**context.tables, SALES: canonical_sales(context.tables[SALES], context.contracts.get(SALES), context.config)}
-        table = forecast_table(tables, context.config, context.predict, context.logical_date, model_version=context.champion.version)
+        sales = canonical_sales(context.tables[SALES], context.contracts.get(SALES), context.config)
+        tables = {**context.tables, SALES: sales[context.in_shard(sales["series_id"])]}  # this shard's series, whole
+        table = forecast_table(tables, context.config, context.predict, context.logical_date, model_version=context.champion.version,
+                               allow_empty=context.shard[1] > 1)
         path = context.output_dir / "forecasts.parquet"
         table.to_parquet(path, index=False)
         return [path]

@@ -256,6 +256,8 @@ class FraudServing(Serving):
 
 
 class FraudBatch(Batch):
+    shardable = True
+
     def run(self, context: BatchContext) -> list[Path]:
         """Daily batch scoring: every transaction of the logical date, scored by the champion with card
         history features computed over all earlier transactions (as at serving time). A date with no
@@ -266,6 +268,9 @@ class FraudBatch(Batch):
             raise ValueError("columns.timestamp: daily batch scoring picks each day's rows by time; this data has no timestamp role.")
         examples = FraudData().prepare(context, context.tables)
         day = examples[examples[timestamp].dt.date == context.logical_date].reset_index(drop=True)
+        # A shard scores its cards' transactions (history features above saw every card's past).
+        key = next((column for column in (config.columns.card, config.columns.transaction_id) if column and column in day.columns), None)
+        day = day[context.in_shard(day[key] if key else day.index)].reset_index(drop=True)
         scores = pd.DataFrame({
             column: day[column]
             for column in (config.columns.transaction_id, timestamp, config.columns.card, config.columns.amount)

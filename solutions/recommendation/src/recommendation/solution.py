@@ -214,6 +214,8 @@ class RecommendationServing(Serving):
 
 
 class RecommendationBatch(Batch):
+    shardable = True
+
     def run(self, context: BatchContext) -> list[Path]:
         """Candidate refresh: the champion's top-k items for every known user, from their history up to the end of the
         logical date (seen items excluded), one row per (user, rank) — what a low-latency store or an
@@ -231,6 +233,7 @@ class RecommendationBatch(Batch):
                 end_of_day = end_of_day.tz_localize(times.dt.tz)
             known = interactions[times < end_of_day]
         users = prepared.users
+        users = users[context.in_shard(users["user_id"])]  # this shard's users (one shard: all of them)
         seen = known.groupby("user_id", sort=False)["item_id"].agg(list)
         length = config.towers.history_length
         requests = pd.DataFrame({"user_id": users["user_id"].astype(str).to_numpy()})
@@ -239,6 +242,11 @@ class RecommendationBatch(Batch):
         history = seen.reindex(requests["user_id"])
         requests["history"] = [" ".join(items[-length:]) if isinstance(items, list) else "" for items in history]
         requests["exclude"] = [" ".join(items) if isinstance(items, list) else "" for items in history]
+        path = context.output_dir / "candidates.parquet"
+        if not len(requests):  # a shard with no user: an empty table of the same columns
+            empty = {"user_id": "object", "rank": "int64", "item_id": "object", "score": "float32", "strategy": "object", "model_version": "int64"}
+            pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in empty.items()}).to_parquet(path, index=False)
+            return [path]
         outputs = context.predict(requests)
         item_ids = np.asarray(outputs["item_ids"])
         scores = np.asarray(outputs["scores"], dtype=np.float32)
@@ -253,7 +261,6 @@ class RecommendationBatch(Batch):
         })
         rows = rows[rows["item_id"] != ""].reset_index(drop=True)  # a catalog smaller than k pads with ""
         rows["model_version"] = context.champion.version
-        path = context.output_dir / "candidates.parquet"
         rows.to_parquet(path, index=False)
         return [path]
 
