@@ -131,7 +131,7 @@ def test_cli_batch_says_when_an_app_has_no_batch_work(tiny_registered, monkeypat
 
 def test_three_shards_publish_exactly_the_output_of_one(tiny_run, tiny_home, tmp_path):
     """The tiny app's real batch scoring of a day with the champion, in one shard and in three (as the
-    batch DAG's mapped tasks run them): the same rows, the same scores, the same file."""
+    batch DAG's mapped tasks run them): the same rows in the same order, the same scores."""
     stored = DataStore(Settings(home=tiny_home).resolved_data_dir()).read(APP.name, "tiny_points")
     day = pd.to_datetime(stored["timestamp"]).dt.date.value_counts().idxmax()
     outputs = {}
@@ -147,8 +147,9 @@ def test_three_shards_publish_exactly_the_output_of_one(tiny_run, tiny_home, tmp
         outputs[shards] = result.files[0]
         assert sorted(p.name for p in (settings.resolved_batch_dir() / APP.name).iterdir()) == ["batch.duckdb", f"date={day.isoformat()}"]
     one, three = (pd.read_parquet(outputs[shards]) for shards in (1, 3))
-    pd.testing.assert_frame_equal(one, three, check_exact=True)
-    assert outputs[1].read_bytes() == outputs[3].read_bytes()
+    # Ids exactly; the scores to float32 rounding (a shard's model calls hold other rows; here they match bit for bit).
+    pd.testing.assert_frame_equal(one.drop(columns="probability"), three.drop(columns="probability"), check_exact=True)
+    pd.testing.assert_series_equal(one["probability"], three["probability"], check_exact=False, rtol=1e-6, atol=1e-6)
 
 
 def test_in_shard_deals_each_key_to_one_shard_evenly():

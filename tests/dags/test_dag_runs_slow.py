@@ -117,7 +117,9 @@ def test_batch_dag_writes_the_dates_outputs(app, runs):
 @pytest.mark.parametrize("app", list(BATCH))
 def test_the_dags_three_shards_publish_exactly_what_one_process_does(app, runs, tmp_path):
     """The same date's work in this process as one shard (``solutions batch``'s path), with the champion
-    and stored tables the DAG used: the very same file."""
+    and stored tables the DAG used: the same rows in the same order, keys and decisions exactly equal;
+    model outputs equal to float32 rounding (a shard's model calls hold other rows: forecasting's
+    quantiles moved by up to 4e-7 when measured, fraud's and recommendation's not at all)."""
     import datetime as dt
 
     from solutions_core.batch import run_batch
@@ -130,4 +132,7 @@ def test_the_dags_three_shards_publish_exactly_what_one_process_does(app, runs, 
     alone = Settings(home=settings.home, batch_dir=tmp_path, contracts_dir=REPO / "data_contracts")
     one = run_batch(solution, make_config(solution, "tiny"), alone, logical_date=dt.date.fromisoformat(result["date"]), shards=1)
     sharded = pd.read_parquet(settings.resolved_batch_dir() / app / f"date={result['date']}" / BATCH[app][1])
-    pd.testing.assert_frame_equal(pd.read_parquet(one.files[0]), sharded, check_exact=True)
+    alone_table = pd.read_parquet(one.files[0])
+    floats = [column for column in sharded.columns if pd.api.types.is_float_dtype(sharded[column])]
+    pd.testing.assert_frame_equal(alone_table.drop(columns=floats), sharded.drop(columns=floats), check_exact=True)
+    pd.testing.assert_frame_equal(alone_table[floats], sharded[floats], check_exact=False, rtol=1e-5, atol=1e-5)
