@@ -1,6 +1,6 @@
-"""The production image and manifests, checked where this machine can check them: the Dockerfile linted
-by hadolint (no image is built here: this sandbox has a docker client but no daemon, and no registry to
-pull a base image from), and the manifests pointing at what the image provides."""
+"""The production image and manifests, checked without building anything: the Dockerfile linted by
+hadolint, and the manifests pointing at what the image provides and taken whole by the kubernetes
+client's models. The image itself is built and used in tests/test_image.py (`make test-image`)."""
 
 from __future__ import annotations
 
