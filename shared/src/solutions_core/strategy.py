@@ -167,7 +167,7 @@ def make_runtime(
     keras.mixed_precision.set_dtype_policy(precision)
     runtime = Runtime(target=target, strategy=strategy, precision=precision, jit_compile=jit, seed=seed)
     if cluster:
-        _repair_keras_multi_worker_reduction()
+        _repair_keras_for_multi_worker()
         runtime.workers, runtime.task, runtime.is_chief = cluster.size, f"{cluster.task_type} {cluster.task_index}", cluster.is_chief
     return runtime
 
@@ -191,44 +191,40 @@ def from_chief(runtime: Runtime, value: float) -> float:
 # tensorflow/tensorflow#72388): it all-reduces the first data batch just to learn its shapes, which fails
 # on per-replica values, and it reduces scalar logs (the loss) over axis 0, which scalars lack. The two
 # repairs below change nothing else: shapes come from this worker's own batch, and scalars are averaged
-# over the workers as the trainer means to. Applied only when a run has two or more workers.
+# over the workers as the trainer means to. Installed when a run has two or more workers, and then only
+# models on MultiWorkerMirroredStrategy take the repaired paths (fit and evaluate, whoever built the model).
 
 
-def _repair_keras_multi_worker_reduction() -> None:
+def _repair_keras_for_multi_worker() -> None:
+    import tensorflow as tf
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer
 
     if getattr(trainer.reduce_per_replica, "repaired_for_multi_worker", False):
         return
-    original = trainer.reduce_per_replica
+    original_reduce = trainer.reduce_per_replica
+    original_build = trainer.TensorFlowTrainer._maybe_symbolic_build
 
     def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
         if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
             return tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=0 if value.shape.rank else None), values)
-        return original(values, strategy, reduction)
+        return original_reduce(values, strategy, reduction)
 
-    reduce_per_replica.repaired_for_multi_worker = True  # type: ignore[attr-defined]
-    trainer.reduce_per_replica = reduce_per_replica
-
-
-def prepare_for_multi_worker(model: Any, runtime: Runtime) -> None:
-    """Let ``model.fit`` run on MultiWorkerMirroredStrategy (see above); nothing for one worker."""
-    if runtime.workers < 2:
-        return
-    import tensorflow as tf
-    from keras.src import tree
-
-    strategy = runtime.strategy
-
-    def local_value(value: Any) -> Any:
-        return strategy.experimental_local_results(value)[0] if isinstance(value, tf.distribute.DistributedValues) else value
-
-    def symbolic_build(iterator: Any = None, data_batch: Any = None) -> None:
+    def maybe_symbolic_build(self: Any, iterator: Any = None, data_batch: Any = None) -> None:
+        strategy = self._distribute_strategy
+        if strategy is None or not trainer._collective_all_reduce_multi_worker(strategy):
+            return original_build(self, iterator=iterator, data_batch=data_batch)
         if iterator is not None:
             for _, _, batches in iterator:
                 data_batch = next(batches)
                 break
-        with strategy.scope():
-            model._symbolic_build(data_batch=tree.map_structure(local_value, data_batch))
 
-    model._maybe_symbolic_build = symbolic_build
+        def local_value(value: Any) -> Any:
+            return strategy.experimental_local_results(value)[0] if isinstance(value, tf.distribute.DistributedValues) else value
+
+        with strategy.scope():
+            self._symbolic_build(data_batch=tree.map_structure(local_value, data_batch))
+
+    reduce_per_replica.repaired_for_multi_worker = True  # type: ignore[attr-defined]
+    trainer.reduce_per_replica = reduce_per_replica
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
