@@ -89,6 +89,10 @@ class ColumnSpec:
     # A timestamp column stored as epoch numbers: their unit (s, ms, us, ns). Without it, numbers in a
     # timestamp column are type violations (pandas would silently read them as nanoseconds).
     unit: str | None = None
+    # How far serving data may move from the training data before the monitor flags the column: the
+    # population stability index for numbers, the largest change of a value's share (L-infinity) for
+    # strings and booleans. None: the monitor's default (solutions_core.monitoring).
+    drift: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form of this column (without its name), omitting keys left at their defaults."""
@@ -489,6 +493,7 @@ class _ColumnModel(BaseModel):
     description: StrictStr = ""
     positive: Any = None  # checked by hand against the column's type and role
     unit: StrictStr | None = None
+    drift: float | None = None
 
 
 class _ContractModel(BaseModel):
@@ -622,6 +627,9 @@ def _column_spec(name: str, col: _ColumnModel, problems: list[str]) -> ColumnSpe
         elif col.unit not in EPOCH_UNITS:
             problems.append(f"{where}.unit: unknown unit {col.unit!r} (expected one of: {', '.join(EPOCH_UNITS)})")
 
+    if col.drift is not None and not (col.drift > 0 and math.isfinite(col.drift)):
+        problems.append(f"{where}.drift: the monitor's threshold must be a positive number, got {col.drift!r}")
+
     return ColumnSpec(
         name=name,
         type=col.type,
@@ -636,6 +644,7 @@ def _column_spec(name: str, col: _ColumnModel, problems: list[str]) -> ColumnSpe
         description=col.description,
         positive=positive,
         unit=col.unit,
+        drift=col.drift,
     )
 
 

@@ -38,6 +38,7 @@ from solutions_core import __version__
 from solutions_core.contracts import Contract, ValidationReport, load_contract
 from solutions_core.data import DataStore, fingerprint
 from solutions_core.model_registry import ModelRegistry, ModelVersion
+from solutions_core.monitoring import STATISTICS_FILE
 from solutions_core.serving.models import WARMUP_FILE
 from solutions_core.settings import Settings
 from solutions_core.solution import (
@@ -55,7 +56,7 @@ from solutions_core.solution import (
     TrainingConfig,
 )
 from solutions_core.stages import STAGES, stage as stage_named
-from solutions_core.strategy import from_chief, prepare_for_multi_worker
+from solutions_core.strategy import from_chief
 
 logger = logging.getLogger("solutions_core.training")
 Reporter = Callable[[str], None]
@@ -97,7 +98,6 @@ class Trainer:
         with self.scope():
             model = spec.build()
             model.compile(**spec.compile(training), jit_compile=self.runtime.jit_compile)
-        prepare_for_multi_worker(model, self.runtime)
         global_batch = training.batch_size * self.replicas
         train_data = spec.data(True, global_batch)
         if training.steps_per_epoch:  # fixed-length epochs may cross the end of the data
@@ -866,6 +866,7 @@ def publish(
         extra.update(edge.files)
     edge_report = edge.report if edge is not None else None
     saved_model = refit_on_all_data(run, split, trained) if context.config.refit_on_all_data else trained.saved_model
+    extra[STATISTICS_FILE] = _write_training_statistics(run, validated, split, saved_model)
     if settings.target == "edge" and edge is None:
         edge_report = _convert_for_edge(run, saved_model, extra)
     metadata = {
@@ -896,6 +897,23 @@ def publish(
     version = registry.publish(solution.name, saved_model, metadata, extra_files=extra)
     run.say(f"gate: promoted as version {version.version} ({decision.reason})")
     return PublishedVersion(version.version, version.path)
+
+
+def _write_training_statistics(run: PipelineRun, validated: ValidatedData, split: SplitData, saved_model: Path) -> Path:
+    """The version's training statistics (``solutions_core.monitoring``): the primary table's served
+    feature columns, and the published model's outputs on the validation split, what the monitor
+    compares serving days with."""
+    from solutions_core.export import load_signature, predict_frame
+    from solutions_core.monitoring import training_statistics, write_statistics
+
+    context = run.context(split.config)
+    primary = context.contract
+    table = next(validated.tables[name] for name, contract in context.contracts.items() if contract.name == primary.name)
+    valid = split.splits.valid
+    outputs = None
+    if isinstance(valid, pd.DataFrame) and len(valid):
+        outputs = predict_frame(load_signature(saved_model, run.solution.custom_ops), valid, run.solution.predict_batch_size)
+    return write_statistics(training_statistics(table, primary, outputs), run.run_dir)
 
 
 def refit_on_all_data(run: PipelineRun, split: SplitData, trained: TrainedModel) -> Path:
