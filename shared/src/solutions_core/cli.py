@@ -1,4 +1,4 @@
-"""One CLI for every app: ``solutions list | validate | train | stage | evaluate | export | batch | serve | demo | new | remove``.
+"""One CLI for every app: ``solutions list | validate | train | stage | evaluate | export | batch | monitor | serve | demo | new | remove``.
 
 Orchestrators (Airflow, cron, CI) call these same commands or the functions behind them.
 """
@@ -381,6 +381,41 @@ def batch(
         console.print(f"[red]{problem}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"{solution.name} {result.logical_date}: champion v{result.champion_version} → {result.folder}")
+
+
+@app.command()
+def monitor(
+    name: Annotated[str, typer.Argument(help="App name.")],
+    source: Annotated[Path, typer.Option(help="Served requests (Parquet or CSV): the contract's fields, and the model's outputs if logged.")],
+    version: Annotated[Optional[int], typer.Option(help="The version that served them (default: the champion).")] = None,
+    label: Annotated[Optional[str], typer.Option(help="What the rows are, e.g. a date (default: the file's name).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Compare served data with the version's training statistics (drift and skew, per column and
+    output); writes drift.json, drift.png and index.html under <home>/runs/<app>/monitor/<label>/ and
+    exits 1 when a column crosses its threshold."""
+    import re
+
+    from solutions_core.model_registry import ModelRegistry
+    from solutions_core.monitoring import monitor_version, read_served
+
+    settings = _settings(home)
+    chosen = pick_version(ModelRegistry(settings.resolved_models_dir()), name, version)
+    label = label or source.stem
+    out_dir = settings.resolved_runs_dir() / name / "monitor" / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).lstrip(".") or "served")
+    with clear_errors(f"Cannot monitor {name}"):
+        report, files = monitor_version(chosen, read_served(source), label=label, out_dir=out_dir)
+    table = Table(title=f"{name} v{chosen.version}: {label}, {report.rows:,} served rows vs training")
+    for column in ("part", "name", "measure", "value", "threshold", "verdict"):
+        table.add_column(column)
+    for drift in report.columns:
+        verdict = "[red]DRIFTED[/red]" if drift.drifted else "ok"
+        table.add_row(drift.part, drift.name, drift.measure, f"{drift.value:.4f}", f"{drift.threshold:g}", verdict)
+    console.print(table)
+    console.print(f"report: {files['html']}")
+    if report.drifted:
+        console.print(f"[red]Drift in {', '.join(d.name for d in report.drifted)}.[/red]")
+        raise typer.Exit(1)
 
 
 @app.command()

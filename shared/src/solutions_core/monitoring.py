@@ -296,3 +296,36 @@ contract's <code>drift:</code>, else {DEFAULT_PSI} (PSI) or {DEFAULT_LINF} (L-in
 <p><img src="drift.png" alt="training vs serving shares per column"></p>
 </body></html>
 """
+
+
+# ---- one call: a served table against a published version ---------------------------------------------
+
+
+def read_served(source: Path) -> pd.DataFrame:
+    """Served requests from a file (Parquet, or CSV): the contract's fields, and the model's answers
+    under their output names when they were logged with them."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"No served data at {source}.")
+    return pd.read_parquet(source) if source.suffix in (".parquet", ".pq") or source.is_dir() else pd.read_csv(source)
+
+
+def monitor_version(version: Any, served: pd.DataFrame, *, label: str, out_dir: Path) -> tuple[DriftReport, dict[str, Path]]:
+    """``served`` against ``version``'s training statistics (its own contract's thresholds); writes the
+    report into ``out_dir``. Outputs are compared when ``served`` holds them (columns named as the
+    model's outputs)."""
+    from solutions_core.contracts import load_contract
+
+    statistics_path = version.path / "assets.extra" / STATISTICS_FILE
+    if not statistics_path.exists():
+        raise FileNotFoundError(
+            f"Version {version.version} of {version.app} has no {STATISTICS_FILE} (published before the monitor existed): "
+            f"train a new version (`solutions train {version.app}`) to monitor against."
+        )
+    statistics = json.loads(statistics_path.read_text())
+    contract = load_contract(version.contract_path)
+    fields = [name for name in served.columns if name in contract.columns]
+    converted = contract.convert(served[fields])
+    outputs = {name: served[name].to_numpy() for name in statistics.get("outputs", {}) if name in served.columns and name not in contract.columns}
+    report = compare(statistics, converted, contract, outputs, app=version.app, version=version.version, label=label)
+    return report, write_report(report, out_dir)

@@ -1,0 +1,107 @@
+"""Drift and skew against a version's training statistics (``solutions_core.monitoring``): statistics
+written at publish, shifted columns flagged and stable ones not, thresholds from the contract, a report a
+person opens, and ``solutions monitor``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from solutions_core.contracts import Contract, ContractError, load_contract
+from solutions_core.monitoring import (
+    STATISTICS_FILE,
+    compare,
+    l_infinity,
+    population_stability_index,
+    training_statistics,
+    write_report,
+)
+from tiny_app import APP, CONTRACTS
+
+CONTRACT = load_contract(CONTRACTS / "tiny_points.yaml")
+
+
+def points(size: int, seed: int, *, x_shift: float = 0.0, colors=("red", "green", "blue"), color_p=None) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "point_id": [f"p{i}" for i in range(size)],
+        "x": rng.uniform(-3, 3, size) + x_shift,
+        "y": rng.uniform(-3, 3, size),
+        "color": rng.choice(list(colors), size, p=color_p),
+    })
+
+
+def test_the_measures_are_zero_for_equal_shares_and_grow_with_the_change():
+    assert population_stability_index([0.5, 0.5], [0.5, 0.5]) == 0
+    small, large = population_stability_index([0.5, 0.5], [0.45, 0.55]), population_stability_index([0.5, 0.5], [0.1, 0.9])
+    assert 0 < small < 0.05 < 0.25 < large
+    assert l_infinity({"a": 0.5, "b": 0.5}, {"a": 0.2, "b": 0.7, "c": 0.1}) == pytest.approx(0.3)
+
+
+def test_a_shifted_column_and_a_reweighted_category_drift_the_stable_ones_do_not():
+    statistics = training_statistics(points(3000, 0), CONTRACT, {"probability": np.random.default_rng(0).uniform(0, 1, 3000)})
+    assert set(statistics["columns"]) == {"x", "y", "color"}  # served features only: not the id, time or label
+    same = compare(statistics, points(800, 1), CONTRACT, {"probability": np.random.default_rng(1).uniform(0, 1, 800)})
+    assert same.drifted == [], [(c.name, c.value) for c in same.columns]
+    moved = compare(statistics, points(800, 2, x_shift=2.0, color_p=[0.7, 0.15, 0.15]), CONTRACT,
+                    {"probability": np.random.default_rng(2).uniform(0.6, 1, 800)})
+    assert {(c.part, c.name) for c in moved.drifted} == {("column", "x"), ("column", "color"), ("output", "probability")}
+    assert {c.name: c.measure for c in moved.columns} == {"x": "psi", "y": "psi", "color": "linf", "probability": "psi"}
+
+
+def test_a_column_arriving_empty_or_with_a_new_value_drifts():
+    statistics = training_statistics(points(2000, 0), CONTRACT)
+    served = points(500, 3)
+    served.loc[: 300, "y"] = np.nan
+    served.loc[: 200, "color"] = "purple"
+    drifted = {c.name for c in compare(statistics, served, CONTRACT).drifted}
+    assert drifted == {"y", "color"}
+
+
+def test_thresholds_come_from_the_contract():
+    strict = Contract.from_dict({**CONTRACT.to_dict(), "columns": {**CONTRACT.to_dict()["columns"], "x": {"type": "float", "drift": 0.001}}})
+    statistics = training_statistics(points(3000, 0), strict)
+    report = compare(statistics, points(800, 1), strict)
+    assert {c.name: c.threshold for c in report.columns}["x"] == 0.001 and "x" in {c.name for c in report.drifted}
+    with pytest.raises(ContractError, match="drift"):
+        Contract.from_dict({**CONTRACT.to_dict(), "columns": {**CONTRACT.to_dict()["columns"], "x": {"type": "float", "drift": -1}}})
+
+
+def test_nothing_served_is_a_clear_error():
+    with pytest.raises(ValueError, match="No served rows"):
+        compare(training_statistics(points(100, 0), CONTRACT), points(0, 0), CONTRACT)
+
+
+def test_the_report_a_person_opens(tmp_path):
+    statistics = training_statistics(points(2000, 0), CONTRACT)
+    report = compare(statistics, points(500, 4, x_shift=3.0), CONTRACT, app="tiny_app", version=2, label="2026-12-01")
+    files = write_report(report, tmp_path / "report")
+    assert json.loads(files["json"].read_text())["drifted"] == ["column:x"]
+    page = files["html"].read_text()
+    assert "DRIFTED" in page and 'src="drift.png"' in page and "2026-12-01" in page
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files["png"].stat().st_size > 10_000
+
+
+def test_a_published_version_carries_its_training_statistics(tiny_run):
+    statistics = json.loads((tiny_run.version.path / "assets.extra" / STATISTICS_FILE).read_text())
+    assert set(statistics["columns"]) == {"x", "y", "color"} and statistics["contract"]["name"] == "tiny_points"
+    assert "probability" in statistics["outputs"] and statistics["rows"] > 0
+    assert len(statistics["columns"]["x"]["edges"]) == 9  # deciles
+
+
+def test_monitor_command_flags_a_shifted_day_and_passes_a_stable_one(tiny_registered, tiny_run, tiny_home, tmp_path):
+    from solutions_core.cli import app
+
+    runner = CliRunner()
+    stable, shifted = tmp_path / "stable.parquet", tmp_path / "shifted.parquet"
+    points(600, 5).to_parquet(stable)
+    points(600, 6, x_shift=4.0).to_parquet(shifted)
+    ok = runner.invoke(app, ["monitor", APP.name, "--source", str(stable), "--home", str(tiny_home)])
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(app, ["monitor", APP.name, "--source", str(shifted), "--home", str(tiny_home), "--label", "2026-12-02"])
+    assert bad.exit_code == 1 and "Drift in x" in bad.output
+    assert (tiny_home / "runs" / APP.name / "monitor" / "2026-12-02" / "index.html").is_file()
