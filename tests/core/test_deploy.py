@@ -80,3 +80,11 @@ def test_a_manifest_with_a_field_kubernetes_does_not_know_is_refused():
         as_model(job)
     with pytest.raises(ValueError, match="at least 1"):
         training_job(KubernetesConfig(), app="fraud_detection", target="cpu", workers=0)
+
+
+def test_every_shipped_manifest_is_taken_whole_by_the_kubernetes_models():
+    from solutions_core.orchestration.kubernetes import as_model
+
+    documents = [d for path in sorted((REPO / "deploy" / "kubernetes").glob("*.yaml")) for d in yaml.safe_load_all(path.read_text()) if d]
+    kinds = sorted(type(as_model(document)).__name__ for document in documents)
+    assert {"V1Deployment", "V1Service", "V1Job"} <= set(kinds), kinds
