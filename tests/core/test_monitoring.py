@@ -105,3 +105,49 @@ def test_monitor_command_flags_a_shifted_day_and_passes_a_stable_one(tiny_regist
     bad = runner.invoke(app, ["monitor", APP.name, "--source", str(shifted), "--home", str(tiny_home), "--label", "2026-12-02"])
     assert bad.exit_code == 1 and "Drift in x" in bad.output
     assert (tiny_home / "runs" / APP.name / "monitor" / "2026-12-02" / "index.html").is_file()
+
+
+# ---- the request log, from a real server -------------------------------------------------------------
+
+
+def test_the_server_logs_answered_requests_and_the_monitor_reads_the_day(tiny_registered, tiny_run, tiny_home, tmp_path):
+    """Requests over HTTP to a server over a copy of the tiny app's models: every answered one lands in
+    the day's Parquet log with its answer and version when the server stops (a refused one does not),
+    and ``solutions monitor --date`` compares that day with the version."""
+    import datetime as dt
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    from solutions_core.cli import app
+    from solutions_core.demo import ServerProcess
+    from solutions_core.serving.request_log import read_day
+    from tiny_app import server_environment
+
+    home = tmp_path / "home"
+    shutil.copytree(tiny_home / "models", home / "models")
+    served = points(300, 7).assign(point_id=lambda frame: "new-" + frame["point_id"])  # points the feature store does not know
+    with ServerProcess(home, extra_env=server_environment()) as server:
+        server.wait_ready([APP.name])
+        url = f"{server.url}/v1/models/{APP.name}:predict"
+        for start in range(0, len(served), 50):
+            body = json.dumps({"instances": served.iloc[start : start + 50].to_dict(orient="records")}).encode()
+            with urllib.request.urlopen(urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})) as answer:
+                assert answer.status == 200
+        refused = urllib.request.Request(url, data=json.dumps({"instances": [{"x": "far", "y": 0, "color": "red"}]}).encode())
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(refused)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    logged = read_day(home / "data", APP.name, today)
+    assert len(logged) == len(served)  # all answered rows, the refused one not
+    assert {"x", "y", "color", "probability", "model_version", "logged_at"} <= set(logged.columns)
+    assert (logged["model_version"] == tiny_run.version.version).all()
+    np.testing.assert_allclose(np.sort(logged["x"].to_numpy()), np.sort(served["x"].to_numpy()))
+
+    result = CliRunner().invoke(app, ["monitor", APP.name, "--date", today.isoformat(), "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((home / "runs" / APP.name / "monitor" / today.isoformat() / "drift.json").read_text())
+    assert {"x", "y", "color", "probability"} <= {column["name"] for column in report["columns"]}  # the fields, and the answers
+    assert report["rows"] == len(served) and report["drifted"] == []
+    missing = CliRunner().invoke(app, ["monitor", APP.name, "--date", "2001-01-01", "--home", str(home)])
+    assert missing.exit_code == 1 and "No request log" in missing.output

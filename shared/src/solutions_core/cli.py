@@ -386,25 +386,40 @@ def batch(
 @app.command()
 def monitor(
     name: Annotated[str, typer.Argument(help="App name.")],
-    source: Annotated[Path, typer.Option(help="Served requests (Parquet or CSV): the contract's fields, and the model's outputs if logged.")],
-    version: Annotated[Optional[int], typer.Option(help="The version that served them (default: the champion).")] = None,
-    label: Annotated[Optional[str], typer.Option(help="What the rows are, e.g. a date (default: the file's name).")] = None,
+    date: Annotated[Optional[str], typer.Option(help="A day of the server's request log, YYYY-MM-DD (default: yesterday).")] = None,
+    source: Annotated[
+        Optional[Path], typer.Option(help="Instead of the log: served requests (Parquet or CSV), the contract's fields and the outputs if logged.")
+    ] = None,
+    version: Annotated[Optional[int], typer.Option(help="The version to compare with (default: the one that served most of the rows, else the champion).")] = None,
+    label: Annotated[Optional[str], typer.Option(help="What the rows are (default: the date, or the file's name).")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Compare served data with the version's training statistics (drift and skew, per column and
-    output); writes drift.json, drift.png and index.html under <home>/runs/<app>/monitor/<label>/ and
-    exits 1 when a column crosses its threshold."""
+    """Compare a day of served requests (the server's request log, or --source) with the version's
+    training statistics, per column and output; writes drift.json, drift.png and index.html under
+    <home>/runs/<app>/monitor/<label>/ and exits 1 when a column crosses its threshold."""
+    import datetime as dt
     import re
 
     from solutions_core.model_registry import ModelRegistry
     from solutions_core.monitoring import monitor_version, read_served
+    from solutions_core.serving.request_log import VERSION_COLUMN, read_day
 
     settings = _settings(home)
-    chosen = pick_version(ModelRegistry(settings.resolved_models_dir()), name, version)
-    label = label or source.stem
-    out_dir = settings.resolved_runs_dir() / name / "monitor" / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).lstrip(".") or "served")
+    registry = ModelRegistry(settings.resolved_models_dir())
     with clear_errors(f"Cannot monitor {name}"):
-        report, files = monitor_version(chosen, read_served(source), label=label, out_dir=out_dir)
+        if source is not None:
+            served, label = read_served(source), label or source.stem
+        else:
+            try:
+                day = dt.date.fromisoformat(date) if date else dt.date.today() - dt.timedelta(days=1)
+            except ValueError:
+                raise typer.BadParameter(f"--date must be YYYY-MM-DD, got {date!r}.") from None
+            served, label = read_day(settings.resolved_data_dir(), name, day), label or day.isoformat()
+        if version is None and VERSION_COLUMN in served.columns and len(served):
+            version = int(served[VERSION_COLUMN].mode().iloc[0])
+        chosen = pick_version(registry, name, version)
+        out_dir = settings.resolved_runs_dir() / name / "monitor" / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).lstrip(".") or "served")
+        report, files = monitor_version(chosen, served, label=label, out_dir=out_dir)
     table = Table(title=f"{name} v{chosen.version}: {label}, {report.rows:,} served rows vs training")
     for column in ("part", "name", "measure", "value", "threshold", "verdict"):
         table.add_column(column)

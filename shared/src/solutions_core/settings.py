@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     max_instances: int = Field(default=10_000, description="Most instances in one :predict request.")
     max_string_length: int = Field(default=4 * 1024 * 1024, description="Longest string value (e.g. a b64 image).")
     request_timeout_seconds: float = Field(default=30.0, description="A request still running after this answers 504.")
+    request_log_rate: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="Share of answered requests written with their answers to <data_dir>/request_log/ (Parquet, per app and day; 0 = off).",
+    )
     # Dynamic batching, TF Serving's knobs (serving/batching.py says what each does).
     max_batch_size: int = Field(default=512, description="Rows per signature call.")
     batch_timeout_micros: int = Field(default=0, description="Wait for a fuller batch (0 = greedy: never wait).")

@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 
     def loaded(served: ServedModel) -> None:
         server.batcher(served)  # before any request: the apps' routes submit from worker threads
+        served.request_log = server.request_log
         metrics.version_loaded(served, served.load_seconds)
         metrics.set_in_service(manager.loaded())
 
@@ -162,6 +163,10 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         server.loop = asyncio.get_running_loop()
+        if settings.request_log_rate > 0:
+            from solutions_core.serving.request_log import RequestLog
+
+            server.request_log = RequestLog(settings.resolved_data_dir(), settings.request_log_rate)
         await run_in_threadpool(manager.refresh)
         metrics.set_in_service(manager.loaded())
         if poll_seconds > 0:
@@ -181,6 +186,8 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             await grpc_server.stop(grace=2)
         manager.stop()
         server.close()
+        if server.request_log is not None:
+            server.request_log.close()  # after the batchers: every answered request is in it
 
     app = FastAPI(
         title="Reference ML solutions — TF-Serving-compatible API",
@@ -261,6 +268,7 @@ class ServerState:
         )
         self.batchers: list[Batcher] = []
         self.loop: asyncio.AbstractEventLoop | None = None  # set when the server starts
+        self.request_log: Any = None  # serving.request_log.RequestLog, made when the server starts
 
     def batcher(self, served: ServedModel) -> Batcher:
         if served.batcher is None:

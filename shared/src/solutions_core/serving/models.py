@@ -49,6 +49,7 @@ class ServedModel:
     allow_missing: set[str] = field(default_factory=set)
     nullable: set[str] = field(default_factory=set)  # contract columns that may be null
     batcher: Any | None = None  # created by the server on the first request (it needs the event loop)
+    request_log: Any | None = None  # the server's serving.request_log.RequestLog, when it logs
     load_seconds: float = 0.0
 
     flat_inputs: list[str] | None = None  # set by warm_up when the flat call checks out

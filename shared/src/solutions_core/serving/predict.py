@@ -202,6 +202,10 @@ def run_batch(served: Any, batch: list[Prepared]) -> list[Any]:
                     served.features.record(prepared.received)
                 except Exception:  # the answer stands; a lost record must show in the log
                     logger.exception("Could not record a request of %s in its feature store", served.name)
+    if served.request_log is not None:
+        for prepared, outcome in zip(batch, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                served.request_log.record(served.name, served.version, prepared.received, outcome)
     return outcomes
 
 

@@ -1,0 +1,139 @@
+"""The request log: a sample of the answered requests and their answers, as Parquet under
+``<data_dir>/request_log/<app>/date=<YYYY-MM-DD>/part-*.parquet`` (what ``solutions monitor --date``
+reads, and what labels that arrive later are joined to).
+
+The batch thread only appends a reference to the request and its outputs to a queue (no copy, no
+conversion); a writer thread turns the queue into rows every ``flush_seconds`` or ``flush_rows`` and
+writes one file per app and day, renamed into place whole. ``close`` (server shutdown) writes what is
+left; a hot reload changes nothing here (one log per server, whatever version answered).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("solutions_core.serving")
+FOLDER = "request_log"
+VERSION_COLUMN, TIME_COLUMN = "model_version", "logged_at"
+
+
+def log_folder(data_dir: Path, app: str, day: dt.date | None = None) -> Path:
+    folder = Path(data_dir) / FOLDER / app
+    return folder / f"date={day.isoformat()}" if day else folder
+
+
+class RequestLog:
+    def __init__(self, data_dir: Path, rate: float = 1.0, *, flush_seconds: float = 5.0, flush_rows: int = 50_000):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"The request log's sampling rate must be between 0 and 1, got {rate}.")
+        self.data_dir = Path(data_dir)
+        self.rate = rate
+        self.flush_seconds = flush_seconds
+        self.flush_rows = flush_rows
+        self._queue: collections.deque = collections.deque()
+        self._queued_rows = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._write_lock = threading.Lock()
+        self.written_rows = 0
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread.start()
+
+    def record(self, app: str, version: int, received: list[dict[str, Any]], outputs: dict[str, Any]) -> None:
+        """Queue one answered request (called by the batch thread; O(1), nothing converted here)."""
+        if self.rate < 1.0 and random.random() >= self.rate:
+            return
+        self._queue.append((time.time(), app, version, received, outputs))
+        self._queued_rows += len(received)
+        if self._queued_rows >= self.flush_rows:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # the log must not take the server down; what failed is in the server's log
+                logger.exception("Could not write the request log")
+
+    def flush(self) -> list[Path]:
+        """Write everything queued so far: one Parquet file per app and day."""
+        with self._write_lock:
+            entries = []
+            while self._queue:
+                entries.append(self._queue.popleft())
+            self._queued_rows = 0
+            groups: dict[tuple[str, dt.date], list[dict[str, Any]]] = collections.defaultdict(list)
+            for logged_at, app, version, received, outputs in entries:
+                stamp = dt.datetime.fromtimestamp(logged_at, dt.timezone.utc)
+                rows = groups[(app, stamp.date())]
+                for index, instance in enumerate(received):
+                    row = {name: _plain(value) for name, value in instance.items()}
+                    row.update({name: _plain(values[index]) for name, values in outputs.items()})
+                    row[VERSION_COLUMN], row[TIME_COLUMN] = int(version), stamp.replace(tzinfo=None)
+                    rows.append(row)
+            written = [self._write(app, day, rows) for (app, day), rows in groups.items()]
+            self.written_rows += sum(len(rows) for rows in groups.values())
+            return written
+
+    def _write(self, app: str, day: dt.date, rows: list[dict[str, Any]]) -> Path:
+        import pandas as pd
+
+        folder = log_folder(self.data_dir, app, day)
+        folder.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame(rows)
+        for column in frame.columns:  # a field sent as a number by one client and a string by another
+            if frame[column].dtype == object and frame[column].map(type).nunique() > 1:
+                frame[column] = frame[column].map(lambda value: None if value is None else str(value))
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
+        temporary = folder / f".{name}"
+        frame.to_parquet(temporary, index=False)
+        os.replace(temporary, folder / name)  # readers see whole files only
+        return folder / name
+
+    def close(self) -> None:
+        """Stop the writer and write what is queued (server shutdown)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+
+def _plain(value: Any) -> Any:
+    """One value as Parquet can hold it: numpy scalars as Python ones, arrays as lists, bytes as text,
+    an image's {"b64": ...} as its JSON."""
+    if isinstance(value, np.ndarray):
+        return [_plain(item) for item in value.tolist()] if value.dtype.kind in "OS" else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def read_day(data_dir: Path, app: str, day: dt.date) -> Any:
+    """One day of an app's request log as a table (FileNotFoundError when nothing was logged)."""
+    import pandas as pd
+
+    folder = log_folder(data_dir, app, day)
+    parts = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    if not parts:
+        raise FileNotFoundError(f"No request log for {app} on {day} in {folder}: was the server logging (SOLUTIONS_REQUEST_LOG_RATE > 0)?")
+    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
