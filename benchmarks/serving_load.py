@@ -11,7 +11,8 @@ Every server runs pinned to core 0 and the load generator (wrk, Debian's package
 - this server (``solutions serve``) for each app's main request: fraud one raw transaction (a random
   card of the demo's and a fresh transaction id per request, so the card history stays realistic),
   fraud 256 transactions per request, vision one image as b64, ``/recommend`` k=100 (the demo's catalog,
-  and a 10^6-item one: ``--catalog-items``, trained once into ``--catalog-home``), ``/forecast``.
+  and a 10^6-item one: ``--catalog-items``, trained once into ``--catalog-home``), ``/forecast``; the
+  server logs every answered request (the default); the two fraud cells run again with the log off.
 
 Models come from ``--home`` (``make demo`` writes them to ``artifacts``); apps without a published
 version are skipped with a note. Prints one Markdown table (req/s, predictions/s, p50/p99 ms, errors)
@@ -304,6 +305,12 @@ def main() -> None:
             body.write_text(json.dumps({"series_id": "s000_p0000"}))
             for c in args.concurrency:
                 cell("this server: /forecast", f"{base}/forecast", body, c)
+    # The same fraud cells with the request log off: what logging every answered request costs.
+    with Server(serve, port, {"SOLUTIONS_REQUEST_LOG_RATE": "0"}):
+        for c in args.concurrency:
+            cell("request log off: fraud :predict, one transaction", url, fraud_one, c, template=True)
+        for c in args.concurrency:
+            cell("request log off: fraud :predict, 256 transactions", url, fraud_many, c, per_request=256, template=True)
     if args.catalog_items and (folder / "catalog" / "models").exists():
         catalog = [PYTHON, "-m", "solutions_core.cli", "serve", "--home", str(folder / "catalog"), "--port", str(port),
                    "--grpc-port", "0", "--poll-seconds", "0"]

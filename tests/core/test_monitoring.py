@@ -151,3 +151,21 @@ def test_the_server_logs_answered_requests_and_the_monitor_reads_the_day(tiny_re
     assert report["rows"] == len(served) and report["drifted"] == []
     missing = CliRunner().invoke(app, ["monitor", APP.name, "--date", "2001-01-01", "--home", str(home)])
     assert missing.exit_code == 1 and "No request log" in missing.output
+
+
+def test_prometheus_gauges_show_the_latest_report_per_model(tmp_path):
+    from solutions_core.serving.metrics import ServingMetrics
+
+    metrics = ServingMetrics()
+    metrics.watch_drift(tmp_path / "runs", lambda: [APP.name, "another_app"])
+    assert b"solutions_drift{" not in metrics.exposition()  # no report yet: no figures
+    statistics = training_statistics(points(2000, 0), CONTRACT)
+    write_report(compare(statistics, points(500, 8), CONTRACT, app=APP.name, version=1, label="2026-12-01"),
+                 tmp_path / "runs" / APP.name / "monitor" / "2026-12-01")
+    newer = compare(statistics, points(500, 9, x_shift=3.0), CONTRACT, app=APP.name, version=1, label="2026-12-02")
+    write_report(newer, tmp_path / "runs" / APP.name / "monitor" / "2026-12-02")
+    text = metrics.exposition().decode()
+    x = next(line for line in text.splitlines() if line.startswith("solutions_drift{") and 'name="x"' in line)
+    assert float(x.split()[-1]) == pytest.approx(next(c.value for c in newer.columns if c.name == "x"))
+    assert 'solutions_drift_report_timestamp_seconds{label="2026-12-02",model="tiny_app"}' in text
+    assert 'solutions_drift_threshold{model="tiny_app",name="color",part="column"} 0.15' in text

@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         metrics.set_in_service(manager.loaded())
 
     manager.on_load.append(loaded)
+    metrics.watch_drift(settings.resolved_runs_dir(), manager.model_names)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

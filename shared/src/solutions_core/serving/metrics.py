@@ -7,10 +7,14 @@ process, or run one worker per replica (the Kubernetes manifests do).
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -72,5 +76,43 @@ class ServingMetrics:
         for name, served in defaults.items():
             self.in_service.labels(name, str(served.version)).set(1)
 
+    def watch_drift(self, runs_dir: Path, models: Callable[[], Iterable[str]]) -> None:
+        """Gauges of each served model's latest monitor report (``solutions monitor`` writes them under
+        ``<runs>/<model>/monitor/<label>/drift.json``), read when Prometheus scrapes."""
+        self.registry.register(_DriftCollector(Path(runs_dir), models))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _DriftCollector:
+    """``solutions_drift{model, part, name, measure}`` (the figure), ``solutions_drift_threshold`` and
+    ``solutions_drift_report_timestamp_seconds`` from the newest report per model."""
+
+    def __init__(self, runs_dir: Path, models: Callable[[], Iterable[str]]):
+        self.runs_dir, self.models = runs_dir, models
+
+    def describe(self) -> list[Any]:
+        return []  # collected only when scraped: the reports change without the server
+
+    def collect(self) -> Iterable[Any]:
+        figures = GaugeMetricFamily("solutions_drift", "The latest monitor report's drift figure per column and output (PSI or L-infinity).",
+                                    labels=["model", "version", "part", "name", "measure"])
+        thresholds = GaugeMetricFamily("solutions_drift_threshold", "The threshold that figure is judged against.",
+                                       labels=["model", "part", "name"])
+        stamps = GaugeMetricFamily("solutions_drift_report_timestamp_seconds", "When the latest monitor report was written.",
+                                   labels=["model", "label"])
+        for model in sorted(set(self.models())):
+            reports = list((self.runs_dir / model / "monitor").glob("*/drift.json"))
+            if not reports:
+                continue
+            newest = max(reports, key=lambda path: path.stat().st_mtime)
+            try:
+                report = json.loads(newest.read_text())
+            except (OSError, ValueError):  # being written: the next scrape reads it
+                continue
+            for column in report.get("columns", []):
+                figures.add_metric([model, str(report.get("version")), column["part"], column["name"], column["measure"]], float(column["value"]))
+                thresholds.add_metric([model, column["part"], column["name"]], float(column["threshold"]))
+            stamps.add_metric([model, str(report.get("label", ""))], newest.stat().st_mtime)
+        yield from (figures, thresholds, stamps)
