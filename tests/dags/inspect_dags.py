@@ -24,6 +24,7 @@ for dag_id, dag in bag.dags.items():
                 "trigger_rule": getattr(task.trigger_rule, "value", task.trigger_rule),
                 "retries": task.retries,
                 "executor_config": task.executor_config,
+                "trigger_dag_id": getattr(task, "trigger_dag_id", None),
             }
             for task in dag.tasks
         },

@@ -19,7 +19,7 @@ STAGES = [stage.name for stage in STAGE_TABLE]
 # Seconds per file (Airflow's own import timeout is 30 s). training.py imports neither TensorFlow nor
 # pandas (≈ 0.3–1 s on a busy 2-core machine); batch.py imports each app to ask whether it has batch
 # work, which pulls in pandas (≈ 1–7 s there, depending on load).
-PARSE_SECONDS_LIMIT = {"training.py": 5.0, "batch.py": 15.0}
+PARSE_SECONDS_LIMIT = {"training.py": 5.0, "batch.py": 15.0, "monitoring.py": 5.0}
 
 
 def registered() -> list[str]:
@@ -40,7 +40,7 @@ def loaded(airflow_env) -> dict:
 
 def test_every_dag_file_loads_without_import_errors(loaded):
     assert loaded["import_errors"] == {}
-    assert set(loaded["parse_seconds"]) == {"training.py", "batch.py"}
+    assert set(loaded["parse_seconds"]) == {"training.py", "batch.py", "monitoring.py"}
 
 
 def test_dag_files_parse_fast_and_never_import_tensorflow(loaded):
@@ -56,7 +56,7 @@ def test_one_training_dag_per_app_and_batch_dags_for_apps_with_batch_work(loaded
     apps = registered()
     with_batch = [app for app in apps if get_solution(app).batch is not None]
     assert {"fraud_detection", "recommendation", "demand_forecasting"} & set(apps) <= set(with_batch)  # those a fork kept
-    assert set(loaded["dags"]) == {f"train_{app}" for app in apps} | {f"batch_{app}" for app in with_batch}
+    assert set(loaded["dags"]) == {f"train_{app}" for app in apps} | {f"batch_{app}" for app in with_batch} | {f"monitor_{app}" for app in apps}
 
 
 def test_training_dags_chain_the_core_stages(loaded):
@@ -76,6 +76,17 @@ def test_training_dags_chain_the_core_stages(loaded):
         assert {"target", "source", "preset", "config"} <= set(dag["params"])
         assert dag["catchup"] is False and dag["max_active_runs"] == 1
         assert all(task["executor_config"] == {} for task in tasks.values())  # Kubernetes is off by default
+
+
+def test_monitor_dags_compare_then_trigger_training_on_drift_and_fail(loaded):
+    for app in registered():
+        dag = loaded["dags"][f"monitor_{app}"]
+        tasks = dag["tasks"]
+        assert [tasks[name]["downstream"] for name in ("compare", "drifted", "retrain", "verdict")] == [["drifted"], ["retrain"], ["verdict"], []]
+        assert tasks["drifted"]["operator"] == "ShortCircuitOperator" and tasks["retrain"]["operator"] == "TriggerDagRunOperator"
+        assert tasks["retrain"]["trigger_dag_id"] == f"train_{app}"
+        assert tasks["verdict"]["trigger_rule"] == "none_failed"  # it runs (and fails on drift) when no retraining was asked
+        assert "retrain" in dag["params"] and "0 0 * * *" in dag["schedule"]
 
 
 def test_batch_dags_fan_out_over_mapped_shards_then_publish_once_daily(loaded):

@@ -143,3 +143,33 @@ def publish_app_batch(plan: Mapping[str, Any], *, home: str | None = None, repor
     result = publish_shards(settings_for("cpu", home), BatchPlan.from_json(dict(plan)), report=report)
     return {"app": result.app, "date": result.logical_date.isoformat(), "champion_version": result.champion_version,
             "folder": str(result.folder), "files": [str(f) for f in result.files]}
+
+
+def run_monitor(app: str, logical_date: dt.date | str, *, home: str | None = None, report: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """A day of ``app``'s request log against the version that served most of it
+    (``solutions_core.monitoring``); the report lands under ``<runs>/<app>/monitor/<date>/``. Returns
+    which columns drifted (an empty list: none), or ``rows: 0`` when nothing was logged that day."""
+    from solutions_core.model_registry import ModelRegistry
+    from solutions_core.monitoring import monitor_version
+    from solutions_core.serving.request_log import VERSION_COLUMN, read_day
+
+    say = report or logger.info
+    if isinstance(logical_date, str):
+        logical_date = dt.date.fromisoformat(logical_date[:10])
+    settings = settings_for("cpu", home)
+    try:
+        served = read_day(settings.resolved_data_dir(), app, logical_date)
+    except FileNotFoundError as nothing:
+        say(str(nothing))
+        return {"app": app, "date": logical_date.isoformat(), "rows": 0, "drifted": []}
+    versions = {version.version: version for version in ModelRegistry(settings.resolved_models_dir()).versions(app)}
+    served_by = int(served[VERSION_COLUMN].mode().iloc[0])
+    if served_by not in versions:
+        raise FileNotFoundError(f"Version {served_by} of {app}, which served {logical_date}, is no longer in {settings.resolved_models_dir()}.")
+    out_dir = settings.resolved_runs_dir() / app / "monitor" / logical_date.isoformat()
+    drift, files = monitor_version(versions[served_by], served, label=logical_date.isoformat(), out_dir=out_dir)
+    for column in drift.columns:
+        say(f"{column.part} {column.name}: {column.measure} {column.value:.4f} (threshold {column.threshold:g}){' DRIFTED' if column.drifted else ''}")
+    say(f"report: {files['html']}")
+    return {"app": app, "date": logical_date.isoformat(), "rows": drift.rows, "version": served_by,
+            "drifted": [f"{column.part}:{column.name}" for column in drift.drifted], "report": str(files["html"])}

@@ -1,4 +1,5 @@
-"""The DAG factory: one training DAG per installed app, one batch DAG per app with batch work.
+"""The DAG factory: one training DAG and one monitor DAG per installed app, one batch DAG per app with
+batch work.
 
 Thin wiring only: one task per row of the pipeline's stage table (``solutions_core.stages.STAGES``,
 the table ``run_training`` follows too), each calling ``solutions_core.orchestration.run_stage`` /
@@ -30,6 +31,7 @@ from solutions_core.orchestration import (
     report_lines,
     run_app_batch_shard,
     run_id_for,
+    run_monitor,
     run_stage,
 )
 from solutions_core.orchestration.config import OrchestrationConfig, load_orchestration_config
@@ -103,6 +105,23 @@ def _run_batch_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
 def _publish_batch() -> dict[str, Any]:
     shards = get_current_context()["ti"].xcom_pull(task_ids="plan")
     return publish_app_batch(shards[0]["plan"], report=logger.info)
+
+
+def _monitor(app: str) -> dict[str, Any]:
+    _, _, logical_date = _task_arguments()
+    return run_monitor(app, logical_date.date().isoformat(), report=logger.info)
+
+
+def _drifted() -> bool:
+    context = get_current_context()
+    result = context["ti"].xcom_pull(task_ids="compare")
+    return bool(result["drifted"]) and bool(context["params"].get("retrain", True))
+
+
+def _verdict() -> None:
+    result = get_current_context()["ti"].xcom_pull(task_ids="compare")
+    if result["drifted"]:
+        raise AirflowFailException(f"{result['app']} drifted on {result['date']}: {', '.join(result['drifted'])}; see {result['report']}.")
 
 
 def _default_args(config: OrchestrationConfig) -> dict[str, Any]:
@@ -194,6 +213,46 @@ def batch_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
         publish = PythonOperator(task_id="publish", python_callable=_publish_batch)
         plan >> shards >> publish
     return dag
+
+
+def monitor_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
+    """``monitor_<app>``: the logical date's request log against the training statistics of the version
+    that served it; a drifted day triggers ``train_<app>`` (its gate judges the new candidate against
+    the champion and the baselines) and fails this run, so the drift shows red.
+
+        compare → drifted? ⇢ retrain (triggers train_<app>) → verdict (fails on drift)
+    """
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    config = config or OrchestrationConfig()
+    schedule = config.app(app)
+    with DAG(
+        dag_id=f"monitor_{app}",
+        description=f"{app}: drift and skew of a day's served requests against the training data",
+        schedule=schedule.monitor_schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args={**_default_args(config), "retries": 0},  # a drift verdict is not retried away
+        params={"retrain": Param(schedule.retrain_on_drift, type="boolean", description="Trigger train_<app> when the day drifted.")},
+        tags=["solutions", app, "monitoring"],
+        doc_md=monitor_dag.__doc__,
+    ) as dag:
+        compare = PythonOperator(task_id="compare", python_callable=_monitor, op_kwargs={"app": app})
+        drifted = ShortCircuitOperator(task_id="drifted", python_callable=_drifted, ignore_downstream_trigger_rules=False)
+        retrain = TriggerDagRunOperator(task_id="retrain", trigger_dag_id=f"train_{app}", trigger_run_id="drift__{{ run_id }}",
+                                        conf={"preset": schedule.preset, "target": schedule.target})
+        verdict = PythonOperator(task_id="verdict", python_callable=_verdict, trigger_rule=TriggerRule.NONE_FAILED)
+        chain(compare, drifted, retrain, verdict)
+    return dag
+
+
+def monitor_dags(config_path: str | Path | None = None) -> dict[str, DAG]:
+    """``monitor_<app>`` for every installed app (entry points only)."""
+    from solutions_core.registry import list_solutions
+
+    config = load_orchestration_config(config_path)
+    return {f"monitor_{entry.name}": monitor_dag(entry.name, config) for entry in list_solutions()}
 
 
 def training_dags(config_path: str | Path | None = None) -> dict[str, DAG]:

@@ -77,6 +77,8 @@ class AppSchedule(BaseModel):
     train_schedule: str | None = "@weekly"
     batch_schedule: str | None = "@daily"
     batch_shards: int = Field(default=1, ge=1, le=256, description="Tasks a date's batch work is split into (the DAG's `shards` param).")
+    monitor_schedule: str | None = Field(default="@daily", description="When monitor_<app> compares the day's request log with the champion's training statistics.")
+    retrain_on_drift: bool = Field(default=True, description="A drifted day triggers train_<app> (whose gate then judges the new candidate).")
     target: str = Field(default="cpu", pattern="^(cpu|gpu|tpu|edge)$")
     preset: str = Field(default="default", pattern="^(default|demo|tiny)$")
     source: str | None = None
