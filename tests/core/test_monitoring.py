@@ -169,3 +169,36 @@ def test_prometheus_gauges_show_the_latest_report_per_model(tmp_path):
     assert float(x.split()[-1]) == pytest.approx(next(c.value for c in newer.columns if c.name == "x"))
     assert 'solutions_drift_report_timestamp_seconds{label="2026-12-02",model="tiny_app"}' in text
     assert 'solutions_drift_threshold{model="tiny_app",name="color",part="column"} 0.15' in text
+
+
+# ---- the run history ------------------------------------------------------------------------------
+
+
+def test_runs_lists_each_run_with_its_verdict_data_and_contract_and_compares_two(tiny_registered, tmp_path):
+    from solutions_core.cli import app
+    from solutions_core.runs import comparison, find_run, list_runs
+    from solutions_core.settings import Settings
+    from solutions_core.training import run_training
+
+    settings = Settings(home=tmp_path, contracts_dir=CONTRACTS)
+    first = run_training(APP, APP.tiny_config(), settings, verbose=0, run_id="first")
+    second = run_training(APP, APP.make_config({**APP.tiny_config().model_dump(), "size": 500}), settings, verbose=0, run_id="second")
+    records = list_runs(tmp_path / "runs")
+    assert [record.run_id for record in records] == ["first", "second"]
+    assert records[0].status == first.status and records[0].version == first.version.version
+    assert records[0].value == pytest.approx(first.test.gate_value) and records[0].gate_metric == "auroc"
+    assert records[0].contracts == {"tiny_points": "tiny_points 1.0.0"}
+    assert records[0].fingerprints["tiny_points"] != records[1].fingerprints["tiny_points"]  # other data
+    assert records[1].champion_before["version"] == 1 and records[0].runtime["precision"] == "float32"
+    rows = {what: (a, b) for what, a, b in comparison(find_run(tmp_path / "runs", "first"), find_run(tmp_path / "runs", f"{APP.name}/second"))}
+    assert rows["status"] == (first.status, second.status) and "test auroc" in rows and "baseline x_alone" in rows
+    with pytest.raises(ValueError, match="No run"):
+        find_run(tmp_path / "runs", "third")
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["runs", APP.name, "--home", str(tmp_path)], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0 and "tiny_app/first" in listed.output and "tiny_points 1.0.0" in listed.output
+    compared = runner.invoke(app, ["runs", "compare", "first", "second", "--home", str(tmp_path)], env={"COLUMNS": "250"})
+    assert compared.exit_code == 0 and "test auroc" in compared.output, compared.output
+    bad = runner.invoke(app, ["runs", "compare", "first", "--home", str(tmp_path)])
+    assert bad.exit_code != 0

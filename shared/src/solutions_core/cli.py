@@ -1,4 +1,4 @@
-"""One CLI for every app: ``solutions list | validate | train | stage | evaluate | export | batch | monitor | serve | demo | new | remove``.
+"""One CLI for every app: ``solutions list | validate | train | stage | evaluate | export | batch | monitor | runs | serve | demo | new | remove``.
 
 Orchestrators (Airflow, cron, CI) call these same commands or the functions behind them.
 """
@@ -431,6 +431,53 @@ def monitor(
     if report.drifted:
         console.print(f"[red]Drift in {', '.join(d.name for d in report.drifted)}.[/red]")
         raise typer.Exit(1)
+
+
+@app.command()
+def runs(
+    words: Annotated[Optional[list[str]], typer.Argument(metavar="[APP] | compare A B", help="An app to list, or `compare` and two runs (APP/RUN_ID).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """The run history: every training run with its gate verdict, gate metric, version, data
+    fingerprints and contract versions (`solutions runs [APP]`), or two runs side by side
+    (`solutions runs compare fraud_detection/RUN_A fraud_detection/RUN_B`). TensorBoard:
+    `tensorboard --logdir <home>/runs/<app>`."""
+    from solutions_core.runs import comparison, find_run, list_runs
+
+    settings = _settings(home)
+    words = words or []
+    with clear_errors("Cannot show the runs"):
+        if words[:1] == ["compare"]:
+            if len(words) != 3:
+                raise typer.BadParameter("Give two runs to compare: solutions runs compare APP/RUN_A APP/RUN_B")
+            first, second = find_run(settings.resolved_runs_dir(), words[1]), find_run(settings.resolved_runs_dir(), words[2])
+            table = Table(title=f"{first.reference} vs {second.reference}")
+            for column in ("", first.reference, second.reference):
+                table.add_column(column)
+            for what, a, b in comparison(first, second):
+                table.add_row(what, a, b, style="bold" if a != b and what.startswith(("test", "status", "data", "contract")) else None)
+            console.print(table)
+            return
+        if len(words) > 1:
+            raise typer.BadParameter("List one app's runs (solutions runs APP), or compare two (solutions runs compare A B).")
+        records = list_runs(settings.resolved_runs_dir(), words[0] if words else None)
+    if not records:
+        console.print(f"No runs under {settings.resolved_runs_dir()}" + (f" for {words[0]}" if words else "") + ".")
+        return
+    table = Table(title=f"Runs under {settings.resolved_runs_dir()}")
+    for column in ("run", "finished", "status", "version", "candidate", "gate metric", "best baseline", "data", "contracts"):
+        table.add_column(column)
+    for record in records:
+        best = max((v for v in record.baselines.values() if v is not None), default=None) if record.baselines else None
+        status = {"promoted": "[green]promoted[/green]", "rejected": "[yellow]rejected[/yellow]"}.get(record.status, f"[red]{record.status}[/red]")
+        table.add_row(
+            record.reference, record.finished_at.strftime("%Y-%m-%d %H:%M") if record.finished_at else "—", status,
+            str(record.version or "—"), record.candidate or "—",
+            f"{record.gate_metric} {record.value:.4f}" if record.value is not None else "—",
+            f"{best:.4f}" if best is not None else "—",
+            ", ".join(record.fingerprints.values()) or "—", ", ".join(record.contracts.values()) or "—",
+        )
+    console.print(table)
 
 
 @app.command()

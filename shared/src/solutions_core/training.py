@@ -272,6 +272,7 @@ class TrainedModel:
             "candidate": self.candidate,
             "candidates": {r.name: r.describe() for r in self.candidates},
             "edge": self.edge.report if self.edge else None,
+            "runtime": self.runtime,
         }
 
 
