@@ -152,6 +152,18 @@ def test_the_server_logs_answered_requests_and_the_monitor_reads_the_day(tiny_re
     missing = CliRunner().invoke(app, ["monitor", APP.name, "--date", "2001-01-01", "--home", str(home)])
     assert missing.exit_code == 1 and "No request log" in missing.output
 
+    # Labels arrive later for some of the served points (the tiny app's own rule): the gate metric per day.
+    labelled = served.iloc[::2]
+    labels = tmp_path / "labels.csv"
+    rule = 1.5 * labelled["x"] - labelled["y"] + (labelled["color"] == "red")
+    pd.DataFrame({"point_id": labelled["point_id"], "label": (rule > 0).astype(int)}).to_csv(labels, index=False)
+    scored = CliRunner().invoke(app, ["performance", APP.name, "--labels", str(labels), "--home", str(home)])
+    assert scored.exit_code == 0, scored.output
+    table = pd.read_csv(home / "runs" / APP.name / "performance" / "performance.csv")
+    assert table["rows"].tolist() == [len(labelled)] and str(today) in table["date"].astype(str).tolist()
+    assert table["auroc"].iloc[0] > 0.8  # the champion ranks the noiseless rule's labels well
+    assert (home / "runs" / APP.name / "performance" / "performance.png").stat().st_size > 10_000
+
 
 def test_prometheus_gauges_show_the_latest_report_per_model(tmp_path):
     from solutions_core.serving.metrics import ServingMetrics

@@ -1,4 +1,4 @@
-"""One CLI for every app: ``solutions list | validate | train | stage | evaluate | export | batch | monitor | runs | serve | demo | new | remove``.
+"""One CLI for every app: ``solutions list | validate | train | stage | evaluate | export | batch | monitor | performance | runs | serve | demo | new | remove``.
 
 Orchestrators (Airflow, cron, CI) call these same commands or the functions behind them.
 """
@@ -431,6 +431,43 @@ def monitor(
     if report.drifted:
         console.print(f"[red]Drift in {', '.join(d.name for d in report.drifted)}.[/red]")
         raise typer.Exit(1)
+
+
+@app.command()
+def performance(
+    name: Annotated[str, typer.Argument(help="App name.")],
+    labels: Annotated[Path, typer.Option(help="Labels that arrived later (Parquet or CSV): the contract's id column and label column.")],
+    key: Annotated[Optional[str], typer.Option(help="The column joining them to the request log (default: the contract's served id).")] = None,
+    version: Annotated[Optional[int], typer.Option(help="Only requests this version answered (default: the one that answered most).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """The gate metric per day of the request log, on the requests whose labels arrived (chargebacks,
+    confirmed defects); writes performance.csv and performance.png under <home>/runs/<app>/performance/."""
+    from solutions_core.model_registry import ModelRegistry
+    from solutions_core.monitoring import performance_by_day, plot_performance, read_served
+    from solutions_core.registry import get_solution
+    from solutions_core.serving.request_log import VERSION_COLUMN, read_log
+
+    settings = _settings(home)
+    solution = get_solution(name)
+    with clear_errors(f"Cannot score {name} over time"):
+        logged = read_log(settings.resolved_data_dir(), solution.name)
+        version = version if version is not None else int(logged[VERSION_COLUMN].mode().iloc[0])
+        chosen = pick_version(ModelRegistry(settings.resolved_models_dir()), solution.name, version)
+        table = performance_by_day(solution, chosen, logged[logged[VERSION_COLUMN] == chosen.version], read_served(labels), key)
+    folder = settings.resolved_runs_dir() / solution.name / "performance"
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "performance.csv", index=False)
+    metric = solution.gate.metric
+    tested = chosen.metadata().get("test_metrics", {}).get(metric)
+    picture = plot_performance(table, metric, tested, folder / "performance.png", f"{solution.name} v{chosen.version}: {metric} per day once labelled")
+    shown = Table(title=f"{solution.name} v{chosen.version}: {metric} per day (test split at publish: {tested if tested is None else f'{tested:.4f}'})")
+    for column in ("date", "labelled rows", metric):
+        shown.add_column(column)
+    for row in table.itertuples(index=False):
+        shown.add_row(str(row.date), str(row.rows), f"{getattr(row, metric):.4f}")
+    console.print(shown)
+    console.print(f"plot: {picture}")
 
 
 @app.command()

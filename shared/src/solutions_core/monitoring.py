@@ -340,3 +340,67 @@ def monitor_version(version: Any, served: pd.DataFrame, *, label: str, out_dir: 
     outputs = {name: _flat(served[name]) for name in statistics.get("outputs", {}) if name in served.columns and name not in contract.columns}
     report = compare(statistics, converted, contract, outputs, app=version.app, version=version.version, label=label)
     return report, write_report(report, out_dir)
+
+
+# ---- performance over time, once labels arrive -----------------------------------------------------------
+
+
+def performance_by_day(solution: Any, version: Any, logged: pd.DataFrame, labels: pd.DataFrame, key: str | None = None) -> pd.DataFrame:
+    """The gate metric (and the app's other metrics) per day of the request log, on the requests whose
+    label arrived later (chargebacks, confirmed defects): ``labels`` holds the contract's id column and
+    label column; each day's logged answers are scored by the app's own ``evaluate``."""
+    from solutions_core.contracts import load_contract
+    from solutions_core.serving.request_log import TIME_COLUMN, VERSION_COLUMN
+    from solutions_core.solution import Context
+
+    contract = load_contract(version.contract_path)
+    label = contract.label_column()
+    if label is None or label not in labels.columns:
+        raise ValueError(f"The labels must hold the contract's label column ({label!r}); they have {sorted(labels.columns)}.")
+    candidates = [key] if key else [name for name, spec in contract.columns.items() if spec.role == "id" and spec.serving]
+    key = next((name for name in candidates if name in logged.columns and name in labels.columns), None)
+    if key is None:
+        raise ValueError(f"No id column joins the request log to the labels (tried {candidates}); pass the key column.")
+    merged = logged.drop(columns=[label], errors="ignore").merge(labels[[key, label]].drop_duplicates(key), on=key, how="inner")
+    if merged.empty:
+        raise ValueError(f"No logged request has a label: none of the labels' {key} values was served.")
+    published = version.metadata().get("config")
+    config = solution.make_config(published) if published else solution.make_config()
+    context = Context(solution.name, config, {contract.name: contract})
+    outputs = [name for name in merged.columns if name not in contract.columns and name not in (VERSION_COLUMN, TIME_COLUMN, key, label)]
+    rows = []
+    for day, part in merged.groupby(pd.to_datetime(merged[TIME_COLUMN]).dt.date, sort=True):
+        part = part.reset_index(drop=True)
+        answers = {name: np.stack(part[name].to_numpy()) if isinstance(part[name].iloc[0], (list, np.ndarray)) else part[name].to_numpy()
+                   for name in outputs}
+        try:
+            metrics = solution.evaluation.evaluate(context, part, answers)
+        except KeyError as missing:
+            raise ValueError(f"{solution.name}'s evaluate needs {missing}, which the request log and the labels do not hold.") from None
+        rows.append({"date": day, "rows": len(part), **{name: float(value) for name, value in metrics.items()}})
+    return pd.DataFrame(rows)
+
+
+def plot_performance(table: pd.DataFrame, metric: str, baseline: float | None, path: Path, title: str) -> Path:
+    """The gate metric per day (with the version's test value as a line), and the labelled rows per day."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    dates = pd.to_datetime(table["date"])
+    top.plot(dates, table[metric], marker="o", label=f"{metric}, served and labelled")
+    if baseline is not None:
+        top.axhline(baseline, color="gray", linestyle="--", label=f"{metric} on the test split at publish ({baseline:.3f})")
+    top.set_ylabel(metric)
+    top.legend(fontsize=8)
+    top.set_title(title, fontsize=10)
+    bottom.bar(dates, table["rows"], color="#8da0cb")
+    bottom.set_ylabel("labelled rows")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return Path(path)

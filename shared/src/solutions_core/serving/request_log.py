@@ -137,3 +137,13 @@ def read_day(data_dir: Path, app: str, day: dt.date) -> Any:
     if not parts:
         raise FileNotFoundError(f"No request log for {app} on {day} in {folder}: was the server logging (SOLUTIONS_REQUEST_LOG_RATE > 0)?")
     return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+
+
+def read_log(data_dir: Path, app: str) -> Any:
+    """Every logged day of an app (FileNotFoundError when nothing was logged)."""
+    import pandas as pd
+
+    parts = sorted(log_folder(data_dir, app).glob("date=*/part-*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"No request log for {app} in {log_folder(data_dir, app)}.")
+    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
