@@ -139,3 +139,50 @@ def test_tflite_export_gives_the_parity_gated_model_or_reproduces_the_model_or_s
     assert set(outputs) == set(result.golden_outputs)
     for name, expected in result.golden_outputs.items():
         np.testing.assert_allclose(np.asarray(outputs[name], dtype=np.float64), np.asarray(expected, dtype=np.float64), atol=0.02)
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_statistics_at_publish_a_monitor_report_of_served_requests_and_the_run_listed(app, trained, server, home):
+    """Monitoring for every app: the version carries its training statistics, the server's request log
+    holds what it answered, ``solutions monitor`` makes a report of that day, ``solutions runs`` lists
+    the run."""
+    import datetime as dt
+    import json
+    import time
+
+    from typer.testing import CliRunner
+
+    from solutions_core.cli import app as cli
+    from solutions_core.monitoring import STATISTICS_FILE
+    from solutions_core.serving.request_log import read_day
+
+    result = trained[app]
+    statistics = json.loads((result.version.path / "assets.extra" / STATISTICS_FILE).read_text())
+    assert statistics["columns"] or statistics["outputs"], "nothing to monitor against"
+    assert statistics["outputs"], "the model's outputs on validation are recorded (skew)"
+
+    instances = result.golden_instances
+    status, body = http_json("POST", f"{server.url}/v1/models/{app}:predict", {"instances": instances})
+    assert status == 200, body
+    today = dt.datetime.now(dt.timezone.utc).date()
+    deadline, logged = time.monotonic() + 30, None
+    while time.monotonic() < deadline:  # written every 5 s off the request path
+        try:
+            logged = read_day(home / "data", app, today)
+            if len(logged) >= len(instances):
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(1)
+    assert logged is not None and len(logged) >= len(instances)
+
+    runner = CliRunner()
+    monitored = runner.invoke(cli, ["monitor", app, "--date", today.isoformat(), "--home", str(home)], env={"COLUMNS": "200"})
+    assert monitored.exit_code in (0, 1), monitored.output  # a few golden rows may well look drifted; the report is the point
+    written = home / "runs" / app / "monitor" / today.isoformat() / "drift.json"
+    assert written.exists(), monitored.output
+    report = json.loads(written.read_text())
+    assert report["rows"] == len(logged) and report["columns"]
+    assert any(column["part"] == "output" for column in report["columns"])
+    listed = runner.invoke(cli, ["runs", app, "--home", str(home)], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0 and result.run_dir.name in listed.output

@@ -215,7 +215,7 @@ def compare(
 ) -> DriftReport:
     """Serving data (the requests' fields, and the model's answers to them) against a version's training
     statistics; every monitored column the served table has, and every output both sides have."""
-    if served.empty:
+    if not len(served):  # (rows: a table of outputs only has no field columns, and is not empty)
         raise ValueError(f"No served rows to compare for {app or 'the app'} ({label or 'this selection'}): nothing was logged, or the filter left nothing.")
     results = []
     for name, reference in statistics.get("columns", {}).items():
@@ -314,11 +314,20 @@ def read_served(source: Path) -> pd.DataFrame:
 
 
 def _flat(column: pd.Series) -> np.ndarray:
-    """A logged output column as one array: per-row lists (top-k scores, a horizon's quantiles) joined."""
+    """A logged output column as one array: per-row lists (top-k scores, a horizon's quantiles, an
+    anomaly map's rows, as Parquet gives them back: arrays of arrays) joined."""
     values = column.to_numpy()
     if values.dtype == object and len(values) and isinstance(values[0], (list, tuple, np.ndarray)):
-        return np.concatenate([np.asarray(value, dtype=np.float64).reshape(-1) for value in values])
+        return _numbers(values)
     return values
+
+
+def _numbers(value: Any) -> np.ndarray:
+    array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if array.dtype == object:
+        parts = [_numbers(item) for item in array.reshape(-1)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+    return array.astype(np.float64, copy=False).reshape(-1) if array.dtype.kind in "fiub" else np.zeros(0)
 
 
 def monitor_version(version: Any, served: pd.DataFrame, *, label: str, out_dir: Path) -> tuple[DriftReport, dict[str, Path]]:
