@@ -166,7 +166,7 @@ def test_statistics_at_publish_a_monitor_report_of_served_requests_and_the_run_l
     assert status == 200, body
     today = dt.datetime.now(dt.timezone.utc).date()
     deadline, logged = time.monotonic() + 30, None
-    while time.monotonic() < deadline:  # written every 5 s off the request path
+    while time.monotonic() < deadline:  # written every second, off the request path
         try:
             logged = read_day(home / "data", app, today)
             if len(logged) >= len(instances):

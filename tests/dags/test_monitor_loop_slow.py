@@ -60,7 +60,7 @@ def test_a_shifted_day_fails_the_monitor_triggers_training_and_the_gate_judges_i
         url = f"{server.url}/v1/models/{APP.name}:predict"
         for start in range(0, len(day), 100):
             assert post(url, day[start : start + 100]) == 200
-        deadline = time.monotonic() + 60  # the log is written every 5 s, off the request path
+        deadline = time.monotonic() + 60  # the log is written every second, off the request path
         while time.monotonic() < deadline:
             try:
                 if len(read_day(home / "data", APP.name, today)) == len(day):

@@ -35,7 +35,7 @@ def log_folder(data_dir: Path, app: str, day: dt.date | None = None) -> Path:
 
 
 class RequestLog:
-    def __init__(self, data_dir: Path, rate: float = 1.0, *, flush_seconds: float = 5.0, flush_rows: int = 50_000):
+    def __init__(self, data_dir: Path, rate: float = 1.0, *, flush_seconds: float = 1.0, flush_rows: int = 20_000):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"The request log's sampling rate must be between 0 and 1, got {rate}.")
         self.data_dir = Path(data_dir)
@@ -70,37 +70,43 @@ class RequestLog:
                 logger.exception("Could not write the request log")
 
     def flush(self) -> list[Path]:
-        """Write everything queued so far: one Parquet file per app and day."""
+        """Write everything queued so far: one Parquet file per app and day. Built column by column
+        (a list per field, outputs joined as arrays, pyarrow writing): per-row dicts here cost a
+        third of the server's 256-row throughput (measured), as this thread shares the GIL."""
         with self._write_lock:
             entries = []
             while self._queue:
                 entries.append(self._queue.popleft())
             self._queued_rows = 0
-            groups: dict[tuple[str, dt.date], list[dict[str, Any]]] = collections.defaultdict(list)
-            for logged_at, app, version, received, outputs in entries:
-                stamp = dt.datetime.fromtimestamp(logged_at, dt.timezone.utc)
-                rows = groups[(app, stamp.date())]
-                for index, instance in enumerate(received):
-                    row = {name: _plain(value) for name, value in instance.items()}
-                    row.update({name: _plain(values[index]) for name, values in outputs.items()})
-                    row[VERSION_COLUMN], row[TIME_COLUMN] = int(version), stamp.replace(tzinfo=None)
-                    rows.append(row)
-            written = [self._write(app, day, rows) for (app, day), rows in groups.items()]
-            self.written_rows += sum(len(rows) for rows in groups.values())
+            groups: dict[tuple[str, dt.date], list[tuple]] = collections.defaultdict(list)
+            for entry in entries:
+                groups[(entry[1], dt.datetime.fromtimestamp(entry[0], dt.timezone.utc).date())].append(entry)
+            written = [self._write(app, day, group) for (app, day), group in groups.items()]
+            self.written_rows += sum(len(entry[3]) for entry in entries)
             return written
 
-    def _write(self, app: str, day: dt.date, rows: list[dict[str, Any]]) -> Path:
-        import pandas as pd
+    def _write(self, app: str, day: dt.date, entries: list[tuple]) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
+        fields = list(dict.fromkeys(name for entry in entries for name in (entry[3][0] if entry[3] else {})))
+        columns: dict[str, Any] = {}
+        for name in fields:
+            columns[name] = _column([instance.get(name) for entry in entries for instance in entry[3]])
+        outputs = list(dict.fromkeys(name for entry in entries for name in entry[4]))
+        for name in outputs:
+            if name in columns:
+                continue  # a request field of the same name is what the client sent; keep it
+            columns[name] = _output_column([np.asarray(entry[4][name]) for entry in entries])
+        counts = [len(entry[3]) for entry in entries]
+        columns[VERSION_COLUMN] = pa.array(np.repeat([int(entry[2]) for entry in entries], counts), pa.int64())
+        stamps = np.repeat(np.array([int(entry[0] * 1e6) for entry in entries], dtype="int64"), counts)
+        columns[TIME_COLUMN] = pa.array(stamps.astype("datetime64[us]"))
         folder = log_folder(self.data_dir, app, day)
         folder.mkdir(parents=True, exist_ok=True)
-        frame = pd.DataFrame(rows)
-        for column in frame.columns:  # a field sent as a number by one client and a string by another
-            if frame[column].dtype == object and frame[column].map(type).nunique() > 1:
-                frame[column] = frame[column].map(lambda value: None if value is None else str(value))
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
         temporary = folder / f".{name}"
-        frame.to_parquet(temporary, index=False)
+        pq.write_table(pa.table(columns), temporary)
         os.replace(temporary, folder / name)  # readers see whole files only
         return folder / name
 
@@ -110,6 +116,31 @@ class RequestLog:
         self._wake.set()
         self._thread.join(timeout=30)
         self.flush()
+
+
+def _column(values: list[Any]) -> Any:
+    """A request field's values as one Arrow array: as they are when Arrow takes them (numbers,
+    strings, nulls); else each as JSON (an image's {"b64": ...}, a field sent as a number by one client
+    and a string by another)."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if value is None else value if isinstance(value, str) else json.dumps(_plain(value)) for value in values], pa.string())
+
+
+def _output_column(parts: list[np.ndarray]) -> Any:
+    """An output's per-request arrays joined: numbers stay arrays (rows of lists when an answer has a
+    shape, e.g. top-k scores), bytes become text."""
+    import pyarrow as pa
+
+    joined = np.concatenate([part.reshape((-1,) + part.shape[1:]) if part.ndim else part.reshape(1) for part in parts])
+    if joined.dtype.kind in "OS":
+        return pa.array(_plain(joined))
+    if joined.ndim == 1:
+        return pa.array(joined)
+    return pa.array(joined.tolist())
 
 
 def _plain(value: Any) -> Any:
