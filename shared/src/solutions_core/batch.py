@@ -210,15 +210,20 @@ def publish_shards(settings: Settings, plan: BatchPlan, *, report: Callable[[str
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    shutil.rmtree(folders[0].parent, ignore_errors=True)
-    shards_root = folders[0].parent.parent
-    if shards_root.is_dir() and not any(shards_root.iterdir()):
-        shards_root.rmdir()
+    remove_shards(settings, plan)
     files = [destination / name for name in names]
     refresh_views(app_folder)
     for file in files:
         say(f"  wrote {file}")
     return BatchResult(plan.app, plan.logical_date, plan.champion_version, destination, files)
+
+
+def remove_shards(settings: Settings, plan: BatchPlan) -> None:
+    """The plan's shard folders, and ``.shards/`` itself once nothing else is in it."""
+    attempt = plan.shard_folder(settings, 0).parent
+    shutil.rmtree(attempt, ignore_errors=True)
+    if attempt.parent.is_dir() and not any(attempt.parent.iterdir()):
+        attempt.parent.rmdir()
 
 
 def canonical_order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -252,7 +257,4 @@ def run_batch(
             run_batch_shard(solution, config, settings, plan, index, report=report)
         return publish_shards(settings, plan, report=report)
     finally:
-        shutil.rmtree(plan.shard_folder(settings, 0).parent, ignore_errors=True)
-        shards_root = settings.resolved_batch_dir() / solution.name / ".shards"
-        if shards_root.is_dir() and not any(shards_root.iterdir()):
-            shards_root.rmdir()
+        remove_shards(settings, plan)

@@ -402,7 +402,7 @@ def monitor(
 
     from solutions_core.model_registry import ModelRegistry
     from solutions_core.monitoring import monitor_version, read_served
-    from solutions_core.serving.request_log import VERSION_COLUMN, read_day
+    from solutions_core.serving.request_log import read_day, serving_version
 
     settings = _settings(home)
     registry = ModelRegistry(settings.resolved_models_dir())
@@ -415,8 +415,8 @@ def monitor(
             except ValueError:
                 raise typer.BadParameter(f"--date must be YYYY-MM-DD, got {date!r}.") from None
             served, label = read_day(settings.resolved_data_dir(), name, day), label or day.isoformat()
-        if version is None and VERSION_COLUMN in served.columns and len(served):
-            version = int(served[VERSION_COLUMN].mode().iloc[0])
+        if version is None:
+            version = serving_version(served)
         chosen = pick_version(registry, name, version)
         out_dir = settings.resolved_runs_dir() / name / "monitor" / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).lstrip(".") or "served")
         report, files = monitor_version(chosen, served, label=label, out_dir=out_dir)
@@ -446,13 +446,13 @@ def performance(
     from solutions_core.model_registry import ModelRegistry
     from solutions_core.monitoring import performance_by_day, plot_performance, read_served
     from solutions_core.registry import get_solution
-    from solutions_core.serving.request_log import VERSION_COLUMN, read_log
+    from solutions_core.serving.request_log import VERSION_COLUMN, read_log, serving_version
 
     settings = _settings(home)
     solution = get_solution(name)
     with clear_errors(f"Cannot score {name} over time"):
         logged = read_log(settings.resolved_data_dir(), solution.name)
-        version = version if version is not None else int(logged[VERSION_COLUMN].mode().iloc[0])
+        version = version if version is not None else serving_version(logged)
         chosen = pick_version(ModelRegistry(settings.resolved_models_dir()), solution.name, version)
         table = performance_by_day(solution, chosen, logged[logged[VERSION_COLUMN] == chosen.version], read_served(labels), key)
     folder = settings.resolved_runs_dir() / solution.name / "performance"

@@ -1041,7 +1041,7 @@ def run_training(
             continue
         if stage.name == "publish":
             # The workers wait here for the verdict: they refit with the chief, or stop.
-            from_chief(runtime, 1.0 if _refits(run) else 0.0)
+            from_chief(runtime, 1.0 if runtime.workers > 1 and _refits(run) else 0.0)
         run.run_stage(stage.name, **({"tables": tables} if stage.name == "validate_data" else {}))
     return run.artifact(STAGES[-1].name)
 

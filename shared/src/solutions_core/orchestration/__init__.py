@@ -151,7 +151,7 @@ def run_monitor(app: str, logical_date: dt.date | str, *, home: str | None = Non
     which columns drifted (an empty list: none), or ``rows: 0`` when nothing was logged that day."""
     from solutions_core.model_registry import ModelRegistry
     from solutions_core.monitoring import monitor_version
-    from solutions_core.serving.request_log import VERSION_COLUMN, read_day
+    from solutions_core.serving.request_log import read_day, serving_version
 
     say = report or logger.info
     if isinstance(logical_date, str):
@@ -163,7 +163,7 @@ def run_monitor(app: str, logical_date: dt.date | str, *, home: str | None = Non
         say(str(nothing))
         return {"app": app, "date": logical_date.isoformat(), "rows": 0, "drifted": []}
     versions = {version.version: version for version in ModelRegistry(settings.resolved_models_dir()).versions(app)}
-    served_by = int(served[VERSION_COLUMN].mode().iloc[0])
+    served_by = serving_version(served)
     if served_by not in versions:
         raise FileNotFoundError(f"Version {served_by} of {app}, which served {logical_date}, is no longer in {settings.resolved_models_dir()}.")
     out_dir = settings.resolved_runs_dir() / app / "monitor" / logical_date.isoformat()

@@ -124,6 +124,15 @@ def _verdict() -> None:
         raise AirflowFailException(f"{result['app']} drifted on {result['date']}: {', '.join(result['drifted'])}; see {result['report']}.")
 
 
+def _dag(dag_id: str, description: str, schedule: str | None, default_args: dict[str, Any], params: dict[str, Param],
+         tags: list[str], doc: str | None, **extra: Any) -> DAG:
+    """What every DAG here shares: a fixed start date without catch-up, and one run at a time (two
+    training runs gating against one champion at once could both publish; two batch or monitor runs of
+    one app would write the same folders)."""
+    return DAG(dag_id=dag_id, description=description, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
+               default_args=default_args, params=params, tags=["solutions", *tags], doc_md=doc, **extra)
+
+
 def _default_args(config: OrchestrationConfig) -> dict[str, Any]:
     return {"retries": config.retries, "retry_delay": dt.timedelta(minutes=config.retry_delay_minutes), "owner": "solutions"}
 
@@ -133,17 +142,9 @@ def training_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
     date, so re-running a date replaces that run and publishes at most one version."""
     config = config or OrchestrationConfig()
     schedule = config.app(app)
-    with DAG(
-        dag_id=f"train_{app}",
-        description=f"Retrain {app}: " + " → ".join(stage.name for stage in STAGES),
-        schedule=schedule.train_schedule,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,  # two runs gating against one champion at once could both publish
-        default_args=_default_args(config),
-        params=_params(app, config),
-        tags=["solutions", app, "training"],
-        doc_md=__doc__,
+    with _dag(
+        f"train_{app}", f"Retrain {app}: " + " → ".join(stage.name for stage in STAGES), schedule.train_schedule,
+        _default_args(config), _params(app, config), [app, "training"], __doc__,
         user_defined_macros={"solutions_run_id": run_id_for},  # a stage pod's --run-id, as the in-process tasks'
     ) as dag:
         tasks = []
@@ -191,17 +192,9 @@ def batch_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
     params.pop("min_delta")
     params["shards"] = Param(schedule.batch_shards, type="integer", minimum=1, maximum=256,
                              description="Tasks the date's work is split into (apps whose batch work cannot shard run one).")
-    with DAG(
-        dag_id=f"batch_{app}",
-        description=f"{app}: daily batch work with the champion model",
-        schedule=schedule.batch_schedule,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(config),
-        params=params,
-        tags=["solutions", app, "batch"],
-        doc_md=batch_dag.__doc__,
+    with _dag(
+        f"batch_{app}", f"{app}: daily batch work with the champion model", schedule.batch_schedule,
+        _default_args(config), params, [app, "batch"], batch_dag.__doc__,
     ) as dag:
         plan = PythonOperator(task_id="plan", python_callable=_plan_batch, op_kwargs={"app": app})
         shards = PythonOperator.partial(
@@ -226,17 +219,11 @@ def monitor_dag(app: str, config: OrchestrationConfig | None = None) -> DAG:
 
     config = config or OrchestrationConfig()
     schedule = config.app(app)
-    with DAG(
-        dag_id=f"monitor_{app}",
-        description=f"{app}: drift and skew of a day's served requests against the training data",
-        schedule=schedule.monitor_schedule,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args={**_default_args(config), "retries": 0},  # a drift verdict is not retried away
-        params={"retrain": Param(schedule.retrain_on_drift, type="boolean", description="Trigger train_<app> when the day drifted.")},
-        tags=["solutions", app, "monitoring"],
-        doc_md=monitor_dag.__doc__,
+    with _dag(
+        f"monitor_{app}", f"{app}: drift and skew of a day's served requests against the training data", schedule.monitor_schedule,
+        {**_default_args(config), "retries": 0},  # a drift verdict is not retried away
+        {"retrain": Param(schedule.retrain_on_drift, type="boolean", description="Trigger train_<app> when the day drifted.")},
+        [app, "monitoring"], monitor_dag.__doc__,
     ) as dag:
         compare = PythonOperator(task_id="compare", python_callable=_monitor, op_kwargs={"app": app})
         drifted = ShortCircuitOperator(task_id="drifted", python_callable=_drifted, ignore_downstream_trigger_rules=False)

@@ -195,16 +195,16 @@ def run_batch(served: Any, batch: list[Prepared]) -> list[Any]:
             outcomes = [served.predict(arrays(served, batch))]
         except Exception as problem:
             outcomes = [as_request_error(problem)]
-    if served.features is not None:
+    if served.features is not None or served.request_log is not None:
         for prepared, outcome in zip(batch, outcomes, strict=True):
-            if not isinstance(outcome, BaseException):
+            if isinstance(outcome, BaseException):
+                continue
+            if served.features is not None:
                 try:
                     served.features.record(prepared.received)
                 except Exception:  # the answer stands; a lost record must show in the log
                     logger.exception("Could not record a request of %s in its feature store", served.name)
-    if served.request_log is not None:
-        for prepared, outcome in zip(batch, outcomes, strict=True):
-            if not isinstance(outcome, BaseException):
+            if served.request_log is not None:
                 served.request_log.record(served.name, served.version, prepared.received, outcome)
     return outcomes
 

@@ -178,3 +178,10 @@ def read_log(data_dir: Path, app: str) -> Any:
     if not parts:
         raise FileNotFoundError(f"No request log for {app} in {log_folder(data_dir, app)}.")
     return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+
+
+def serving_version(logged: Any) -> int | None:
+    """The version that answered most of the logged rows (None for a table without versions)."""
+    if VERSION_COLUMN not in logged.columns or not len(logged):
+        return None
+    return int(logged[VERSION_COLUMN].mode().iloc[0])
