@@ -121,7 +121,7 @@ def test_the_server_logs_answered_requests_and_the_monitor_reads_the_day(tiny_re
 
     from solutions_core.cli import app
     from solutions_core.demo import ServerProcess
-    from solutions_core.serving.request_log import read_day
+    from solutions_core.serving.request_log import output_names, read_day
     from tiny_app import server_environment
 
     home = tmp_path / "home"
@@ -142,6 +142,7 @@ def test_the_server_logs_answered_requests_and_the_monitor_reads_the_day(tiny_re
     assert len(logged) == len(served)  # all answered rows, the refused one not
     assert {"x", "y", "color", "probability", "model_version", "logged_at"} <= set(logged.columns)
     assert (logged["model_version"] == tiny_run.version.version).all()
+    assert sorted(output_names(logged)) == ["decision", "probability"]  # the answers, named in the files
     np.testing.assert_allclose(np.sort(logged["x"].to_numpy()), np.sort(served["x"].to_numpy()))
 
     result = CliRunner().invoke(app, ["monitor", APP.name, "--date", today.isoformat(), "--home", str(home)])
@@ -157,7 +158,7 @@ def test_the_server_logs_answered_requests_and_the_monitor_reads_the_day(tiny_re
     labels = tmp_path / "labels.csv"
     rule = 1.5 * labelled["x"] - labelled["y"] + (labelled["color"] == "red")
     pd.DataFrame({"point_id": labelled["point_id"], "label": (rule > 0).astype(int)}).to_csv(labels, index=False)
-    scored = CliRunner().invoke(app, ["performance", APP.name, "--labels", str(labels), "--home", str(home)])
+    scored = CliRunner().invoke(app, ["performance", APP.name, "--outcomes", str(labels), "--home", str(home)])
     assert scored.exit_code == 0, scored.output
     table = pd.read_csv(home / "runs" / APP.name / "performance" / "performance.csv")
     assert table["rows"].tolist() == [len(labelled)] and str(today) in table["date"].astype(str).tolist()
@@ -214,3 +215,38 @@ def test_runs_lists_each_run_with_its_verdict_data_and_contract_and_compares_two
     assert compared.exit_code == 0 and "test auroc" in compared.output, compared.output
     bad = runner.invoke(app, ["runs", "compare", "first", "--home", str(tmp_path)])
     assert bad.exit_code != 0
+
+
+def test_the_request_log_keeps_every_shape_of_request_and_answer(tmp_path):
+    """Flat requests take Arrow's JSON path; fields whose type changes between requests and nested
+    objects (an image's {"b64": ...}) the Python path; both keep rows, answers, versions and order."""
+    import datetime as dt
+
+    from solutions_core.serving.request_log import TIME_COLUMN, VERSION_COLUMN, RequestLog, output_names, read_day
+
+    log = RequestLog(tmp_path, flush_seconds=3600)
+    try:
+        log.record("flat", 3, [{"x": 1.5, "color": "red", "history": [1.0, None]}, {"x": 2, "color": None, "history": []}],
+                   {"probability": np.array([0.25, 0.75], np.float32), "item_ids": np.array([[b"a", b"b"], [b"c", b"d"]], object),
+                    "p50": np.array([[1.0, 2.0], [3.0, 4.0]])})
+        log.record("flat", 4, [{"x": 3.0, "color": "blue", "history": [2.0]}], {"probability": np.array([0.5]),
+                   "item_ids": np.array([[b"e", b"f"]], object), "p50": np.array([[5.0, 6.0]])})
+        log.record("mixed", 1, [{"amount": 5.0, "image": {"b64": "AAAA"}}], {"score": np.array([0.1])})
+        log.record("mixed", 1, [{"amount": "7.5", "image": {"b64": "BBBB"}}], {"score": np.array([0.2])})
+        log.flush()
+    finally:
+        log.close()
+    today = dt.datetime.now(dt.timezone.utc).date()
+    flat = read_day(tmp_path, "flat", today)
+    assert flat["x"].tolist() == [1.5, 2.0, 3.0] and flat["color"].tolist() == ["red", None, "blue"]
+    assert [len(values) for values in flat["history"]] == [2, 0, 1]  # an unknown step stays unknown
+    assert flat["history"][0][0] == 1.0 and np.isnan(flat["history"][0][1]) and flat["history"][2][0] == 2.0
+    assert flat[VERSION_COLUMN].tolist() == [3, 3, 4] and flat[TIME_COLUMN].is_monotonic_increasing
+    np.testing.assert_allclose(flat["probability"], [0.25, 0.75, 0.5])
+    assert [list(ids) for ids in flat["item_ids"]] == [["a", "b"], ["c", "d"], ["e", "f"]]
+    assert [list(values) for values in flat["p50"]] == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    assert sorted(output_names(flat)) == ["item_ids", "p50", "probability"]
+    mixed = read_day(tmp_path, "mixed", today)
+    assert mixed["amount"].tolist() == ["5.0", "7.5"]  # as sent, one type for the column
+    assert [json.loads(value) for value in mixed["image"]] == [{"b64": "AAAA"}, {"b64": "BBBB"}]
+    assert output_names(mixed) == ["score"] and mixed["score"].tolist() == pytest.approx([0.1, 0.2])

@@ -436,13 +436,16 @@ def monitor(
 @app.command()
 def performance(
     name: Annotated[str, typer.Argument(help="App name.")],
-    labels: Annotated[Path, typer.Option(help="Labels that arrived later (Parquet or CSV): the contract's id column and label column.")],
-    key: Annotated[Optional[str], typer.Option(help="The column joining them to the request log (default: the contract's served id).")] = None,
+    outcomes: Annotated[
+        Path,
+        typer.Option(help="What happened after the requests (Parquet or CSV, the app's table format): labels that arrived later "
+                          "(fraud chargebacks, confirmed defects), later interactions (recommendation), realized demand (forecasting)."),
+    ],
     version: Annotated[Optional[int], typer.Option(help="Only requests this version answered (default: the one that answered most).")] = None,
     home: HomeOption = None,
 ) -> None:
-    """The gate metric per day of the request log, on the requests whose labels arrived (chargebacks,
-    confirmed defects); writes performance.csv and performance.png under <home>/runs/<app>/performance/."""
+    """The gate metric per day of the request log, on the requests whose outcome arrived; writes
+    performance.csv and performance.png under <home>/runs/<app>/performance/."""
     from solutions_core.model_registry import ModelRegistry
     from solutions_core.monitoring import performance_by_day, plot_performance, read_served
     from solutions_core.registry import get_solution
@@ -454,7 +457,7 @@ def performance(
         logged = read_log(settings.resolved_data_dir(), solution.name)
         version = version if version is not None else serving_version(logged)
         chosen = pick_version(ModelRegistry(settings.resolved_models_dir()), solution.name, version)
-        table = performance_by_day(solution, chosen, logged[logged[VERSION_COLUMN] == chosen.version], read_served(labels), key)
+        table = performance_by_day(solution, chosen, logged[logged[VERSION_COLUMN] == chosen.version], read_served(outcomes))
     folder = settings.resolved_runs_dir() / solution.name / "performance"
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "performance.csv", index=False)

@@ -40,6 +40,20 @@ class ModelVersion:
             return {}
         return json.loads(self.metadata_path.read_text())
 
+    def context(self, solution: Any) -> Any:
+        """The ``Context`` this version was published with: its config and the contracts it ships."""
+        from solutions_core.contracts import Contract
+        from solutions_core.solution import Context
+
+        metadata = self.metadata()
+        shipped = metadata.get("contracts") or {solution.contracts[0]: metadata.get("contract", {})}
+        contracts = {}
+        for table, about in shipped.items():
+            path = self.path / "assets.extra" / about.get("file", f"{about.get('name')}.yaml")
+            if path.exists():
+                contracts[table] = Contract.from_yaml(path)
+        return Context(solution.name, solution.make_config(metadata.get("config")), contracts)
+
 
 class ModelRegistry:
     def __init__(self, models_dir: Path | str):

@@ -354,38 +354,29 @@ def monitor_version(version: Any, served: pd.DataFrame, *, label: str, out_dir: 
 # ---- performance over time, once labels arrive -----------------------------------------------------------
 
 
-def performance_by_day(solution: Any, version: Any, logged: pd.DataFrame, labels: pd.DataFrame, key: str | None = None) -> pd.DataFrame:
+def performance_by_day(solution: Any, version: Any, logged: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
     """The gate metric (and the app's other metrics) per day of the request log, on the requests whose
-    label arrived later (chargebacks, confirmed defects): ``labels`` holds the contract's id column and
-    label column; each day's logged answers are scored by the app's own ``evaluate``."""
-    from solutions_core.contracts import load_contract
-    from solutions_core.serving.request_log import TIME_COLUMN, VERSION_COLUMN
-    from solutions_core.solution import Context
+    outcome arrived later: the app's ``evaluation.outcomes`` joins them (chargebacks or confirmed defects
+    by id, later interactions per user, realized demand per series and date) and its own ``evaluate``
+    scores each day's logged answers."""
+    from solutions_core.serving.request_log import TIME_COLUMN, output_names
 
-    contract = load_contract(version.contract_path)
-    label = contract.label_column()
-    if label is None or label not in labels.columns:
-        raise ValueError(f"The labels must hold the contract's label column ({label!r}); they have {sorted(labels.columns)}.")
-    candidates = [key] if key else [name for name, spec in contract.columns.items() if spec.role == "id" and spec.serving]
-    key = next((name for name in candidates if name in logged.columns and name in labels.columns), None)
-    if key is None:
-        raise ValueError(f"No id column joins the request log to the labels (tried {candidates}); pass the key column.")
-    merged = logged.drop(columns=[label], errors="ignore").merge(labels[[key, label]].drop_duplicates(key), on=key, how="inner")
+    context = version.context(solution)
+    outputs = output_names(logged)
+    if not outputs:
+        raise ValueError("The request log names no model outputs: was it written by `solutions serve`?")
+    merged = solution.evaluation.outcomes(context, logged, outcomes)
     if merged.empty:
-        raise ValueError(f"No logged request has a label: none of the labels' {key} values was served.")
-    published = version.metadata().get("config")
-    config = solution.make_config(published) if published else solution.make_config()
-    context = Context(solution.name, config, {contract.name: contract})
-    outputs = [name for name in merged.columns if name not in contract.columns and name not in (VERSION_COLUMN, TIME_COLUMN, key, label)]
+        raise ValueError(f"No logged request has an outcome yet: none of the {len(logged)} logged requests matched the outcomes given.")
     rows = []
     for day, part in merged.groupby(pd.to_datetime(merged[TIME_COLUMN]).dt.date, sort=True):
         part = part.reset_index(drop=True)
         answers = {name: np.stack(part[name].to_numpy()) if isinstance(part[name].iloc[0], (list, np.ndarray)) else part[name].to_numpy()
-                   for name in outputs}
+                   for name in outputs if name in part.columns}
         try:
             metrics = solution.evaluation.evaluate(context, part, answers)
         except KeyError as missing:
-            raise ValueError(f"{solution.name}'s evaluate needs {missing}, which the request log and the labels do not hold.") from None
+            raise ValueError(f"{solution.name}'s evaluate needs {missing}, which the request log and the outcomes do not hold.") from None
         rows.append({"date": day, "rows": len(part), **{name: float(value) for name, value in metrics.items()}})
     return pd.DataFrame(rows)
 

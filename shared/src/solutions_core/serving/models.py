@@ -128,17 +128,8 @@ def load_served_model(version: ModelVersion, data_dir: Path | None = None) -> Se
         except KeyError:
             logger.info("Solution %r is not installed; serving %s without its online features.", app, version.path)
             return served
-        from solutions_core.solution import Context
-
-        shipped = metadata.get("contracts") or {solution.contracts[0]: metadata.get("contract", {})}
-        contracts = {}
-        for table, about in shipped.items():
-            path = version.path / "assets.extra" / about.get("file", f"{about.get('name')}.yaml")
-            if path.exists():
-                contracts[table] = Contract.from_yaml(path)
-        config = solution.make_config(metadata.get("config"))
         served.solution = solution
-        served.context = Context(app, config, contracts)
+        served.context = version.context(solution)
         request = solution.serving.request(served.context)
         served.extra_fields, served.allow_missing = set(request.extra), set(request.optional)
         if data_dir is not None:

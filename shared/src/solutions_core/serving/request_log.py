@@ -1,11 +1,14 @@
 """The request log: a sample of the answered requests and their answers, as Parquet under
 ``<data_dir>/request_log/<app>/date=<YYYY-MM-DD>/part-*.parquet`` (what ``solutions monitor --date``
-reads, and what labels that arrive later are joined to).
+reads, and what outcomes that arrive later are joined to).
 
-The batch thread only appends a reference to the request and its outputs to a queue (no copy, no
-conversion); a writer thread turns the queue into rows every ``flush_seconds`` or ``flush_rows`` and
-writes one file per app and day, renamed into place whole. ``close`` (server shutdown) writes what is
-left; a hot reload changes nothing here (one log per server, whatever version answered).
+The batch thread serializes each answered batch to one JSON line (orjson, in C: about a microsecond a
+row) and queues the bytes, so no request object outlives its answer; a writer thread turns the lines
+into columns with Arrow's JSON reader (C++, without the GIL) every ``flush_seconds`` or ``flush_rows``
+and writes one file per app and day, renamed into place whole. Keeping the requests themselves until
+the writer converted them in Python cost the server 11 % of its one-row throughput and doubled its p99
+(``benchmarks/serving_load.py``, c=64). ``close`` (server shutdown) writes what is left; a hot reload
+changes nothing here (one log per server, whatever version answered).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 logger = logging.getLogger("solutions_core.serving")
 FOLDER = "request_log"
 VERSION_COLUMN, TIME_COLUMN = "model_version", "logged_at"
+OUTPUTS_KEY = "solutions.outputs"  # in each Parquet file's metadata: which of its columns are the model's answers
 
 
 def log_folder(data_dir: Path, app: str, day: dt.date | None = None) -> Path:
@@ -52,10 +56,19 @@ class RequestLog:
         self._thread.start()
 
     def record(self, app: str, version: int, received: list[dict[str, Any]], outputs: dict[str, Any]) -> None:
-        """Queue one answered request (called by the batch thread; O(1), nothing converted here)."""
+        """Queue one answered batch as a JSON line (called by the batch thread)."""
         if self.rate < 1.0 and random.random() >= self.rate:
             return
-        self._queue.append((time.time(), app, version, received, outputs))
+        import orjson
+
+        now = time.time()
+        try:
+            line = orjson.dumps({"t": int(now * 1e6), "v": int(version), "rows": received, "outputs": outputs},
+                                option=orjson.OPT_SERIALIZE_NUMPY, default=_plain)
+        except TypeError:  # a value JSON cannot hold (an int beyond 64 bits): the log must not fail a request
+            logger.warning("A request of %s could not be logged: a value is not JSON-serializable.", app)
+            return
+        self._queue.append((app, dt.datetime.fromtimestamp(now, dt.timezone.utc).date(), len(received), line))
         self._queued_rows += len(received)
         if self._queued_rows >= self.flush_rows:
             self._wake.set()
@@ -70,43 +83,35 @@ class RequestLog:
                 logger.exception("Could not write the request log")
 
     def flush(self) -> list[Path]:
-        """Write everything queued so far: one Parquet file per app and day. Built column by column
-        (a list per field, outputs joined as arrays, pyarrow writing): per-row dicts here cost a
-        third of the server's 256-row throughput (measured), as this thread shares the GIL."""
+        """Write everything queued so far: one Parquet file per app and day."""
         with self._write_lock:
             entries = []
             while self._queue:
                 entries.append(self._queue.popleft())
             self._queued_rows = 0
-            groups: dict[tuple[str, dt.date], list[tuple]] = collections.defaultdict(list)
-            for entry in entries:
-                groups[(entry[1], dt.datetime.fromtimestamp(entry[0], dt.timezone.utc).date())].append(entry)
-            written = [self._write(app, day, group) for (app, day), group in groups.items()]
-            self.written_rows += sum(len(entry[3]) for entry in entries)
+            groups: dict[tuple[str, dt.date], list[bytes]] = collections.defaultdict(list)
+            for app, day, _, line in entries:
+                groups[(app, day)].append(line)
+            written = [self._write(app, day, lines) for (app, day), lines in groups.items()]
+            self.written_rows += sum(entry[2] for entry in entries)
             return written
 
-    def _write(self, app: str, day: dt.date, entries: list[tuple]) -> Path:
+    def _write(self, app: str, day: dt.date, lines: list[bytes]) -> Path:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        fields = list(dict.fromkeys(name for entry in entries for name in (entry[3][0] if entry[3] else {})))
-        columns: dict[str, Any] = {}
-        for name in fields:
-            columns[name] = _column([instance.get(name) for entry in entries for instance in entry[3]])
-        outputs = list(dict.fromkeys(name for entry in entries for name in entry[4]))
-        for name in outputs:
-            if name in columns:
-                continue  # a request field of the same name is what the client sent; keep it
-            columns[name] = _output_column([np.asarray(entry[4][name]) for entry in entries])
-        counts = [len(entry[3]) for entry in entries]
-        columns[VERSION_COLUMN] = pa.array(np.repeat([int(entry[2]) for entry in entries], counts), pa.int64())
-        stamps = np.repeat(np.array([int(entry[0] * 1e6) for entry in entries], dtype="int64"), counts)
-        columns[TIME_COLUMN] = pa.array(stamps.astype("datetime64[us]"))
+        try:
+            columns, outputs = _arrow_columns(b"\n".join(lines))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, _NotFlat):
+            # Fields whose type changes from one request to another, or nested objects (an image's
+            # {"b64": ...}): column by column in Python, each such value as its JSON.
+            columns, outputs = _python_columns(lines)
         folder = log_folder(self.data_dir, app, day)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
         temporary = folder / f".{name}"
-        pq.write_table(pa.table(columns), temporary)
+        table = pa.table(columns).replace_schema_metadata({OUTPUTS_KEY: json.dumps(outputs)})
+        pq.write_table(table, temporary)
         os.replace(temporary, folder / name)  # readers see whole files only
         return folder / name
 
@@ -118,6 +123,66 @@ class RequestLog:
         self.flush()
 
 
+class _NotFlat(Exception):
+    """A request field holds objects: the Python path writes them as JSON text."""
+
+
+def _arrow_columns(text: bytes) -> tuple[dict[str, Any], list[str]]:
+    """The lines' rows as columns, by Arrow's JSON reader and list kernels (no Python per row)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    lines = pj.read_json(io.BytesIO(text), read_options=pj.ReadOptions(block_size=max(len(text) + 1, 1 << 20)))
+    rows = lines.column("rows").combine_chunks()
+    if not pa.types.is_struct(rows.type.value_type):
+        raise _NotFlat()
+    parents = pc.list_parent_indices(rows)
+    flat = pc.list_flatten(rows)
+    columns: dict[str, Any] = {}
+    for index, field in enumerate(flat.type):
+        if _nested_objects(field.type):
+            raise _NotFlat()
+        columns[field.name] = flat.field(index)
+    # A request field named as an output is what the client sent; it is kept, the output is not.
+    outputs = []
+    if "outputs" in lines.column_names and pa.types.is_struct(lines.column("outputs").type):
+        answers = lines.column("outputs").combine_chunks()
+        for index, field in enumerate(answers.type):
+            if field.name not in columns:
+                columns[field.name] = pc.list_flatten(answers.field(index))
+                outputs.append(field.name)
+    columns[VERSION_COLUMN] = pc.take(lines.column("v"), parents)
+    columns[TIME_COLUMN] = pc.take(lines.column("t"), parents).cast(pa.timestamp("us"))
+    return columns, outputs
+
+
+def _nested_objects(kind: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_struct(kind) or pa.types.is_map(kind):
+        return True
+    return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _nested_objects(kind.value_type)
+
+
+def _python_columns(lines: list[bytes]) -> tuple[dict[str, Any], list[str]]:
+    import orjson
+    import pyarrow as pa
+
+    entries = [orjson.loads(line) for line in lines]
+    fields = list(dict.fromkeys(name for entry in entries for row in entry["rows"] for name in row))
+    columns: dict[str, Any] = {name: _column([row.get(name) for entry in entries for row in entry["rows"]]) for name in fields}
+    outputs = [name for name in dict.fromkeys(name for entry in entries for name in entry["outputs"]) if name not in columns]
+    for name in outputs:
+        columns[name] = _output_column([np.asarray(entry["outputs"][name]) for entry in entries])
+    counts = [len(entry["rows"]) for entry in entries]
+    columns[VERSION_COLUMN] = pa.array(np.repeat([int(entry["v"]) for entry in entries], counts), pa.int64())
+    columns[TIME_COLUMN] = pa.array(np.repeat(np.array([entry["t"] for entry in entries], dtype="int64"), counts).astype("datetime64[us]"))
+    return columns, outputs
+
+
 def _column(values: list[Any]) -> Any:
     """A request field's values as one Arrow array: as they are when Arrow takes them (numbers,
     strings, nulls); else each as JSON (an image's {"b64": ...}, a field sent as a number by one client
@@ -125,9 +190,16 @@ def _column(values: list[Any]) -> Any:
     import pyarrow as pa
 
     try:
-        return pa.array(values)
+        if not any(isinstance(value, dict) for value in values):
+            return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return pa.array([None if value is None else value if isinstance(value, str) else json.dumps(_plain(value)) for value in values], pa.string())
+        pass
+    return pa.array([None if value is None else value if isinstance(value, str) else _json_text(value) for value in values], pa.string())
+
+
+def _json_text(value: Any) -> str:
+    plain = _plain(value)
+    return plain if isinstance(value, dict) else json.dumps(plain)  # _plain writes a dict as its JSON already
 
 
 def _output_column(parts: list[np.ndarray]) -> Any:
@@ -161,23 +233,38 @@ def _plain(value: Any) -> Any:
 
 def read_day(data_dir: Path, app: str, day: dt.date) -> Any:
     """One day of an app's request log as a table (FileNotFoundError when nothing was logged)."""
-    import pandas as pd
-
     folder = log_folder(data_dir, app, day)
     parts = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
     if not parts:
         raise FileNotFoundError(f"No request log for {app} on {day} in {folder}: was the server logging (SOLUTIONS_REQUEST_LOG_RATE > 0)?")
-    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    return _read_parts(parts)
 
 
 def read_log(data_dir: Path, app: str) -> Any:
     """Every logged day of an app (FileNotFoundError when nothing was logged)."""
-    import pandas as pd
-
     parts = sorted(log_folder(data_dir, app).glob("date=*/part-*.parquet"))
     if not parts:
         raise FileNotFoundError(f"No request log for {app} in {log_folder(data_dir, app)}.")
-    return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    return _read_parts(parts)
+
+
+def _read_parts(parts: list[Path]) -> Any:
+    """The parts as one table; ``attrs["outputs"]`` names the model's outputs among its columns."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    outputs: dict[str, None] = {}
+    for part in parts:
+        written = (pq.read_schema(part).metadata or {}).get(OUTPUTS_KEY.encode())
+        outputs.update(dict.fromkeys(json.loads(written) if written else []))
+    table = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    table.attrs["outputs"] = list(outputs)
+    return table
+
+
+def output_names(logged: Any) -> list[str]:
+    """The model outputs among a logged table's columns (as the log wrote them down)."""
+    return [name for name in logged.attrs.get("outputs", []) if name in logged.columns]
 
 
 def serving_version(logged: Any) -> int | None:

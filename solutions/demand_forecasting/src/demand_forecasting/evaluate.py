@@ -149,6 +149,48 @@ def window_metrics(examples: pd.DataFrame, quantiles: Mapping[float, np.ndarray]
     return table
 
 
+def realized_windows(logged: pd.DataFrame, sales: pd.DataFrame, horizon: int, season: int | None) -> pd.DataFrame:
+    """The logged forecasts whose horizon has at least one realized step in ``sales`` (the app's sales
+    table as it stands now: history and what sold since), with what scoring needs, computed as the
+    backtest computes it: ``actual``/``weight`` per step (stock-outs and unknown steps do not count),
+    the MASE ``scale`` from the series' history before the forecast start, the recent ``volume`` and
+    the ``origin``."""
+    from demand_forecasting.data import infer_frequency
+    from demand_forecasting.config import SEASON
+    from demand_forecasting.windows import naive_scale, series_arrays, window_targets
+
+    for column in ("series_id", "forecast_start"):
+        if column not in logged.columns:
+            raise ValueError(f"The request log holds no {column!r}: these are not forecast requests.")
+    data = series_arrays(sales, pd.DataFrame({"series_id": []}), [])
+    season = season or SEASON[infer_frequency(sales)]
+    start = logged["forecast_start"]
+    seconds = (pd.to_datetime(start, unit="s") if pd.api.types.is_numeric_dtype(start) else pd.to_datetime(start)).astype("datetime64[ns]")
+    seconds = seconds.astype("int64").to_numpy() / 1e9
+    row_of = {str(series): index for index, series in enumerate(data.ids)}
+    rows, origins, kept = [], [], []
+    for index, (series, when) in enumerate(zip(logged["series_id"].astype(str), seconds)):
+        row = row_of.get(series)
+        if row is None:
+            continue
+        steps = data.seconds[row, : data.length[row]]
+        origin = int(np.searchsorted(steps, when))
+        if origin < len(steps) and steps[origin] == when and origin >= 1:
+            rows.append(row), origins.append(origin), kept.append(index)
+    rows, origins = np.asarray(rows, dtype=np.int64), np.asarray(origins, dtype=np.int64)
+    actual, weight = window_targets(data, rows, origins, horizon) if len(rows) else (np.zeros((0, horizon)), np.zeros((0, horizon)))
+    realized = weight.sum(axis=1) > 0
+    frame = logged.iloc[np.asarray(kept, dtype=np.int64)[realized]].reset_index(drop=True)
+    rows, origins = rows[realized], origins[realized]
+    frame["origin"] = pd.to_datetime(data.seconds[rows, origins], unit="s")
+    frame["actual"] = list(actual[realized])
+    frame["weight"] = list(weight[realized])
+    frame["scale"] = naive_scale(data, rows, origins, season)
+    recent = max(season, 7)
+    frame["volume"] = [float(np.nansum(data.quantity[row, max(origin - recent, 0):origin])) for row, origin in zip(rows, origins)]
+    return frame
+
+
 def aggregate_windows(table: pd.DataFrame) -> dict[str, float]:
     """Means over windows (MASE of constant histories left out), the volume-weighted MASE (the series
     that move stock count most, in the spirit of M5's WRMSSE) and the share of windows covered."""

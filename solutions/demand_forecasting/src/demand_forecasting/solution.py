@@ -209,6 +209,21 @@ class ForecastEvaluation(Evaluation):
 
         return aggregate_windows(window_metrics(examples, quantiles_of(outputs, context.config)))
 
+    def outcomes(self, context: Context, logged: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+        """Each logged forecast against the demand realized since (``outcomes``: the sales table as it
+        stands now, in the contract's columns)."""
+        from demand_forecasting.data import canonical_sales
+        from demand_forecasting.evaluate import realized_windows
+        from demand_forecasting.model import quantile_names
+
+        config: ForecastConfig = context.config
+        median = quantile_names([0.5])[0]
+        if median not in logged.columns:
+            raise ValueError(f"The request log holds no {median!r} answers: these are not forecast requests.")
+        horizon = len(logged[median].iloc[0]) if len(logged) else config.horizon or 1
+        sales = canonical_sales(outcomes, context.contract, config)
+        return realized_windows(logged, sales, horizon, config.season)
+
     def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
         from demand_forecasting.baselines import baseline_forecasts
         from demand_forecasting.evaluate import aggregate_windows, window_metrics

@@ -147,12 +147,16 @@ def generate_transactions(
     days: int = 120,
     fraud_rate: float = 0.002,
     seed: int = 0,
+    inflation: float = _INFLATION_OVER_PERIOD,
 ) -> pd.DataFrame:
     """Return ``n_transactions`` synthetic card authorizations, sorted by timestamp then transaction_id.
 
     ``fraud_rate`` is the fraction of rows labelled ``is_fraud == 1`` (exact up to rounding). By default
     there is about one card per 40 transactions and one merchant per 200, so a card has a usable
     history. Columns are listed in ``COLUMNS``; ``device_id`` is None for card-present purchases.
+    ``inflation`` is how much prices rise over the period (0.06: 6 %); the rest of the table does not
+    depend on it, so the same arguments with a larger value give the same transactions at drifted
+    prices (what the monitoring tests replay).
     """
     if n_transactions < 1:
         raise ValueError(f"n_transactions must be at least 1, got {n_transactions}")
@@ -160,6 +164,8 @@ def generate_transactions(
         raise ValueError(f"days must be at least 1, got {days}")
     if not 0.0 <= fraud_rate < 0.5:
         raise ValueError(f"fraud_rate must be in [0, 0.5), got {fraud_rate}")
+    if not inflation > -1.0:
+        raise ValueError(f"inflation must be above -1 (prices cannot fall to nothing), got {inflation}")
     n_cards = max(25, n_transactions // 40) if n_cards is None else n_cards
     n_merchants = max(50, n_transactions // 200) if n_merchants is None else n_merchants
     if n_cards < 1:
@@ -185,7 +191,7 @@ def generate_transactions(
             _card_testing_and_takeover_fraud(rng, world, n_fraud - n_compromised),
         ]
     )
-    return _assemble(world, _concat_rows([legit, fraud]), start_time)
+    return _assemble(world, _concat_rows([legit, fraud]), start_time, inflation)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -604,14 +610,14 @@ def _clip_to_period(rows: dict[str, np.ndarray], world: _World) -> dict[str, np.
 # --------------------------------------------------------------------------------------------------
 
 
-def _assemble(world: _World, rows: dict[str, np.ndarray], start_time: pd.Timestamp) -> pd.DataFrame:
+def _assemble(world: _World, rows: dict[str, np.ndarray], start_time: pd.Timestamp, inflation_over_period: float) -> pd.DataFrame:
     order = np.argsort(rows["seconds"], kind="stable")
     rows = {field: values[order] for field, values in rows.items()}
     n_rows = len(order)
     card, merchant, seconds = rows["card"], rows["merchant"], rows["seconds"]
 
     # Inflation: the same basket costs a few percent more at the end of the period.
-    inflation = 1.0 + _INFLATION_OVER_PERIOD * seconds / world.total_seconds
+    inflation = 1.0 + inflation_over_period * seconds / world.total_seconds
     amount = np.clip(np.round(rows["amount"] * inflation, 2), 0.5, MAX_AMOUNT)
 
     id_width = max(8, len(str(n_rows)))

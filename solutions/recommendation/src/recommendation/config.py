@@ -110,6 +110,9 @@ class RecommendationConfig(SolutionConfig):
     )
     top_k: int = Field(default=100, ge=1, le=1000, description="Items the exported signature returns per user.")
     eval_k: list[int] = Field(default_factory=lambda: [10, 100], description="K of Recall@K and NDCG@K.")
+    outcome_days: float = Field(
+        default=7.0, gt=0, description="Performance over time: a served list is scored on what its user interacted with in this many days after it."
+    )
     towers: TowerConfig = Field(default_factory=TowerConfig)
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)

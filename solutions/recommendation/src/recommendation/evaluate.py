@@ -49,6 +49,38 @@ def outputs_metrics(outputs: dict[str, np.ndarray], examples: pd.DataFrame, ks: 
     return top_k_metrics(_decoded(np.asarray(outputs["item_ids"])), list(examples["targets"]), ks, catalog_size)
 
 
+def later_targets(logged: pd.DataFrame, interactions: pd.DataFrame, days: float, logged_at: str, time_column: str) -> pd.DataFrame:
+    """The logged requests whose user interacted with something in the ``days`` after the request,
+    with those items as ``targets`` (less what the request excluded: items already seen were never
+    recommended)."""
+    for column in ("user_id", "item_id", time_column):
+        if column not in interactions.columns:
+            raise ValueError(f"The later interactions must hold {column!r}; they have {sorted(interactions.columns)}.")
+    if "user_id" not in logged.columns:
+        raise ValueError("The request log holds no user_id: these are not recommendation requests.")
+    requests = pd.DataFrame({
+        "request": np.arange(len(logged)),
+        "user_id": logged["user_id"].astype(str).to_numpy(),
+        "start": pd.to_datetime(logged[logged_at]).to_numpy(),
+    })
+    later = interactions[["user_id", "item_id", time_column]].copy()
+    later["user_id"] = later["user_id"].astype(str)
+    later["item_id"] = later["item_id"].astype(str)
+    later[time_column] = pd.to_datetime(later[time_column])
+    if later[time_column].dt.tz is not None:
+        later[time_column] = later[time_column].dt.tz_convert("UTC").dt.tz_localize(None)
+    joined = requests.merge(later, on="user_id", how="inner")
+    joined = joined[(joined[time_column] > joined["start"]) & (joined[time_column] <= joined["start"] + pd.Timedelta(days=days))]
+    excluded = [set(text.split()) for text in logged["exclude"].fillna("").astype(str)] if "exclude" in logged.columns else None
+    if excluded is not None and len(joined):
+        seen = np.array([item in excluded[request] for request, item in zip(joined["request"], joined["item_id"])], dtype=bool)
+        joined = joined[~seen]
+    targets = joined.groupby("request", sort=True)["item_id"].agg(lambda items: list(dict.fromkeys(items)))
+    kept = logged.iloc[targets.index.to_numpy()].reset_index(drop=True)
+    kept["targets"] = targets.to_list()
+    return kept
+
+
 def _seen_lists(examples: pd.DataFrame) -> list[set[str]]:
     return [set(text.split()) for text in examples["exclude"]]
 

@@ -116,6 +116,15 @@ class RecommendationEvaluation(Evaluation):
 
         return outputs_metrics(dict(outputs), examples, eval_ks(context.config), catalog_size(outputs, examples))
 
+    def outcomes(self, context: Context, logged: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+        """Each served list against what its user interacted with in the ``outcome_days`` after it
+        (``outcomes``: the interactions table, the rows since the requests or all of them)."""
+        from recommendation.evaluate import later_targets
+        from solutions_core.serving.request_log import TIME_COLUMN
+
+        time_column = context.contract.time_column or "timestamp"
+        return later_targets(logged, outcomes, context.config.outcome_days, TIME_COLUMN, time_column)
+
     def baselines(self, context: Context, splits: Splits) -> dict[str, Baseline]:
         """Popularity, matrix factorization (PureSVD) and EASE, learned from the same interactions as the
         candidates (the training split; EASE's λ chosen on validation, as the candidates' choices are),
