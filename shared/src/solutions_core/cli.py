@@ -463,9 +463,9 @@ def performance(
     table.to_csv(folder / "performance.csv", index=False)
     metric = solution.gate.metric
     tested = chosen.metadata().get("test_metrics", {}).get(metric)
-    picture = plot_performance(table, metric, tested, folder / "performance.png", f"{solution.name} v{chosen.version}: {metric} per day once labelled")
+    picture = plot_performance(table, metric, tested, folder / "performance.png", f"{solution.name} v{chosen.version}: {metric} per day, once outcomes arrived")
     shown = Table(title=f"{solution.name} v{chosen.version}: {metric} per day (test split at publish: {tested if tested is None else f'{tested:.4f}'})")
-    for column in ("date", "labelled rows", metric):
+    for column in ("date", "requests with outcomes", metric):
         shown.add_column(column)
     for row in table.itertuples(index=False):
         shown.add_row(str(row.date), str(row.rows), f"{getattr(row, metric):.4f}")

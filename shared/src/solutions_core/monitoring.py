@@ -382,7 +382,7 @@ def performance_by_day(solution: Any, version: Any, logged: pd.DataFrame, outcom
 
 
 def plot_performance(table: pd.DataFrame, metric: str, baseline: float | None, path: Path, title: str) -> Path:
-    """The gate metric per day (with the version's test value as a line), and the labelled rows per day."""
+    """The gate metric per day (with the version's test value as a line), and the requests with an outcome per day."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -390,14 +390,14 @@ def plot_performance(table: pd.DataFrame, metric: str, baseline: float | None, p
 
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     dates = pd.to_datetime(table["date"])
-    top.plot(dates, table[metric], marker="o", label=f"{metric}, served and labelled")
+    top.plot(dates, table[metric], marker="o", label=f"{metric}, served requests with outcomes")
     if baseline is not None:
         top.axhline(baseline, color="gray", linestyle="--", label=f"{metric} on the test split at publish ({baseline:.3f})")
     top.set_ylabel(metric)
     top.legend(fontsize=8)
     top.set_title(title, fontsize=10)
     bottom.bar(dates, table["rows"], color="#8da0cb")
-    bottom.set_ylabel("labelled rows")
+    bottom.set_ylabel("requests")
     figure.autofmt_xdate()
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
