@@ -250,3 +250,22 @@ def test_the_request_log_keeps_every_shape_of_request_and_answer(tmp_path):
     assert mixed["amount"].tolist() == ["5.0", "7.5"]  # as sent, one type for the column
     assert [json.loads(value) for value in mixed["image"]] == [{"b64": "AAAA"}, {"b64": "BBBB"}]
     assert output_names(mixed) == ["score"] and mixed["score"].tolist() == pytest.approx([0.1, 0.2])
+
+
+def test_a_field_that_changes_type_within_a_second_is_written_to_separate_files(tmp_path):
+    import datetime as dt
+
+    from solutions_core.serving.request_log import RequestLog, read_day
+
+    log = RequestLog(tmp_path, flush_seconds=3600)
+    try:
+        log.record("app", 1, [{"amount": 5.0}], {"score": np.array([0.1])})
+        with log._lock:
+            log._convert()  # converted, not yet written: the next part holds the same field as text
+        log.record("app", 1, [{"amount": "seven"}], {"score": np.array([0.2])})
+        written = log.flush()
+    finally:
+        log.close()
+    assert len(written) == 2 and log.written_rows == 2
+    logged = read_day(tmp_path, "app", dt.datetime.now(dt.timezone.utc).date())
+    assert sorted(map(str, logged["amount"])) == ["5.0", "seven"]
