@@ -161,20 +161,32 @@ def test_statistics_at_publish_a_monitor_report_of_served_requests_and_the_run_l
     assert statistics["columns"] or statistics["outputs"], "nothing to monitor against"
     assert statistics["outputs"], "the model's outputs on validation are recorded (skew)"
 
-    instances = result.golden_instances
+    # Each request may name itself by a unique id of the contract (served or not), so that outcomes
+    # arriving later can be joined to it.
+    from solutions_core.contracts import Contract
+
+    contract = Contract.from_yaml(result.version.contract_path)
+    key = next((name for name, column in contract.columns.items() if column.role == "id" and column.unique), None)
+    instances = [{**instance, key: instance.get(key, f"conformance-{index}")} if key else instance
+                 for index, instance in enumerate(result.golden_instances)]
     status, body = http_json("POST", f"{server.url}/v1/models/{app}:predict", {"instances": instances})
     assert status == 200, body
     today = dt.datetime.now(dt.timezone.utc).date()
+    sent = {str(instance[key]) for instance in instances} if key else set()
+
+    def arrived(logged) -> bool:  # earlier tests' requests may be in the day's log already
+        return len(logged) >= len(instances) and (not key or (key in logged.columns and sent <= set(logged[key].astype(str))))
+
     deadline, logged = time.monotonic() + 30, None
     while time.monotonic() < deadline:  # written every second, off the request path
         try:
             logged = read_day(home / "data", app, today)
-            if len(logged) >= len(instances):
+            if arrived(logged):
                 break
         except FileNotFoundError:
             pass
         time.sleep(1)
-    assert logged is not None and len(logged) >= len(instances)
+    assert logged is not None and arrived(logged), f"the requests (and their {key}) are logged"
 
     runner = CliRunner()
     monitored = runner.invoke(cli, ["monitor", app, "--date", today.isoformat(), "--home", str(home)], env={"COLUMNS": "200"})

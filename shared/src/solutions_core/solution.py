@@ -427,17 +427,23 @@ class Evaluation:
     def outcomes(self, context: Context, logged: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
         """Served requests joined with what happened after them, as examples ``evaluate`` can score
         (the logged answers stay as columns under their output names); requests whose outcome has not
-        arrived are left out. Default: the label column of ``outcomes`` joined on the contract's served
-        id column (fraud chargebacks by transaction id, confirmed defects by image id). Apps whose
-        outcome is not a label per request (later interactions, realized demand) override it."""
+        arrived are left out. Default: the label column of ``outcomes`` joined on a unique id column of
+        the contract that the requests carried (fraud chargebacks by transaction id, confirmed defects
+        by image id). Apps whose outcome is not a label per request (later interactions, realized
+        demand) override it."""
         contract = context.contract
         label = contract.label_column()
         if label is None or label not in outcomes.columns:
             raise ValueError(f"The outcomes must hold the contract's label column ({label!r}); they have {sorted(outcomes.columns)}.")
-        candidates = [name for name, spec in contract.columns.items() if spec.role == "id" and spec.serving]
+        # Only a unique id names one request: a card id or a user id would give every request of the
+        # card the label of one of its transactions.
+        candidates = [name for name, spec in contract.columns.items() if spec.role == "id" and spec.unique]
         key = next((name for name in candidates if name in logged.columns and name in outcomes.columns), None)
         if key is None:
-            raise ValueError(f"No id column joins the request log to the outcomes (tried {candidates}); both must hold one.")
+            raise ValueError(
+                f"No unique id column joins the request log to the outcomes: the contract's are {candidates or 'none'}, "
+                f"and both the requests and the outcomes must carry one (send it with each request)."
+            )
         return logged.drop(columns=[label], errors="ignore").merge(outcomes[[key, label]].drop_duplicates(key), on=key, how="inner")
 
     def calibrate(self, context: Context, examples: Any, outputs: Outputs) -> dict[str, float]:

@@ -131,7 +131,10 @@ def load_served_model(version: ModelVersion, data_dir: Path | None = None) -> Se
         served.solution = solution
         served.context = version.context(solution)
         request = solution.serving.request(served.context)
-        served.extra_fields, served.allow_missing = set(request.extra), set(request.optional)
+        # A request may name itself by any id column of the contract (an image's path, a transaction's
+        # id), served or not: the request log keeps it, and outcomes that arrive later join on it.
+        ids = {name for name, column in contract.columns.items() if column.role == "id" and not column.serving} if contract is not None else set()
+        served.extra_fields, served.allow_missing = set(request.extra) | ids, set(request.optional)
         if data_dir is not None:
             served.features = solution.serving.features(served.context, Path(data_dir))
     return served
