@@ -124,8 +124,23 @@ class FraudData(Data):
 
         config = context.config
         if config.columns.timestamp is not None:
-            return time_split(examples, config.columns.timestamp, config.valid_fraction, config.test_fraction)
-        return stratified_split(examples, config.columns.label, config.valid_fraction, config.test_fraction, config.seed)
+            splits = time_split(examples, config.columns.timestamp, config.valid_fraction, config.test_fraction)
+        else:
+            splits = stratified_split(examples, config.columns.label, config.valid_fraction, config.test_fraction, config.seed)
+        # A split with one class cannot rank anything (AUPRC is undefined): say so here, not as a
+        # "not finite" verdict of the gate after every candidate trained. Frauds come in bursts, so
+        # a small table's last weeks can hold none (20,000 generated rows at the default 0.2 %).
+        label = config.columns.label
+        for name, part in (("training", splits.train), ("validation", splits.valid), ("test", splits.test)):
+            positives = int(np.asarray(part[label], dtype=np.float64).sum())
+            if positives in (0, len(part)):
+                where = "the latest rows by time" if config.columns.timestamp is not None and name != "training" else "its share of the rows"
+                raise ValueError(
+                    f"The {name} split ({len(part):,} rows, {where}) holds {'no' if positives == 0 else 'only'} positive "
+                    f"{label!r} rows: no model can be judged on it. Use more data (for generated data: a larger size or "
+                    f"fraud_rate), or larger valid_fraction / test_fraction."
+                )
+        return splits
 
 
 class FraudModels(Models):
