@@ -71,7 +71,7 @@ def later_targets(logged: pd.DataFrame, interactions: pd.DataFrame, days: float,
         later[time_column] = later[time_column].dt.tz_convert("UTC").dt.tz_localize(None)
     joined = requests.merge(later, on="user_id", how="inner")
     joined = joined[(joined[time_column] > joined["start"]) & (joined[time_column] <= joined["start"] + pd.Timedelta(days=days))]
-    excluded = [set(text.split()) for text in logged["exclude"].fillna("").astype(str)] if "exclude" in logged.columns else None
+    excluded = _seen_lists(logged) if "exclude" in logged.columns else None
     if excluded is not None and len(joined):
         seen = np.array([item in excluded[request] for request, item in zip(joined["request"], joined["item_id"])], dtype=bool)
         joined = joined[~seen]
@@ -82,7 +82,7 @@ def later_targets(logged: pd.DataFrame, interactions: pd.DataFrame, days: float,
 
 
 def _seen_lists(examples: pd.DataFrame) -> list[set[str]]:
-    return [set(text.split()) for text in examples["exclude"]]
+    return [set(text.split()) for text in examples["exclude"].fillna("").astype(str)]
 
 
 class PopularityBaseline:
